@@ -1,0 +1,13 @@
+"""keras-kd: knowledge distillation for Keras 3 and tf_keras.
+
+The engine follows TensorFlow's convention: `TF_USE_LEGACY_KERAS=1` selects tf_keras
+(Keras 2, needed by TensorFlow Model Optimization); otherwise Keras 3 is used.
+"""
+
+from keras_kd import losses
+from keras_kd.backend import ENGINE, ENGINE_DESCRIPTION
+from keras_kd.distiller import Distiller
+
+__version__ = "0.1.0"
+
+__all__ = ["Distiller", "ENGINE", "ENGINE_DESCRIPTION", "losses", "__version__"]

@@ -1,0 +1,104 @@
+"""The one switch between the two Keras engines keras-kd runs on.
+
+TensorFlow's own convention decides: ``TF_USE_LEGACY_KERAS=1`` (or ``true``) means
+tf_keras (Keras 2), which TensorFlow Model Optimization needs; anything else means
+Keras 3. keras-kd reads that variable once, here, and never sets it. Library code
+imports ``keras`` and ``ops`` from this module, never ``tensorflow.keras``.
+"""
+
+import os
+
+LEGACY_ENV_VAR = "TF_USE_LEGACY_KERAS"
+
+
+def _legacy_requested():
+    # The same test TensorFlow applies in tensorflow/python/util/lazy_loader.py.
+    return os.environ.get(LEGACY_ENV_VAR, None) in ("true", "True", "1")
+
+
+IS_TF_KERAS = _legacy_requested()
+
+if IS_TF_KERAS:
+    import tf_keras as keras  # noqa: F401
+
+    from keras_kd.backend import tf_ops as ops  # noqa: F401
+
+    ENGINE = "tf_keras"
+    BACKEND = "tensorflow"
+else:
+    import keras  # noqa: F401
+    from keras import ops  # noqa: F401
+
+    ENGINE = "keras3"
+    BACKEND = keras.backend.backend()
+
+ENGINE_DESCRIPTION = (
+    f"tf_keras {keras.__version__} (Keras 2; {LEGACY_ENV_VAR}=1)"
+    if IS_TF_KERAS
+    else f"Keras {keras.__version__} ({BACKEND} backend)"
+)
+
+
+def is_tensorflow_backed():
+    """True when training steps run on TensorFlow (tf_keras, or Keras 3's TF backend)."""
+    return BACKEND == "tensorflow"
+
+
+def _engine_of(obj):
+    """'tf_keras', 'keras3' or None, read from where the object's class was defined."""
+    for cls in type(obj).__mro__:
+        root = cls.__module__.split(".")[0]
+        if root == "tf_keras":
+            return "tf_keras"
+        if root == "keras":
+            return "keras3"
+    return None
+
+
+def switch_hint(engine):
+    """How to make `engine` the active one."""
+    if engine == "tf_keras":
+        return f"set {LEGACY_ENV_VAR}=1 in the environment before Python starts"
+    return f"unset {LEGACY_ENV_VAR} (or set it to 0) before Python starts"
+
+
+def assert_model_of_engine(model, argument):
+    """Raise a TypeError naming `argument` unless `model` is a model of the active engine."""
+    if isinstance(model, keras.Model):
+        return
+    other = _engine_of(model)
+    if other is not None and other != ENGINE:
+        name = "tf_keras (Keras 2)" if other == "tf_keras" else "Keras 3"
+        raise TypeError(
+            f"`{argument}` is a {name} model, but the active engine is "
+            f"{ENGINE_DESCRIPTION}. Build it with the active engine, or "
+            f"{switch_hint(other)} to use that engine."
+        )
+    raise TypeError(
+        f"`{argument}` must be a Keras model of the active engine "
+        f"({ENGINE_DESCRIPTION}); received an object of type {type(model).__name__}."
+    )
+
+
+def assert_tf_keras(feature):
+    """Raise for a feature that needs the tf_keras engine (TF-MOT) when Keras 3 is active."""
+    if not IS_TF_KERAS:
+        raise RuntimeError(
+            f"{feature} needs the tf_keras (Keras 2) engine, because TensorFlow Model "
+            f"Optimization refuses Keras 3 models; the active engine is "
+            f"{ENGINE_DESCRIPTION}. {switch_hint('tf_keras').capitalize()}."
+        )
+
+
+def register_serializable(name):
+    """Register a class for (de)serialization under package 'keras_kd' on either engine."""
+    return keras.utils.register_keras_serializable(package="keras_kd", name=name)
+
+
+def is_graph_model(model):
+    """True for Sequential and functional models, whose layers and outputs can be read."""
+    if IS_TF_KERAS:
+        from tf_keras.src.engine.functional import Functional
+    else:
+        from keras.src.models.functional import Functional
+    return isinstance(model, (Functional, keras.Sequential))

@@ -1,0 +1,158 @@
+"""Distillation losses: pure functions, serializable classes, and `get` to resolve either.
+
+Every loss here takes the teacher's output as `y_true` and the student's as `y_pred`.
+`get` is what the Distiller uses for `distillation_loss_fn`; it maps Keras's
+`KLDivergence` (instance, function or name) to the stable Hinton loss, and wraps any
+other Keras probability loss in `SoftTargetLoss`, as the Keras example would.
+"""
+
+from keras_kd.backend import keras
+from keras_kd.losses.base import DistillationLoss, validate_temperature
+from keras_kd.losses.kd_loss import KDLoss, kd_loss
+from keras_kd.losses.logits_crossentropy import LogitsCrossentropy
+from keras_kd.losses.soft_target_loss import SoftTargetLoss
+
+# Names a user may give for each distillation loss class.
+_ALIASES = {
+    "kd": KDLoss,
+    "hinton": KDLoss,
+    "kd_loss": KDLoss,
+    "KDLoss": KDLoss,
+    "kl_divergence": KDLoss,
+    "kld": KDLoss,
+    "kl": KDLoss,
+    "kullback_leibler_divergence": KDLoss,
+    "KLDivergence": KDLoss,
+}
+
+_CLASSES = {cls.__name__: cls for cls in (KDLoss, SoftTargetLoss)}
+
+
+def known_names():
+    """The distillation-loss names `get` accepts, sorted."""
+    return sorted(_ALIASES)
+
+
+def _is_kl_divergence(loss):
+    kl_classes = (keras.losses.KLDivergence,)
+    if isinstance(loss, kl_classes):
+        return True
+    return getattr(loss, "__name__", None) in ("kl_divergence", "kld", "kullback_leibler_divergence")
+
+
+def _reduction_of(loss):
+    reduction = getattr(loss, "reduction", None)
+    return reduction if reduction not in (None, "auto") else "sum_over_batch_size"
+
+
+def get(identifier):
+    """Resolve a distillation loss from a name, a config dict, a callable or an instance.
+
+    Args:
+        identifier: `None` (Hinton KD), a name (see `known_names()`, or any Keras loss
+            name, applied to soft targets), a dict from `serialize`, a `DistillationLoss`,
+            a Keras loss instance or a loss function.
+
+    Returns:
+        A `DistillationLoss`.
+
+    Raises:
+        ValueError: for a name or object that is no loss; the message lists known names.
+    """
+    if identifier is None:
+        return KDLoss()
+    if isinstance(identifier, DistillationLoss):
+        return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        if identifier in _ALIASES:
+            return _ALIASES[identifier]()
+        try:
+            keras_loss = keras.losses.get(identifier)
+        except (ValueError, TypeError):
+            keras_loss = None
+        if keras_loss is None:
+            raise ValueError(
+                f"Could not interpret distillation loss identifier: {identifier!r}. "
+                f"Known distillation losses: {', '.join(known_names())}; any Keras loss name "
+                "(applied to temperature-softened probabilities) also works."
+            )
+        identifier = keras_loss
+    if _is_kl_divergence(identifier):
+        return KDLoss(reduction=_reduction_of(identifier))
+    if callable(identifier):
+        return SoftTargetLoss(identifier, reduction=_reduction_of(identifier))
+    raise ValueError(
+        f"Could not interpret distillation loss identifier: {identifier!r}. Pass a name "
+        f"({', '.join(known_names())}), a Keras loss, or a callable."
+    )
+
+
+_LOGITS_CROSSENTROPY_NAMES = {
+    "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+    "categorical_crossentropy": "CategoricalCrossentropy",
+    "binary_crossentropy": "BinaryCrossentropy",
+}
+
+
+def get_student_loss(identifier):
+    """Resolve the student's loss on labels; the student outputs logits, so say so.
+
+    `None` gives `LogitsCrossentropy` (sparse or one-hot labels). A cross-entropy name
+    gives the Keras class with `from_logits=True`. A Keras loss built with
+    `from_logits=False` is refused: it would read the student's logits as probabilities.
+    """
+    if identifier is None:
+        return LogitsCrossentropy()
+    if isinstance(identifier, str) and identifier in _LOGITS_CROSSENTROPY_NAMES:
+        return getattr(keras.losses, _LOGITS_CROSSENTROPY_NAMES[identifier])(from_logits=True)
+    if isinstance(identifier, (str, dict)):
+        identifier = keras.losses.get(identifier)
+    if not callable(identifier):
+        raise ValueError(
+            f"`student_loss_fn` must be a Keras loss, a loss name or a callable; "
+            f"received {identifier!r}."
+        )
+    config = identifier.get_config() if hasattr(identifier, "get_config") else {}
+    if config.get("from_logits") is False:
+        raise ValueError(
+            f"`student_loss_fn` ({type(identifier).__name__}) has from_logits=False, but "
+            "the Distiller gives it the student's logits. Pass "
+            f"keras.losses.{type(identifier).__name__}(from_logits=True)."
+        )
+    return identifier
+
+
+def serialize(loss):
+    """A JSON-able config of a distillation loss."""
+    return keras.saving.serialize_keras_object(loss)
+
+
+def deserialize(config):
+    """The distillation loss described by `config` (from `serialize`)."""
+    class_name = config.get("class_name", "")
+    short = class_name.split(">")[-1]
+    custom = {name: cls for name, cls in _CLASSES.items()}
+    custom.update({f"keras_kd>{name}": cls for name, cls in _CLASSES.items()})
+    if short not in _CLASSES and class_name not in custom:
+        raise ValueError(
+            f"Could not interpret distillation loss config of class {class_name!r}; "
+            f"known classes: {', '.join(sorted(_CLASSES))}."
+        )
+    return keras.saving.deserialize_keras_object(config, custom_objects=custom)
+
+
+__all__ = [
+    "DistillationLoss",
+    "KDLoss",
+    "LogitsCrossentropy",
+    "SoftTargetLoss",
+    "deserialize",
+    "get",
+    "get_student_loss",
+    "kd_loss",
+    "known_names",
+    "serialize",
+    "validate_temperature",
+]

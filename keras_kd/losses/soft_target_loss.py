@@ -1,0 +1,52 @@
+"""Any Keras probability loss applied to temperature-softened outputs, as Keras's example does."""
+
+from keras_kd.backend import keras, ops, register_serializable
+from keras_kd.losses.base import DistillationLoss
+
+
+@register_serializable("SoftTargetLoss")
+class SoftTargetLoss(DistillationLoss):
+    """T^2 * loss(softmax(teacher_logits / T), softmax(student_logits / T)).
+
+    This is what the Keras distillation example computes with the loss it is given; it
+    lets a user keep a probability loss of their choice (e.g. `"mse"` on soft targets).
+
+    Args:
+        loss: a Keras loss on probabilities (instance, function or name).
+        temperature: the softening temperature, `None` for the Distiller's.
+    """
+
+    def __init__(self, loss, temperature=None, reduction="sum_over_batch_size", name=None, **kwargs):
+        if isinstance(loss, (str, dict)):
+            loss = keras.losses.get(loss)
+        if not callable(loss):
+            raise TypeError(f"`loss` must be a Keras loss or a callable; received {loss!r}.")
+        self.loss = loss
+        inner_name = getattr(loss, "name", None) or getattr(loss, "__name__", "loss")
+        super().__init__(
+            temperature=temperature,
+            reduction=reduction,
+            name=name or f"soft_target_{inner_name}",
+            **kwargs,
+        )
+
+    def call(self, y_true, y_pred):
+        temperature = self.effective_temperature
+        y_pred = ops.convert_to_tensor(y_pred)
+        y_true = ops.cast(y_true, y_pred.dtype)
+        teacher_probs = ops.softmax(y_true / temperature, axis=-1)
+        student_probs = ops.softmax(y_pred / temperature, axis=-1)
+        # A Loss instance's `call` returns unreduced values; a plain function does too.
+        unreduced = getattr(self.loss, "call", self.loss)
+        return unreduced(teacher_probs, student_probs) * (temperature**2)
+
+    def get_config(self):
+        config = super().get_config()
+        config["loss"] = keras.losses.serialize(self.loss)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["loss"] = keras.losses.deserialize(config["loss"])
+        return cls(**config)

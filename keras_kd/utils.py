@@ -1,0 +1,42 @@
+"""Model surgery and measurement helpers shared by the Distiller, the CLI and benchmarks."""
+
+import numpy as np
+
+from keras_kd.backend import is_graph_model, keras
+
+
+def strip_output_activation(model):
+    """A copy of `model` that outputs logits: its final softmax/sigmoid removed, weights kept.
+
+    Works for Sequential and functional models whose output layer either has an
+    `activation` (e.g. `Dense(10, activation="softmax")`) or is a `Softmax`/`Activation`
+    layer. Useful for a trained teacher that was built to output probabilities.
+
+    Raises:
+        TypeError: for a subclassed model, whose output layer cannot be read.
+    """
+    if not is_graph_model(model):
+        raise TypeError(
+            "strip_output_activation needs a Sequential or functional model; for a "
+            f"subclassed model ({type(model).__name__}) return logits from its `call`."
+        )
+    last = model.layers[-1]
+    if isinstance(last, (keras.layers.Softmax, keras.layers.Activation)):
+        stripped = keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
+        return stripped
+    config = model.get_config()
+    layer_configs = config["layers"]
+    layer_configs[-1]["config"]["activation"] = "linear"
+    clone = model.__class__.from_config(config)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def count_params(model):
+    """Number of weights in `model`, trainable and not."""
+    return int(sum(np.prod(w.shape) for w in model.weights))
+
+
+def count_nonzero_params(model):
+    """Number of weights in `model` that are not exactly zero (after pruning, say)."""
+    return int(sum(np.count_nonzero(np.asarray(w.numpy())) for w in model.weights))

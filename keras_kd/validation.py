@@ -1,0 +1,107 @@
+"""Checks that turn bad input into a clear error before any training starts."""
+
+import numpy as np
+
+from keras_kd.backend import is_graph_model, keras
+
+_PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid", "log_softmax")
+
+
+def validate_alpha(alpha):
+    """Return `alpha` as a float, or raise a ValueError unless 0 <= alpha <= 1."""
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"`alpha` must be a number in [0, 1]; received {alpha!r}.") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"`alpha` must lie in [0, 1] (it weighs the student loss, 1 - alpha the "
+            f"distillation loss); received {alpha!r}."
+        )
+    return value
+
+
+def _activation_name(layer):
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return None
+    return getattr(activation, "__name__", None) or getattr(activation, "name", None)
+
+
+def _output_layer(model):
+    # Functional and Sequential models list their output layer last.
+    if is_graph_model(model) and model.layers:
+        return model.layers[-1]
+    return None
+
+
+def check_outputs_are_logits(model, argument):
+    """Raise a ValueError if `model` visibly ends in softmax or sigmoid (probabilities)."""
+    layer = _output_layer(model)
+    if layer is None:
+        return
+    name = _activation_name(layer)
+    if name in _PROBABILITY_ACTIVATIONS:
+        raise ValueError(
+            f"`{argument}`'s output layer {layer.name!r} applies {name}, so the model outputs "
+            "probabilities; distillation softens logits with the temperature. Rebuild it "
+            f"with activation=None on {layer.name!r} (the weights stay valid: "
+            "`keras_kd.utils.strip_output_activation(model)` does it), and use "
+            "from_logits=True in losses."
+        )
+
+
+def _output_shape(model):
+    try:
+        shape = model.output_shape
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    if isinstance(shape, list):
+        return None
+    return tuple(shape) if shape is not None else None
+
+
+def check_outputs_compatible(teacher, student):
+    """Raise a ValueError if teacher and student output shapes visibly differ."""
+    teacher_shape, student_shape = _output_shape(teacher), _output_shape(student)
+    if teacher_shape is None or student_shape is None:
+        return
+    if teacher_shape[1:] != student_shape[1:]:
+        raise ValueError(
+            f"The teacher's output shape {teacher_shape} differs from the student's "
+            f"{student_shape}: the distillation loss compares them class by class. Give the "
+            "student the teacher's number of classes."
+        )
+
+
+def _cardinality(data):
+    try:
+        import tensorflow as tf
+    except ImportError:  # pragma: no cover - Keras 3 without TensorFlow
+        return None
+    if isinstance(data, tf.data.Dataset):
+        value = int(data.cardinality())
+        return None if value < 0 else value
+    return None
+
+
+def check_not_empty(data, argument):
+    """Raise a ValueError if `data` is an array or dataset with no samples."""
+    if data is None:
+        return
+    if isinstance(data, (tuple, list)) and data and not hasattr(data, "shape"):
+        return check_not_empty(data[0], argument)
+    if isinstance(data, dict):
+        for value in data.values():
+            check_not_empty(value, argument)
+        return
+    count = _cardinality(data)
+    if count is None and hasattr(data, "shape") and getattr(data, "ndim", 1) > 0:
+        count = int(np.shape(data)[0])
+    if count == 0:
+        raise ValueError(
+            f"`{argument}` holds no samples, so there is nothing to train or evaluate on. "
+            "Check the data loading and any filtering, split or `take()` applied to it."
+        )

@@ -1,0 +1,1 @@
+"""The `keras-kd` command line: one entry point, a module per subcommand."""

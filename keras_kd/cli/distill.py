@@ -1,0 +1,53 @@
+"""`keras-kd distill`: the main job on the embedded default (digits) or Fashion-MNIST.
+
+Trains a teacher (or loads `--teacher`), the student from labels alone and the student by
+distillation, prints the table and writes `report.json`, `report.md`, `report.png` and the
+three `.keras` models into `--output_dir`, all at once at the end.
+"""
+
+import sys
+
+from absl import flags
+
+from keras_kd.cli.flags_util import parse
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_enum("dataset", "digits", ["digits", "fashion_mnist"], "Data set.", flag_values=FLAGS)
+flags.DEFINE_string("data_dir", None, "Folder with the data set's files (Fashion-MNIST).", flag_values=FLAGS)
+flags.DEFINE_string("output_dir", "runs/distill", "Where the report and models go.", flag_values=FLAGS)
+flags.DEFINE_string("teacher", None, "A saved teacher to use instead of training one.", flag_values=FLAGS)
+flags.DEFINE_integer("teacher_epochs", 40, "Epochs to train the teacher.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("student_epochs", 60, "Epochs to train each student.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0.0, flag_values=FLAGS)
+flags.DEFINE_float("alpha", 0.1, "Weight of the label loss (1 - alpha: distillation).",
+                   lower_bound=0.0, upper_bound=1.0, flag_values=FLAGS)
+flags.DEFINE_float("temperature", 4.0, "Distillation temperature T > 0.", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
+flags.DEFINE_integer("verbose", None, "Keras verbosity: 0 quiet, 1 progress bar, 2 a line an "
+                     "epoch (default: 1 on a terminal, else 2).", flag_values=FLAGS)
+
+
+def run(argv):
+    if not parse(FLAGS, argv):
+        return 2
+    from keras_kd.experiment import DistillConfig, run_distill
+    from keras_kd.report import format_table, staged_output_dir, write_report
+
+    verbose = FLAGS.verbose if FLAGS.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    config = DistillConfig(
+        dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, teacher_path=FLAGS.teacher,
+        teacher_epochs=FLAGS.teacher_epochs, student_epochs=FLAGS.student_epochs,
+        batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate, alpha=FLAGS.alpha,
+        temperature=FLAGS.temperature, seed=FLAGS.seed, verbose=verbose,
+    )
+    try:
+        config.validate()
+    except ValueError as error:
+        print(f"keras-kd distill: {error}", file=sys.stderr)
+        return 2
+    with staged_output_dir(FLAGS.output_dir) as staging:
+        rows, metadata = run_distill(config, staging)
+        write_report(staging, config.dataset, rows, metadata)
+    print(f"\n{format_table(rows)}\n\nReport and models written to {FLAGS.output_dir}")
+    return 0

@@ -1,0 +1,21 @@
+"""Data sets for examples, tests and benchmarks; nothing is downloaded when a local copy exists.
+
+Each loader returns `(x_train, y_train), (x_test, y_test)` as NumPy arrays: images as
+float32 in [0, 1] with a channel axis, labels as int64 class indices.
+"""
+
+from keras_kd.datasets import digits, fashion_mnist
+
+LOADERS = {"digits": digits.load_data, "fashion_mnist": fashion_mnist.load_data}
+
+
+def load(name, **kwargs):
+    """Load the data set called `name` (see `LOADERS`); keyword arguments go to its loader."""
+    if name not in LOADERS:
+        raise ValueError(
+            f"Unknown dataset {name!r}; known datasets: {', '.join(sorted(LOADERS))}."
+        )
+    return LOADERS[name](**kwargs)
+
+
+__all__ = ["LOADERS", "digits", "fashion_mnist", "load"]

@@ -1,0 +1,32 @@
+"""The teacher/student pairs the CLI, examples and benchmarks use for each data set."""
+
+from keras_kd.models.cnn import build_cnn
+from keras_kd.models.mlp import build_mlp
+
+# Each preset: builder and keyword arguments for the teacher and for the student.
+PRESETS = {
+    "digits": {
+        "teacher": (build_mlp, {"hidden_units": (512, 256), "dropout": 0.3}),
+        "student": (build_mlp, {"hidden_units": (16,)}),
+    },
+    "fashion_mnist": {
+        "teacher": (build_cnn, {"filters": (64, 128), "dense_units": 256, "dropout": 0.3}),
+        "student": (build_cnn, {"filters": (16, 32), "dense_units": 32}),
+    },
+}
+
+
+def build_model(dataset, role, input_shape, num_classes, name=None):
+    """A fresh model of the preset for `dataset`; `role` is "teacher" or "student"."""
+    if dataset not in PRESETS:
+        raise ValueError(f"No model preset for {dataset!r}; presets: {', '.join(sorted(PRESETS))}.")
+    builder, kwargs = PRESETS[dataset][role]
+    return builder(input_shape, num_classes, name=name or role, **kwargs)
+
+
+def build_pair(dataset, input_shape, num_classes):
+    """A fresh `(teacher, student)` pair of the preset for `dataset`."""
+    return (
+        build_model(dataset, "teacher", input_shape, num_classes),
+        build_model(dataset, "student", input_shape, num_classes),
+    )

@@ -1,0 +1,66 @@
+"""Accuracy, saved size and CPU latency of a Keras model, measured the same way for every row."""
+
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+from keras_kd.backend import is_tensorflow_backed, keras
+
+
+def accuracy(model, x, y, batch_size=256):
+    """Top-1 accuracy of `model`'s logits against integer labels `y`."""
+    # Direct calls rather than `predict`, which retraces (and warns) for every new model.
+    logits = np.concatenate(
+        [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    )
+    return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y).reshape(-1)))
+
+
+def deployable_copy(model):
+    """An uncompiled copy of `model` with its weights: what ships, without optimizer state."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def model_file_size(model, path=None):
+    """Bytes of `model`'s weights and architecture in the native `.keras` format, no optimizer.
+
+    Saved to `path` when given, else to a temporary file.
+    """
+    model = deployable_copy(model)
+    if path is not None:
+        model.save(path)
+        return os.path.getsize(path)
+    with tempfile.TemporaryDirectory() as folder:
+        target = os.path.join(folder, "model.keras")
+        model.save(target)
+        return os.path.getsize(target)
+
+
+def latency_ms(model, example, runs=50, warmup=5):
+    """Median milliseconds of one inference call at the batch size of `example` on this CPU.
+
+    The call is traced once (a `tf.function` on TensorFlow) so that the figure is the
+    model's compute, not Python dispatch; warm-up calls are excluded.
+    """
+    example = np.asarray(example)
+    if is_tensorflow_backed():
+        import tensorflow as tf
+
+        forward = tf.function(lambda inputs: model(inputs, training=False))
+        inputs = tf.constant(example)
+    else:
+        forward = lambda inputs: model(inputs, training=False)  # noqa: E731
+        inputs = example
+    for _ in range(warmup):
+        np.asarray(forward(inputs))
+    timings = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        np.asarray(forward(inputs))
+        timings.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(timings)

@@ -1,0 +1,48 @@
+"""Write a run's outputs to a hidden staging folder and move them in only when all are done."""
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+
+
+@contextlib.contextmanager
+def _sigterm_as_exception():
+    # A terminated run must still clean up; SIGTERM's default would skip `finally`.
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def staged_output_dir(output_dir):
+    """Yield a staging folder; on success move its files into `output_dir`, else delete it.
+
+    An interrupted or failed run (exception, Ctrl-C, SIGTERM) leaves `output_dir` as it
+    was: no half-written report or model. Each file is moved with `os.replace`, which is
+    atomic on one file system, so a reader never sees a partial file.
+    """
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"`output_dir` {output_dir!r} exists and is not a folder.")
+    os.makedirs(output_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".partial-", dir=output_dir)
+    try:
+        with _sigterm_as_exception():
+            yield staging
+            for name in sorted(os.listdir(staging)):
+                target = os.path.join(output_dir, name)
+                if os.path.isdir(target) and not os.path.islink(target):
+                    shutil.rmtree(target)
+                os.replace(os.path.join(staging, name), target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,69 @@
+"""The run report: a table on the terminal, and `report.json`, `report.md`, `report.png`."""
+
+import dataclasses
+import json
+import os
+
+MEGABYTE = 1e6
+
+
+@dataclasses.dataclass
+class ModelRow:
+    """One model's measurements; `name` is e.g. "teacher", "student_scratch", "student_kd"."""
+
+    name: str
+    params: int
+    size_bytes: int
+    accuracy: float
+    latency_ms: float
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+def format_table(rows):
+    """A Markdown table of the rows, as printed by the CLI and written to `report.md`."""
+    header = "| model | parameters | size (MB) | test accuracy (%) | CPU latency (ms/example) |"
+    lines = [header, "|---|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(
+            f"| {row.name} | {row.params:,} | {row.size_bytes / MEGABYTE:.3f} | "
+            f"{100 * row.accuracy:.2f} | {row.latency_ms:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def _plot(rows, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for row in rows:
+        axes.scatter(row.size_bytes / MEGABYTE, 100 * row.accuracy, s=60)
+        axes.annotate(row.name, (row.size_bytes / MEGABYTE, 100 * row.accuracy),
+                      textcoords="offset points", xytext=(6, 4))
+    axes.set_xscale("log")
+    axes.set_xlabel("saved model size (MB, log scale)")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_report(folder, dataset, rows, metadata=None):
+    """Write `report.json`, `report.md` and `report.png` for `rows` into `folder`.
+
+    `report.json` holds `{"dataset": ..., "models": [row, ...], "metadata": {...}}`.
+    """
+    metadata = dict(metadata or {})
+    payload = {"dataset": dataset, "models": [row.as_dict() for row in rows], "metadata": metadata}
+    with open(os.path.join(folder, "report.json"), "w") as handle:
+        json.dump(payload, handle, indent=2)
+    details = "\n".join(f"- {key}: {value}" for key, value in metadata.items())
+    with open(os.path.join(folder, "report.md"), "w") as handle:
+        handle.write(f"# keras-kd report: {dataset}\n\n{format_table(rows)}\n\n{details}\n")
+    _plot(rows, os.path.join(folder, "report.png"), f"{dataset}: accuracy against size")

@@ -4,10 +4,21 @@ The engine follows TensorFlow's convention: `TF_USE_LEGACY_KERAS=1` selects tf_k
 (Keras 2, needed by TensorFlow Model Optimization); otherwise Keras 3 is used.
 """
 
-from keras_kd import losses
+from keras_kd import datasets, losses, models, utils
 from keras_kd.backend import ENGINE, ENGINE_DESCRIPTION
 from keras_kd.distiller import Distiller
+from keras_kd.saving import load_distiller
 
 __version__ = "0.1.0"
 
-__all__ = ["Distiller", "ENGINE", "ENGINE_DESCRIPTION", "losses", "__version__"]
+__all__ = [
+    "Distiller",
+    "ENGINE",
+    "ENGINE_DESCRIPTION",
+    "__version__",
+    "datasets",
+    "load_distiller",
+    "losses",
+    "models",
+    "utils",
+]

@@ -176,7 +176,7 @@ class Distiller(keras.Model):
         variables = self.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return self._metrics_result(x, y, y_pred, sample_weight)
 
     def test_step(self, *args, **kwargs):
         """Evaluation reports the same terms as training: total, student and distillation loss."""
@@ -189,7 +189,16 @@ class Distiller(keras.Model):
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
         )
         self._track_total_loss(loss, y_pred)
+        return self._metrics_result(x, y, y_pred, sample_weight)
+
+    def _metrics_result(self, x, y, y_pred, sample_weight):
+        if y is None:  # Distilling unlabelled data: only the loss terms are defined.
+            return {m.name: m.result() for m in self._loss_metrics()}
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def _loss_metrics(self):
+        total = self._total_loss_tracker if IS_TF_KERAS else self._loss_tracker
+        return [total, self.student_loss_tracker, self.distillation_loss_tracker]
 
     def _track_total_loss(self, loss, y_pred):
         batch_size = tf.shape(y_pred)[0]
@@ -216,6 +225,11 @@ class Distiller(keras.Model):
             # Put the total first, where Keras puts `loss`.
             metrics.remove(self._total_loss_tracker)
             metrics.insert(0, self._total_loss_tracker)
+        else:
+            # Unlabelled data (alpha=0) never builds the label metrics; leave them out.
+            compile_metrics = getattr(self, "_compile_metrics", None)
+            if compile_metrics is not None and not compile_metrics.built:
+                metrics = [m for m in metrics if m is not compile_metrics]
         return metrics
 
     # Guards against data that would train on nothing ------------------------------------
@@ -245,8 +259,8 @@ class Distiller(keras.Model):
         config = super().get_config()
         config.update(
             {
-                "student": keras.layers.serialize(self.student),
-                "teacher": keras.layers.serialize(self.teacher),
+                "student": _without_compile_config(keras.layers.serialize(self.student)),
+                "teacher": _without_compile_config(keras.layers.serialize(self.teacher)),
             }
         )
         if IS_TF_KERAS and self.distillation_loss_fn is not None:
@@ -310,3 +324,10 @@ def _map_nested(function, value):
     if isinstance(value, (list, tuple)):
         return [_map_nested(function, item) for item in value]
     return function(value)
+
+
+def _without_compile_config(config):
+    """The models' own training setups are not the Distiller's: do not restore them."""
+    config = dict(config)
+    config.pop("compile_config", None)
+    return config

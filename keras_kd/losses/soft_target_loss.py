@@ -42,7 +42,10 @@ class SoftTargetLoss(DistillationLoss):
 
     def get_config(self):
         config = super().get_config()
-        config["loss"] = keras.losses.serialize(self.loss)
+        if isinstance(self.loss, keras.losses.Loss):
+            config["loss"] = keras.losses.serialize(self.loss)
+        else:  # a loss function, such as keras.losses.mean_squared_error, by its name
+            config["loss"] = self.loss.__name__
         return config
 
     @classmethod

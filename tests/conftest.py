@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny data and models, built with the active engine."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_kd.backend import ENGINE, keras  # noqa: E402
+
+NUM_FEATURES = 8
+NUM_CLASSES = 3
+
+
+def pytest_report_header(config):
+    from keras_kd.backend import ENGINE_DESCRIPTION
+
+    return f"keras-kd engine: {ENGINE_DESCRIPTION}"
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(1234)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, NUM_FEATURES)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0.5).astype("int64")
+    return x, y
+
+
+def make_mlp(hidden=16, classes=NUM_CLASSES, name=None, dropout=0.0, batch_norm=False, final_activation=None):
+    layers = [keras.Input((NUM_FEATURES,)), keras.layers.Dense(hidden, activation="relu")]
+    if batch_norm:
+        layers.append(keras.layers.BatchNormalization())
+    if dropout:
+        layers.append(keras.layers.Dropout(dropout))
+    layers.append(keras.layers.Dense(classes, activation=final_activation))
+    return keras.Sequential(layers, name=name)
+
+
+@pytest.fixture
+def teacher(data):
+    x, y = data
+    model = make_mlp(32, name="teacher", dropout=0.5, batch_norm=True)
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    model.fit(x, y, epochs=3, verbose=0)
+    return model
+
+
+@pytest.fixture
+def student():
+    return make_mlp(4, name="student")
+
+
+def weights_of(model):
+    return [np.array(w) for w in model.get_weights()]
+
+
+def engine():
+    return ENGINE

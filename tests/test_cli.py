@@ -1,0 +1,93 @@
+"""`keras-kd distill` end to end on digits, its errors, and what an interrupted run leaves."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from keras_kd.report import staged_output_dir
+
+QUICK = ["--teacher_epochs=3", "--student_epochs=2", "--verbose=0"]
+
+
+def run_cli(*args, timeout=600):
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    return subprocess.run([sys.executable, "-m", "keras_kd.cli.main", *args],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_distill_on_digits_writes_the_report(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("distill", f"--output_dir={out}", *QUICK)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| student_kd |" in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["dataset"] == "digits"
+    names = [row["name"] for row in report["models"]]
+    assert names == ["teacher", "student_scratch", "student_kd"]
+    for row in report["models"]:
+        assert set(row) == {"name", "params", "size_bytes", "accuracy", "latency_ms"}
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["latency_ms"] > 0
+        assert row["size_bytes"] == os.path.getsize(out / f"{row['name']}.keras")
+    rows = {row["name"]: row for row in report["models"]}
+    assert rows["student_kd"]["params"] == rows["student_scratch"]["params"] < rows["teacher"]["params"]
+    assert (out / "report.md").read_text().count("|") > 20
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+    assert not [name for name in os.listdir(out) if name.startswith(".partial")]
+
+    # The saved teacher is reused with --teacher.
+    again = run_cli("distill", f"--output_dir={tmp_path / 'again'}", f"--teacher={out / 'teacher.keras'}", *QUICK)
+    assert again.returncode == 0, again.stderr[-3000:]
+    reused = json.loads((tmp_path / "again" / "report.json").read_text())
+    assert reused["models"][0]["accuracy"] == pytest.approx(rows["teacher"]["accuracy"])
+
+
+def test_unknown_dataset_is_refused_before_training(tmp_path):
+    result = run_cli("distill", "--dataset=imagenet", f"--output_dir={tmp_path / 'x'}", timeout=120)
+    assert result.returncode == 2
+    assert "dataset" in result.stderr and "digits" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_subcommand():
+    result = run_cli("distil", timeout=120)
+    assert result.returncode == 2 and "distill" in result.stderr
+
+
+def test_interrupted_run_leaves_nothing(tmp_path):
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_kd.cli.main", "distill", f"--output_dir={out}",
+         "--teacher_epochs=500", "--verbose=2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.time() + 300
+    for line in process.stdout:
+        if line.startswith("Epoch 2/") or time.time() > deadline:
+            break
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=120)
+    assert process.returncode != 0
+    assert os.listdir(out) == []
+
+
+def test_staged_output_dir_keeps_old_files_on_failure(tmp_path):
+    (tmp_path / "report.json").write_text("old")
+    with pytest.raises(RuntimeError):
+        with staged_output_dir(str(tmp_path)) as staging:
+            open(os.path.join(staging, "report.json"), "w").write("half")
+            raise RuntimeError("boom")
+    assert sorted(os.listdir(tmp_path)) == ["report.json"]
+    assert (tmp_path / "report.json").read_text() == "old"
+
+
+def test_output_dir_that_is_a_file(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        with staged_output_dir(str(target)):
+            pass

@@ -1,0 +1,75 @@
+"""Round trips: the distiller and the student alone, loaded and checked for the same outputs."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras_kd
+from keras_kd.backend import IS_TF_KERAS, keras
+from keras_kd.saving import load_distiller
+from tests.conftest import make_mlp
+
+FORMATS = ["model.keras"] + (["saved_model"] if IS_TF_KERAS else [])
+
+
+def trained_distiller(data, teacher):
+    x, y = data
+    distiller = keras_kd.Distiller(student=make_mlp(4, name="student"), teacher=teacher)
+    distiller.compile(optimizer=keras.optimizers.Adam(0.01), metrics=["accuracy"],
+                      distillation_loss_fn="mse", alpha=0.25, temperature=5.0)
+    distiller.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    return distiller
+
+
+def test_config_round_trip(teacher, student):
+    distiller = keras_kd.Distiller(student=student, teacher=teacher)
+    clone = keras_kd.Distiller.from_config(distiller.get_config())
+    assert [l.__class__ for l in clone.student.layers] == [l.__class__ for l in student.layers]
+    assert clone.teacher.count_params() == teacher.count_params()
+    assert clone.teacher.trainable is False
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_distiller_round_trip_resumes_identically(tmp_path, data, teacher, name):
+    x, y = data
+    distiller = trained_distiller(data, teacher)
+    path = str(tmp_path / name)
+    distiller.save(path)
+    loaded = load_distiller(path)
+    assert isinstance(loaded, keras_kd.Distiller)
+    assert (loaded.alpha, loaded.temperature) == (0.25, 5.0)
+    assert isinstance(loaded.distillation_loss_fn, keras_kd.losses.SoftTargetLoss)
+    np.testing.assert_array_equal(distiller.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    # Training resumes where it stopped: optimizer state included, same weights after.
+    for model in (distiller, loaded):
+        model.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    np.testing.assert_allclose(distiller.predict(x, verbose=0), loaded.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-6)
+    results = [m.evaluate(x, y, verbose=0, return_dict=True) for m in (distiller, loaded)]
+    assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-6)
+
+
+def test_student_saved_alone_loads_in_another_process(tmp_path, data, teacher):
+    x, _ = data
+    distiller = trained_distiller(data, teacher)
+    path = str(tmp_path / "student.keras")
+    distiller.student.save(path)
+    np.save(tmp_path / "x.npy", x)
+    script = (
+        "import sys, numpy as np\n"
+        "from keras_kd.backend import keras\n"
+        "model = keras.models.load_model(sys.argv[1])\n"
+        "np.save(sys.argv[3], np.asarray(model(np.load(sys.argv[2]), training=False)))\n"
+        "print(len(model.layers))\n"
+    )
+    out = tmp_path / "out.npy"
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    result = subprocess.run([sys.executable, "-c", script, path, str(tmp_path / "x.npy"), str(out)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_allclose(np.load(out), distiller.student.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
+    # The student's file holds no teacher: far fewer weights than the distiller.
+    assert keras.models.load_model(path).count_params() == distiller.student.count_params()

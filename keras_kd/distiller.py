@@ -11,8 +11,8 @@ from keras_kd.backend import (
 )
 from keras_kd.validation import (
     check_not_empty,
-    check_outputs_compatible,
     check_outputs_are_logits,
+    check_outputs_compatible,
     validate_alpha,
 )
 

@@ -91,3 +91,16 @@ def test_output_dir_that_is_a_file(tmp_path):
     with pytest.raises(ValueError, match="not a folder"):
         with staged_output_dir(str(target)):
             pass
+
+
+def test_saved_size_excludes_optimizer_state(tmp_path):
+    import numpy as np
+
+    from keras_kd import models
+    from keras_kd.report import model_file_size
+
+    fresh = models.build_model("digits", "student", (8, 8, 1), 10)
+    trained = models.build_model("digits", "student", (8, 8, 1), 10)
+    trained.compile(optimizer="adam", loss="mse")
+    trained.fit(np.zeros((4, 8, 8, 1)), np.zeros((4, 10)), verbose=0)
+    assert abs(model_file_size(trained) - model_file_size(fresh)) < 64

@@ -18,7 +18,7 @@ from absl import app, flags
 
 import keras_kd
 from keras_kd.backend import keras
-from keras_kd.report import accuracy, format_table, latency_ms, model_file_size, ModelRow
+from keras_kd.report import ModelRow, accuracy, format_table, latency_ms, model_file_size
 from keras_kd.utils import count_params
 
 FLAGS = flags.FLAGS

@@ -4,10 +4,12 @@ The engine follows TensorFlow's convention: `TF_USE_LEGACY_KERAS=1` selects tf_k
 (Keras 2, needed by TensorFlow Model Optimization); otherwise Keras 3 is used.
 """
 
-from keras_kd import datasets, losses, models, utils
+from keras_kd import callbacks, datasets, losses, models, schedules, utils
 from keras_kd.backend import ENGINE, ENGINE_DESCRIPTION
 from keras_kd.distiller import Distiller
+from keras_kd.feature_distillation import FeatureDistillation
 from keras_kd.saving import load_distiller
+from keras_kd.teacher_cache import TeacherCache
 
 __version__ = "0.1.0"
 
@@ -15,7 +17,11 @@ __all__ = [
     "Distiller",
     "ENGINE",
     "ENGINE_DESCRIPTION",
+    "FeatureDistillation",
+    "TeacherCache",
     "__version__",
+    "callbacks",
+    "schedules",
     "datasets",
     "load_distiller",
     "losses",

@@ -32,6 +32,16 @@ def strip_output_activation(model):
     return clone
 
 
+def snapshot(model, name=None):
+    """A frozen copy of `model` with its current weights: a teacher for self-distillation."""
+    copy = type(model).from_config(model.get_config()) if is_graph_model(model) else keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    copy.trainable = False
+    if name:
+        copy._name = name
+    return copy
+
+
 def count_params(model):
     """Number of weights in `model`, trainable and not."""
     return int(sum(np.prod(w.shape) for w in model.weights))

@@ -24,3 +24,96 @@ def kd_gradient(teacher_logits, student_logits, temperature):
     p_s = softmax(np.asarray(student_logits, np.float64) / temperature, axis=-1)
     p_t = softmax(np.asarray(teacher_logits, np.float64) / temperature, axis=-1)
     return temperature * (p_s - p_t) / batch
+
+
+def _softmax64(z):
+    return softmax(np.asarray(z, np.float64), axis=-1)
+
+
+def dkd(teacher_logits, student_logits, labels, alpha, beta, temperature):
+    """Zhao et al. 2022, eq. (7): T^2 (alpha KL(b_t||b_s) + beta KL(p~_t||p~_s)), per sample, by loops."""
+    out = []
+    for t, s, y in zip(teacher_logits, student_logits, labels):
+        p_t, p_s = _softmax64(t / temperature), _softmax64(s / temperature)
+        b_t = np.array([p_t[y], 1 - p_t[y]])
+        b_s = np.array([p_s[y], 1 - p_s[y]])
+        tckd = np.sum(b_t * np.log(b_t / b_s))
+        others = [c for c in range(len(t)) if c != y]
+        q_t = _softmax64(np.asarray(t, np.float64)[others] / temperature)
+        q_s = _softmax64(np.asarray(s, np.float64)[others] / temperature)
+        nckd = np.sum(q_t * np.log(q_t / q_s))
+        out.append(temperature**2 * (alpha * tckd + beta * nckd))
+    return np.array(out)
+
+
+def dist(teacher_logits, student_logits, beta, gamma, temperature):
+    """Huang et al. 2022: T^2 (beta (1 - mean row Pearson) + gamma (1 - mean column Pearson))."""
+    from scipy.stats import pearsonr
+
+    y_t, y_s = _softmax64(teacher_logits / temperature), _softmax64(student_logits / temperature)
+    inter = 1 - np.mean([pearsonr(a, b)[0] for a, b in zip(y_s, y_t)])
+    intra = 1 - np.mean([pearsonr(a, b)[0] for a, b in zip(y_s.T, y_t.T)])
+    return temperature**2 * (beta * inter + gamma * intra)
+
+
+def soft_crossentropy(teacher_logits, student_logits, temperature):
+    p_t = _softmax64(teacher_logits / temperature)
+    return -temperature**2 * np.sum(p_t * log_softmax(np.asarray(student_logits, np.float64) / temperature, -1), -1)
+
+
+def fitnets(teacher_features, student_features):
+    n = len(teacher_features)
+    diff = np.asarray(student_features, np.float64).reshape(n, -1) - np.asarray(teacher_features, np.float64).reshape(n, -1)
+    return np.mean(diff**2, axis=1)
+
+
+def attention_transfer(teacher_features, student_features, p=2.0):
+    """Zagoruyko and Komodakis 2017: normalised spatial maps of mean_c |A|^p, mean squared difference."""
+    def attention(f):
+        q = np.mean(np.abs(np.asarray(f, np.float64)) ** p, axis=-1).reshape(len(f), -1)
+        return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+    return np.mean((attention(student_features) - attention(teacher_features)) ** 2, axis=1)
+
+
+def _huber(x):
+    return np.where(np.abs(x) < 1, 0.5 * x**2, np.abs(x) - 0.5).mean()
+
+
+def rkd(teacher_features, student_features, distance_weight, angle_weight):
+    """Park et al. 2019, eqs. (4)-(7), with explicit loops over pairs and triplets."""
+    def flat(f):
+        return np.asarray(f, np.float64).reshape(len(f), -1)
+
+    def distances(f):
+        n = len(f)
+        d = np.array([[np.linalg.norm(f[i] - f[j]) for j in range(n)] for i in range(n)])
+        mu = d[~np.eye(n, dtype=bool)].mean() if n > 1 else 1.0
+        return d / mu
+
+    def angles(f):
+        n = len(f)
+        out = np.zeros((n, n, n))
+        for a in range(n):
+            for b in range(n):
+                for c in range(n):
+                    u, v = f[b] - f[a], f[c] - f[a]
+                    nu, nv = np.linalg.norm(u), np.linalg.norm(v)
+                    out[a, b, c] = 0.0 if nu == 0 or nv == 0 else u @ v / (nu * nv)
+        return out
+
+    t, s = flat(teacher_features), flat(student_features)
+    return (distance_weight * _huber(distances(s) - distances(t))
+            + angle_weight * _huber(angles(s) - angles(t)))
+
+
+def pkt(teacher_features, student_features, eps=1e-7):
+    """Passalis and Tefas 2018: KL between cosine-kernel conditional distributions."""
+    def conditional(f):
+        f = np.asarray(f, np.float64).reshape(len(f), -1)
+        f = f / (np.linalg.norm(f, axis=1, keepdims=True) + eps)
+        k = (f @ f.T + 1) / 2
+        return k / k.sum(axis=1, keepdims=True)
+
+    p_t, p_s = conditional(teacher_features), conditional(student_features)
+    return np.mean(p_t * np.log((p_t + eps) / (p_s + eps)))

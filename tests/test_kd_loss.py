@@ -80,7 +80,7 @@ def test_other_keras_losses_apply_to_soft_targets_times_t_squared():
 
 def test_own_temperature_wins_over_the_distillers():
     assert losses.KDLoss(temperature=7.0).with_temperature(2.0).temperature == 7.0
-    assert losses.KDLoss().with_temperature(2.0).temperature == 2.0
+    assert losses.KDLoss().with_temperature(2.0).effective_temperature == 2.0
 
 
 def test_unknown_name_lists_the_known_ones():

@@ -7,9 +7,26 @@ other Keras probability loss in `SoftTargetLoss`, as the Keras example would.
 """
 
 from keras_kd.backend import keras
+from keras_kd.losses.attention_transfer_loss import (
+    AttentionTransferLoss,
+    attention_map,
+    attention_transfer_loss,
+)
 from keras_kd.losses.base import DistillationLoss, validate_temperature
+from keras_kd.losses.dist_loss import DISTLoss, dist_loss
+from keras_kd.losses.dkd_loss import DKDLoss, dkd_loss
+from keras_kd.losses.feature_base import FeatureLoss
+from keras_kd.losses.fitnets_loss import FitNetsLoss, fitnets_loss
 from keras_kd.losses.kd_loss import KDLoss, kd_loss
 from keras_kd.losses.logits_crossentropy import LogitsCrossentropy
+from keras_kd.losses.pkt_loss import PKTLoss, pkt_loss
+from keras_kd.losses.response_losses import (
+    LogitsMSE,
+    SoftTargetCrossentropy,
+    logits_mse,
+    soft_target_crossentropy,
+)
+from keras_kd.losses.rkd_loss import RKDLoss, rkd_angle_loss, rkd_distance_loss, rkd_loss
 from keras_kd.losses.soft_target_loss import SoftTargetLoss
 
 # Names a user may give for each distillation loss class.
@@ -17,15 +34,32 @@ _ALIASES = {
     "kd": KDLoss,
     "hinton": KDLoss,
     "kd_loss": KDLoss,
-    "KDLoss": KDLoss,
     "kl_divergence": KDLoss,
     "kld": KDLoss,
     "kl": KDLoss,
     "kullback_leibler_divergence": KDLoss,
     "KLDivergence": KDLoss,
+    "dkd": DKDLoss,
+    "dist": DISTLoss,
+    "soft_target_crossentropy": SoftTargetCrossentropy,
+    "soft_ce": SoftTargetCrossentropy,
+    "logits_mse": LogitsMSE,
+    "fitnets": FitNetsLoss,
+    "hint": FitNetsLoss,
+    "attention_transfer": AttentionTransferLoss,
+    "at": AttentionTransferLoss,
+    "rkd": RKDLoss,
+    "pkt": PKTLoss,
 }
 
-_CLASSES = {cls.__name__: cls for cls in (KDLoss, SoftTargetLoss)}
+_CLASSES = {
+    cls.__name__: cls
+    for cls in (
+        KDLoss, SoftTargetLoss, DKDLoss, DISTLoss, SoftTargetCrossentropy, LogitsMSE,
+        FitNetsLoss, AttentionTransferLoss, RKDLoss, PKTLoss,
+    )
+}
+_ALIASES.update(_CLASSES)
 
 
 def known_names():
@@ -64,7 +98,9 @@ def get(identifier):
     if isinstance(identifier, DistillationLoss):
         return identifier
     if isinstance(identifier, dict):
-        return deserialize(identifier)
+        if "class_name" in identifier:
+            return deserialize(identifier)
+        return from_spec(identifier)
     if isinstance(identifier, str):
         if identifier in _ALIASES:
             return _ALIASES[identifier]()
@@ -124,6 +160,32 @@ def get_student_loss(identifier):
     return identifier
 
 
+def from_spec(spec):
+    """A loss from `{"name": <registered name>, <constructor argument>: value, ...}`.
+
+    This is the form YAML configs use; unknown names or arguments raise a ValueError that
+    lists what is accepted.
+    """
+    spec = dict(spec)
+    name = spec.pop("name", None) or spec.pop("key", None)
+    if name not in _ALIASES:
+        raise ValueError(
+            f"Could not interpret distillation loss {name!r}. Known distillation losses: "
+            f"{', '.join(known_names())}."
+        )
+    cls = _ALIASES[name]
+    try:
+        return cls(**spec)
+    except TypeError as error:
+        import inspect
+
+        accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
+        raise ValueError(
+            f"Bad arguments for distillation loss {name!r} ({cls.__name__}): {error}. "
+            f"It accepts: {', '.join(accepted)}."
+        ) from None
+
+
 def serialize(loss):
     """A JSON-able config of a distillation loss."""
     return keras.saving.serialize_keras_object(loss)
@@ -144,8 +206,29 @@ def deserialize(config):
 
 
 __all__ = [
+    "AttentionTransferLoss",
+    "DISTLoss",
+    "DKDLoss",
     "DistillationLoss",
+    "FeatureLoss",
+    "FitNetsLoss",
     "KDLoss",
+    "LogitsMSE",
+    "PKTLoss",
+    "RKDLoss",
+    "SoftTargetCrossentropy",
+    "attention_map",
+    "attention_transfer_loss",
+    "dist_loss",
+    "dkd_loss",
+    "fitnets_loss",
+    "from_spec",
+    "logits_mse",
+    "pkt_loss",
+    "rkd_angle_loss",
+    "rkd_distance_loss",
+    "rkd_loss",
+    "soft_target_crossentropy",
     "LogitsCrossentropy",
     "SoftTargetLoss",
     "deserialize",

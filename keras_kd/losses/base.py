@@ -1,57 +1,22 @@
 """The base class of keras-kd's distillation losses.
 
-A distillation loss is a Keras `Loss` whose `y_true` is the teacher's output and whose
-`y_pred` is the student's, so it reduces and weighs samples exactly as Keras losses do
-and serializes with `get_config`. Temperature-based losses keep `temperature=None` to
-mean "use the Distiller's temperature".
+A distillation loss is a Keras `Loss` whose first argument holds the teacher's outputs
+(logits, or features) and whose second holds the student's, so it serializes with
+`get_config` and can be passed wherever Keras takes a loss. Beyond Keras's signature it
+accepts `labels=` (DKD needs the class of each sample) and reduces with Keras's names.
+Temperature-based losses keep `temperature=None` to mean "use the Distiller's".
 """
 
-from keras_kd.backend import IS_TF_KERAS, keras
+from keras_kd.backend import IS_TF_KERAS, keras, ops
 
-
-class DistillationLoss(keras.losses.Loss):
-    """A Keras loss of (teacher output, student output), possibly tempered.
-
-    Args:
-        temperature: softening temperature, or `None` to take the Distiller's
-            (1.0 when the loss is called on its own).
-        reduction: a Keras reduction name; `"sum_over_batch_size"` by default.
-        name: the loss name.
-    """
-
-    uses_temperature = True
-
-    def __init__(self, temperature=None, reduction="sum_over_batch_size", name=None, **kwargs):
-        init_keras_loss(super(), reduction, name, kwargs)
-        if temperature is not None:
-            validate_temperature(temperature, "temperature")
-        self.temperature = temperature
-
-    @property
-    def effective_temperature(self):
-        return 1.0 if self.temperature is None else self.temperature
-
-    def with_temperature(self, temperature):
-        """A copy of this loss at `temperature`, unless it fixed its own."""
-        if self.temperature is not None or not self.uses_temperature:
-            return self
-        config = self.get_config()
-        config["temperature"] = temperature
-        return self.__class__.from_config(config)
-
-    def get_config(self):
-        config = super().get_config()
-        config["temperature"] = self.temperature
-        return config
+REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "none")
 
 
 def init_keras_loss(parent, reduction, name, kwargs):
     """Call `keras.losses.Loss.__init__` through `parent` with what the active engine accepts."""
     if IS_TF_KERAS:
         kwargs.pop("dtype", None)  # Keras 3 configs carry it; tf_keras losses have none.
-        parent.__init__(reduction=reduction, name=name, **kwargs)
-    else:
-        parent.__init__(reduction=reduction, name=name, **kwargs)
+    parent.__init__(reduction=reduction, name=name, **kwargs)
 
 
 def validate_temperature(temperature, argument):
@@ -59,11 +24,117 @@ def validate_temperature(temperature, argument):
     try:
         value = float(temperature)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"`{argument}` must be a positive number; received {temperature!r}."
-        ) from None
+        raise ValueError(f"`{argument}` must be a positive number; received {temperature!r}.") from None
     if not value > 0:
         raise ValueError(
             f"`{argument}` must be > 0 (it divides the logits); received {temperature!r}. "
             "Typical values lie between 1 and 20."
         )
+
+
+def as_float32(*tensors):
+    """Losses are computed in float32, also under mixed precision."""
+    return tuple(ops.cast(ops.convert_to_tensor(t), "float32") for t in tensors)
+
+
+def reduce_values(values, sample_weight, reduction):
+    """Weigh per-sample `values` by `sample_weight` and reduce them as Keras does."""
+    if sample_weight is not None:
+        weight = ops.reshape(ops.cast(sample_weight, values.dtype), (-1,))
+        values = values * weight
+    if reduction == "none":
+        return values
+    total = ops.sum(values)
+    if reduction == "sum":
+        return total
+    return total / ops.cast(ops.shape(values)[0], values.dtype)
+
+
+class DistillationLoss(keras.losses.Loss):
+    """A Keras loss of (teacher outputs, student outputs), possibly tempered.
+
+    Subclasses name their pure function `fn(teacher, student[, labels], **fn_kwargs())`,
+    as Keras's `LossFunctionWrapper` does, returning one value per sample, or set
+    `per_sample = False` and return one value for the batch (relational losses such as RKD
+    compare samples with each other and cannot weigh them apart).
+
+    Args:
+        temperature: softening temperature, or `None` to take the Distiller's
+            (1.0 when the loss is called on its own).
+        reduction: `"sum_over_batch_size"` (default; `"mean"` and tf_keras's `"auto"` are
+            the same), `"sum"` or `"none"`.
+        name: the loss name.
+    """
+
+    uses_temperature = True
+    needs_labels = False
+    per_sample = True
+
+    def __init__(self, temperature=None, reduction="sum_over_batch_size", name=None, **kwargs):
+        reduction = "sum_over_batch_size" if reduction in (None, "auto") else reduction
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"`reduction` must be one of {REDUCTIONS}; received {reduction!r}.")
+        # Keras's own reduction is bypassed: `__call__` below reduces with `kd_reduction`.
+        init_keras_loss(super(), "none", name, kwargs)
+        self.kd_reduction = reduction
+        if temperature is not None:
+            validate_temperature(temperature, "temperature")
+        self.temperature = temperature
+        self._bound_temperature = None
+
+    # Temperature -----------------------------------------------------------------------
+
+    @property
+    def effective_temperature(self):
+        """The temperature in force: its own, the Distiller's (bound), or 1.0."""
+        if self.temperature is not None:
+            return self.temperature
+        if self._bound_temperature is not None:
+            return self._bound_temperature
+        return 1.0
+
+    def with_temperature(self, temperature):
+        """A copy of this loss following `temperature` (a number or a variable), unless it fixed its own."""
+        if self.temperature is not None or not self.uses_temperature:
+            return self
+        copy = self.__class__.from_config(self.get_config())
+        copy._bound_temperature = temperature
+        return copy
+
+    # Calling ---------------------------------------------------------------------------
+
+    def fn_kwargs(self):
+        """Keyword arguments of `fn` besides the tensors; the temperature by default."""
+        return {"temperature": self.effective_temperature} if self.uses_temperature else {}
+
+    def compute(self, teacher, student, labels=None):
+        """One value per sample (or per batch when `per_sample` is False)."""
+        if self.needs_labels:
+            return self.fn(teacher, student, labels, **self.fn_kwargs())
+        return self.fn(teacher, student, **self.fn_kwargs())
+
+    def call(self, y_true, y_pred):
+        # Keras's protocol: y_true holds the teacher's outputs, y_pred the student's.
+        return self.compute(y_true, y_pred)
+
+    def __call__(self, y_true, y_pred, sample_weight=None, labels=None):
+        if self.needs_labels and labels is None:
+            raise ValueError(
+                f"{type(self).__name__} needs the labels (it separates the target class); "
+                "the data passed to the Distiller has none."
+            )
+        values = self.compute(y_true, y_pred, labels) if self.needs_labels else self.compute(y_true, y_pred)
+        if not self.per_sample:
+            if sample_weight is not None:
+                raise ValueError(
+                    f"{type(self).__name__} relates the samples of a batch to each other, so it "
+                    "cannot weigh them one by one: drop `sample_weight` or use a per-sample loss."
+                )
+            return values
+        return reduce_values(values, sample_weight, self.kd_reduction)
+
+    def get_config(self):
+        config = super().get_config()
+        config["reduction"] = self.kd_reduction
+        config["temperature"] = self.temperature
+        return config

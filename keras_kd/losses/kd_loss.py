@@ -1,7 +1,7 @@
 """Hinton et al.'s knowledge-distillation loss, computed stably."""
 
 from keras_kd.backend import ops, register_serializable
-from keras_kd.losses.base import DistillationLoss
+from keras_kd.losses.base import DistillationLoss, as_float32
 
 
 def kd_loss(teacher_logits, student_logits, temperature=1.0):
@@ -26,8 +26,7 @@ def kd_loss(teacher_logits, student_logits, temperature=1.0):
     References:
         Hinton, Vinyals and Dean, "Distilling the Knowledge in a Neural Network", 2015.
     """
-    student_logits = ops.convert_to_tensor(student_logits)
-    teacher_logits = ops.cast(teacher_logits, student_logits.dtype)
+    teacher_logits, student_logits = as_float32(teacher_logits, student_logits)
     teacher_log_probs = ops.log_softmax(teacher_logits / temperature, axis=-1)
     student_log_probs = ops.log_softmax(student_logits / temperature, axis=-1)
     teacher_probs = ops.exp(teacher_log_probs)
@@ -47,8 +46,7 @@ class KDLoss(DistillationLoss):
     >>> value = loss(teacher_logits, student_logits)
     """
 
+    fn = staticmethod(kd_loss)
+
     def __init__(self, temperature=None, reduction="sum_over_batch_size", name="kd_loss", **kwargs):
         super().__init__(temperature=temperature, reduction=reduction, name=name, **kwargs)
-
-    def call(self, y_true, y_pred):
-        return kd_loss(y_true, y_pred, self.effective_temperature)

@@ -1,7 +1,7 @@
 """Any Keras probability loss applied to temperature-softened outputs, as Keras's example does."""
 
 from keras_kd.backend import keras, ops, register_serializable
-from keras_kd.losses.base import DistillationLoss
+from keras_kd.losses.base import DistillationLoss, as_float32
 
 
 @register_serializable("SoftTargetLoss")
@@ -30,12 +30,11 @@ class SoftTargetLoss(DistillationLoss):
             **kwargs,
         )
 
-    def call(self, y_true, y_pred):
+    def compute(self, teacher, student, labels=None):
         temperature = self.effective_temperature
-        y_pred = ops.convert_to_tensor(y_pred)
-        y_true = ops.cast(y_true, y_pred.dtype)
-        teacher_probs = ops.softmax(y_true / temperature, axis=-1)
-        student_probs = ops.softmax(y_pred / temperature, axis=-1)
+        teacher, student = as_float32(teacher, student)
+        teacher_probs = ops.softmax(teacher / temperature, axis=-1)
+        student_probs = ops.softmax(student / temperature, axis=-1)
         # A Loss instance's `call` returns unreduced values; a plain function does too.
         unreduced = getattr(self.loss, "call", self.loss)
         return unreduced(teacher_probs, student_probs) * (temperature**2)

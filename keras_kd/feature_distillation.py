@@ -1,0 +1,113 @@
+"""`FeatureDistillation`: one feature-based loss term between a teacher layer and a student layer."""
+
+from keras_kd import losses as kd_losses
+from keras_kd.backend import is_graph_model, keras
+
+ADAPTER_KINDS = ("auto", "dense", "conv", None)
+
+
+class FeatureDistillation:
+    """A loss between the outputs of a named teacher layer and a named student layer.
+
+    Args:
+        loss: a feature loss (`"fitnets"`, `"attention_transfer"`, `"rkd"`, `"pkt"`, an
+            instance, or a spec dict such as `{"name": "rkd", "angle_weight": 0}`).
+        teacher_layer: name of the teacher's layer whose output is the target.
+        student_layer: name of the student's layer to match.
+        weight: weight of this term in the total loss.
+        adapter: `"auto"` (a 1x1 convolution or a dense layer when the loss needs equal
+            shapes and they differ), `"dense"`, `"conv"`, or `None` (never). Adapters are
+            trained with the student and are not part of `distiller.student`.
+        name: the term's name; its loss is logged as `<name>_loss`.
+    """
+
+    def __init__(self, loss, teacher_layer, student_layer, weight=1.0, adapter="auto", name=None):
+        self.loss = kd_losses.get(loss)
+        if not isinstance(self.loss, kd_losses.FeatureLoss):
+            raise ValueError(
+                f"FeatureDistillation needs a feature loss (fitnets, attention_transfer, rkd, pkt); "
+                f"received {type(self.loss).__name__}. Response losses go in `distillation_loss_fn`."
+            )
+        if adapter not in ADAPTER_KINDS:
+            raise ValueError(f"`adapter` must be one of {ADAPTER_KINDS}; received {adapter!r}.")
+        self.teacher_layer = teacher_layer
+        self.student_layer = student_layer
+        self.weight = float(weight)
+        self.adapter = adapter
+        self.name = name or f"{self.loss.name.replace('_loss', '')}_{student_layer}"
+
+    def get_config(self):
+        return {
+            "loss": kd_losses.serialize(self.loss),
+            "teacher_layer": self.teacher_layer,
+            "student_layer": self.student_layer,
+            "weight": self.weight,
+            "adapter": self.adapter,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["loss"] = kd_losses.deserialize(config["loss"])
+        return cls(**config)
+
+
+def feature_model(model, layer_names, argument):
+    """A model with the same inputs returning `[model output] + [each named layer's output]`.
+
+    Raises:
+        TypeError: `model` is subclassed, so its layers' outputs cannot be reached.
+        ValueError: a layer name that does not exist; the message lists the model's layers.
+    """
+    if not is_graph_model(model):
+        raise TypeError(
+            f"`{argument}` is a subclassed model ({type(model).__name__}): its intermediate "
+            "outputs cannot be read by name. Build it as a functional or Sequential model, or "
+            "return the features from `call` and use a response loss."
+        )
+    names = [layer.name for layer in model.layers]
+    outputs = [model.outputs[0]]
+    for layer_name in layer_names:
+        if layer_name not in names:
+            raise ValueError(
+                f"`{argument}` has no layer named {layer_name!r}; its layers are: {', '.join(names)}."
+            )
+        layer_output = model.get_layer(layer_name).output
+        if isinstance(layer_output, (list, tuple)):
+            raise ValueError(f"Layer {layer_name!r} of `{argument}` has several outputs; pick a layer with one.")
+        outputs.append(layer_output)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, outputs, name=f"{model.name}_features")
+
+
+def build_adapter(term, student_shape, teacher_shape):
+    """The adapter that maps the student's feature shape onto the teacher's, or None.
+
+    Raises:
+        ValueError: shapes that neither a dense layer nor a 1x1 convolution can reconcile.
+    """
+    student_shape, teacher_shape = tuple(student_shape[1:]), tuple(teacher_shape[1:])
+    if term.adapter is None or (term.adapter == "auto" and (
+            student_shape == teacher_shape or not term.loss.needs_same_shape)):
+        return None
+    kind = term.adapter
+    if kind == "auto":
+        kind = "conv" if len(student_shape) == 3 else "dense"
+    if kind == "conv":
+        if len(student_shape) != 3 or len(teacher_shape) != 3 or student_shape[:2] != teacher_shape[:2]:
+            raise ValueError(
+                f"Feature term {term.name!r}: a 1x1 convolution cannot map the student's "
+                f"{student_shape} onto the teacher's {teacher_shape}; it changes channels only, so "
+                "pick layers of the same height and width."
+            )
+        adapter = keras.layers.Conv2D(teacher_shape[-1], 1, name=f"{term.name}_adapter")
+    else:
+        if student_shape[:-1] != teacher_shape[:-1]:
+            raise ValueError(
+                f"Feature term {term.name!r}: a dense adapter maps the last axis only, and cannot "
+                f"map the student's {student_shape} onto the teacher's {teacher_shape}."
+            )
+        adapter = keras.layers.Dense(teacher_shape[-1], name=f"{term.name}_adapter")
+    adapter.build((None,) + student_shape)
+    return adapter

@@ -1,0 +1,87 @@
+"""Schedules for alpha and temperature: callables of the epoch, serializable, as Keras schedules are.
+
+The Distiller keeps alpha and T in variables, so `callbacks.DistillationScheduler` can
+change them every epoch without retracing the training step.
+"""
+
+import math
+
+
+class Schedule:
+    """Base: `schedule(epoch) -> value`, with `get_config`/`from_config`."""
+
+    def __call__(self, epoch):
+        return self.value(int(epoch))
+
+    def get_config(self):
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+class Constant(Schedule):
+    """The same value every epoch."""
+
+    def __init__(self, value):
+        self.value_ = float(value)
+
+    def value(self, epoch):
+        return self.value_
+
+    def get_config(self):
+        return {"value": self.value_}
+
+
+class Linear(Schedule):
+    """From `start` at epoch 0 to `end` at epoch `epochs`, constant after."""
+
+    def __init__(self, start, end, epochs):
+        if int(epochs) < 1:
+            raise ValueError(f"`epochs` must be >= 1; received {epochs!r}.")
+        self.start, self.end, self.epochs = float(start), float(end), int(epochs)
+
+    def value(self, epoch):
+        fraction = min(max(epoch, 0), self.epochs) / self.epochs
+        return self.start + (self.end - self.start) * fraction
+
+
+class Cosine(Schedule):
+    """Half a cosine from `start` at epoch 0 to `end` at epoch `epochs`, constant after."""
+
+    def __init__(self, start, end, epochs):
+        if int(epochs) < 1:
+            raise ValueError(f"`epochs` must be >= 1; received {epochs!r}.")
+        self.start, self.end, self.epochs = float(start), float(end), int(epochs)
+
+    def value(self, epoch):
+        fraction = min(max(epoch, 0), self.epochs) / self.epochs
+        return self.end + (self.start - self.end) * 0.5 * (1.0 + math.cos(math.pi * fraction))
+
+
+class WarmUp(Linear):
+    """Linear warm-up to `end` over `epochs` epochs, as DKD ramps its loss in over 20 epochs.
+
+    For alpha, `WarmUp(start=1.0, end=0.1, epochs=20)` trains on labels first and brings
+    the distillation term in gradually.
+    """
+
+
+SCHEDULES = {cls.__name__: cls for cls in (Constant, Linear, Cosine, WarmUp)}
+
+
+def get(identifier):
+    """A schedule from a number (constant), a callable, or `{"name": ..., **arguments}`."""
+    if identifier is None or isinstance(identifier, Schedule) or callable(identifier):
+        return identifier
+    if isinstance(identifier, (int, float)):
+        return Constant(identifier)
+    if isinstance(identifier, dict):
+        spec = dict(identifier)
+        name = spec.pop("name", None)
+        lookup = {key.lower(): cls for key, cls in SCHEDULES.items()}
+        if name is None or name.lower() not in lookup:
+            raise ValueError(f"Unknown schedule {name!r}; known: {', '.join(SCHEDULES)}.")
+        return lookup[name.lower()](**spec)
+    raise ValueError(f"Could not interpret schedule {identifier!r}.")

@@ -1,0 +1,141 @@
+"""Every loss of the research anchors against NumPy written from the paper, edge cases included."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_kd import losses
+from tests import reference
+
+RNG = np.random.default_rng(7)
+
+
+def logits(batch, classes, scale=3.0):
+    return RNG.normal(scale=scale, size=(batch, classes)).astype("float32")
+
+
+CASES = [(6, 5, 3.0), (1, 4, 3.0), (8, 2, 3.0), (5, 10, 12.0)]  # (batch, classes, logit scale)
+TEMPERATURES = [0.5, 1.0, 4.0, 12.0]
+
+
+@pytest.mark.parametrize("batch, classes, scale", CASES)
+@pytest.mark.parametrize("temperature", TEMPERATURES)
+def test_dkd(batch, classes, scale, temperature):
+    t, s = logits(batch, classes, scale), logits(batch, classes, scale)
+    y = RNG.integers(0, classes, batch)
+    loss = losses.DKDLoss(alpha=1.0, beta=8.0, temperature=temperature, reduction="none")
+    got = np.asarray(loss(t, s, labels=y))
+    np.testing.assert_allclose(got, reference.dkd(t, s, y, 1.0, 8.0, temperature), rtol=2e-4, atol=1e-5)
+    one_hot = np.asarray(loss(t, s, labels=np.eye(classes)[y]))
+    np.testing.assert_allclose(one_hot, got, rtol=1e-6)
+
+
+def test_dkd_with_huge_logits_is_finite():
+    t = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 5e3]], "float32")
+    s = np.array([[-1e4, 1e4, 0.0], [1e4, 0.0, -1e4]], "float32")
+    for temperature in (0.05, 1.0, 100.0):
+        value = losses.dkd_loss(t, s, np.array([0, 1]), temperature=temperature)
+        assert np.all(np.isfinite(np.asarray(value)))
+
+
+def test_dkd_needs_labels():
+    with pytest.raises(ValueError, match="needs the labels"):
+        losses.DKDLoss()(logits(2, 3), logits(2, 3))
+
+
+@pytest.mark.parametrize("batch, classes, scale", [c for c in CASES if c[0] > 2])
+@pytest.mark.parametrize("temperature", TEMPERATURES)
+def test_dist(batch, classes, scale, temperature):
+    t, s = logits(batch, classes, scale), logits(batch, classes, scale)
+    if scale / temperature > 10:
+        # Softmax columns then hold values near 1e-20: Pearson's r of near-constant vectors
+        # is ill-conditioned, so float32 and float64 need not agree; require a finite value.
+        assert np.isfinite(float(losses.DISTLoss(temperature=temperature)(t, s)))
+        return
+    got = float(losses.DISTLoss(beta=1.0, gamma=2.0, temperature=temperature)(t, s))
+    assert got == pytest.approx(reference.dist(t, s, 1.0, 2.0, temperature), rel=2e-4, abs=1e-5)
+
+
+def test_dist_batch_of_one_is_finite_and_refuses_sample_weights():
+    assert np.isfinite(float(losses.DISTLoss(temperature=4.0)(logits(1, 5), logits(1, 5))))
+    with pytest.raises(ValueError, match="cannot weigh them"):
+        losses.DISTLoss()(logits(3, 5), logits(3, 5), sample_weight=np.ones(3))
+
+
+@pytest.mark.parametrize("batch, classes, scale", CASES)
+@pytest.mark.parametrize("temperature", TEMPERATURES)
+def test_soft_target_crossentropy_and_logits_mse(batch, classes, scale, temperature):
+    t, s = logits(batch, classes, scale), logits(batch, classes, scale)
+    got = np.asarray(losses.SoftTargetCrossentropy(temperature=temperature, reduction="none")(t, s))
+    np.testing.assert_allclose(got, reference.soft_crossentropy(t, s, temperature), rtol=1e-4, atol=1e-5)
+    mse = float(losses.LogitsMSE()(t, s))
+    assert mse == pytest.approx(np.mean((s.astype(np.float64) - t) ** 2), rel=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_fitnets(batch):
+    t, s = RNG.normal(size=(batch, 4, 4, 6)), RNG.normal(size=(batch, 4, 4, 6))
+    got = np.asarray(losses.FitNetsLoss(reduction="none")(t, s))
+    np.testing.assert_allclose(got, reference.fitnets(t, s), rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("p", [1.0, 2.0])
+def test_attention_transfer_with_different_channel_counts(batch, p):
+    t, s = RNG.normal(size=(batch, 5, 5, 8)), RNG.normal(size=(batch, 5, 5, 3))
+    got = np.asarray(losses.AttentionTransferLoss(p=p, reduction="none")(t, s))
+    np.testing.assert_allclose(got, reference.attention_transfer(t, s, p), rtol=1e-4, atol=1e-9)
+
+
+def test_attention_transfer_refuses_different_spatial_sizes():
+    with pytest.raises(ValueError, match="spatial"):
+        losses.AttentionTransferLoss()(RNG.normal(size=(2, 4, 4, 3)), RNG.normal(size=(2, 5, 5, 3)))
+
+
+@pytest.mark.parametrize("batch", [2, 5])
+@pytest.mark.parametrize("weights", [(25.0, 50.0), (1.0, 0.0), (0.0, 1.0)])
+def test_rkd(batch, weights):
+    t, s = RNG.normal(size=(batch, 7)), RNG.normal(size=(batch, 3))
+    got = float(losses.RKDLoss(*weights)(t, s))
+    assert got == pytest.approx(reference.rkd(t, s, *weights), rel=1e-4, abs=1e-6)
+
+
+def test_rkd_batch_of_one_is_zero():
+    assert float(losses.RKDLoss()(RNG.normal(size=(1, 4)), RNG.normal(size=(1, 4)))) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 6])
+def test_pkt(batch):
+    t, s = RNG.normal(size=(batch, 9)), RNG.normal(size=(batch, 4))
+    assert float(losses.PKTLoss()(t, s)) == pytest.approx(reference.pkt(t, s), rel=1e-4, abs=1e-7)
+
+
+@pytest.mark.parametrize("name", ["dkd", "dist", "soft_target_crossentropy", "logits_mse", "kd"])
+def test_response_losses_are_zero_or_minimal_for_identical_logits_and_have_gradients(name):
+    t = tf.constant(logits(4, 5))
+    s = tf.Variable(logits(4, 5))
+    loss = losses.get(name).with_temperature(2.0)
+    with tf.GradientTape() as tape:
+        value = loss(t, s, labels=np.array([0, 1, 2, 3]))
+    gradient = tape.gradient(value, s)
+    assert gradient is not None and np.all(np.isfinite(gradient.numpy()))
+    if name != "soft_target_crossentropy":  # cross-entropy keeps the teacher's entropy
+        assert float(loss(t, t, labels=np.array([0, 1, 2, 3]))) == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("spec, cls", [
+    ({"name": "dkd", "beta": 2.0}, losses.DKDLoss),
+    ({"name": "rkd", "angle_weight": 0.0}, losses.RKDLoss),
+    ("at", losses.AttentionTransferLoss),
+    ("pkt", losses.PKTLoss),
+])
+def test_registry_builds_from_names_and_specs(spec, cls):
+    loss = losses.get(spec)
+    assert isinstance(loss, cls)
+    restored = losses.deserialize(losses.serialize(loss))
+    assert type(restored) is cls and restored.get_config() == loss.get_config()
+
+
+def test_registry_rejects_unknown_arguments():
+    with pytest.raises(ValueError, match="It accepts: .*beta"):
+        losses.get({"name": "dkd", "gamma": 1.0})

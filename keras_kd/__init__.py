@@ -8,6 +8,7 @@ from keras_kd import callbacks, datasets, losses, models, schedules, utils
 from keras_kd.backend import ENGINE, ENGINE_DESCRIPTION
 from keras_kd.distiller import Distiller
 from keras_kd.feature_distillation import FeatureDistillation
+from keras_kd.inputs import with_indices
 from keras_kd.saving import load_distiller
 from keras_kd.teacher_cache import TeacherCache
 
@@ -27,4 +28,5 @@ __all__ = [
     "losses",
     "models",
     "utils",
+    "with_indices",
 ]

@@ -12,7 +12,8 @@ from keras_kd.backend import (
     register_serializable,
 )
 from keras_kd.feature_distillation import FeatureDistillation, build_adapter, feature_model
-from keras_kd.teacher_cache import INPUTS_KEY, TEACHER_LOGITS_KEY, TeacherCache
+from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, TEACHER_LOGITS_KEY, unpack
+from keras_kd.teacher_cache import TeacherCache
 from keras_kd.validation import (
     check_not_empty,
     check_outputs_are_logits,
@@ -143,6 +144,9 @@ class Distiller(keras.Model):
         for term, teacher_out, student_out in zip(
             self.features, self._teacher_features.outputs[1:], self._student_features.outputs[1:]
         ):
+            if hasattr(term.loss, "build_head"):  # CRD: embeddings and memory banks
+                self.adapters.append(term.loss.build_head(student_out.shape, teacher_out.shape, f"{term.name}_head"))
+                continue
             adapter = build_adapter(term, student_out.shape, teacher_out.shape)
             self.adapters.append(adapter if adapter is not None else keras.layers.Identity(name=f"{term.name}_id"))
 
@@ -232,11 +236,6 @@ class Distiller(keras.Model):
 
     # The loss ------------------------------------------------------------------------
 
-    def _unpack_inputs(self, x):
-        """Split inputs carrying cached teacher logits (see `TeacherCache`) from plain inputs."""
-        if isinstance(x, dict) and TEACHER_LOGITS_KEY in x:
-            return x[INPUTS_KEY], x[TEACHER_LOGITS_KEY]
-        return x, None
 
     def _teacher_outputs(self, x, cached_logits):
         """Teacher logits (one teacher, a weighted ensemble, or the cache) and features."""
@@ -271,7 +270,8 @@ class Distiller(keras.Model):
         outputs = self._student_features(x, training=training)
         return outputs[0], list(outputs[1:])
 
-    def _distillation_terms(self, x, y, y_pred, student_features, sample_weight, cached_logits):
+    def _distillation_terms(self, x, y, y_pred, student_features, sample_weight, cached_logits,
+                            indices=None, training=True):
         teacher_logits, teacher_features = self._teacher_outputs(x, cached_logits)
         distillation_loss = self.distillation_loss_fn(
             teacher_logits, y_pred, sample_weight=sample_weight, labels=y
@@ -291,7 +291,19 @@ class Distiller(keras.Model):
         for term, adapter, tracker, t_feat, s_feat in zip(
             self.features, self.adapters, self.feature_loss_trackers, teacher_features, student_features
         ):
-            value = term.loss(t_feat, adapter(s_feat), sample_weight=sample_weight if term.loss.per_sample else None)
+            if getattr(term.loss, "needs_indices", False):
+                if indices is None:
+                    if training:
+                        raise ValueError(
+                            f"Feature term {term.name!r} ({type(term.loss).__name__}) keeps one memory row "
+                            "per training example: pass the inputs as keras_kd.with_indices(x)."
+                        )
+                    value = ops.zeros(())  # no memory rows to compare with: nothing to report
+                else:
+                    value = adapter(t_feat, s_feat, indices, training=training)
+            else:
+                value = term.loss(t_feat, adapter(s_feat),
+                                  sample_weight=sample_weight if term.loss.per_sample else None)
             tracker.update_state(value, sample_weight=batch_size)
             total = total + term.weight * value
         regularization = self.student.losses
@@ -307,12 +319,13 @@ class Distiller(keras.Model):
         Keras's default steps on non-TensorFlow backends call this; the TensorFlow steps
         below use the same terms.
         """
-        x, cached_logits = self._unpack_inputs(x)
+        x, cached_logits, indices = unpack(x)
         if y_pred is None or self.features:
             y_pred, student_features = self._student_outputs(x, training)
         else:
             student_features = []
-        return self._distillation_terms(x, y, y_pred, student_features, sample_weight, cached_logits)
+        return self._distillation_terms(x, y, y_pred, student_features, sample_weight, cached_logits,
+                                        indices, training)
 
     # TensorFlow training and evaluation steps -------------------------------------------
 
@@ -322,12 +335,13 @@ class Distiller(keras.Model):
             return super().train_step(*args, **kwargs)
         (data,) = args
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x, cached_logits = self._unpack_inputs(x)
+        x, cached_logits, indices = unpack(x)
         if self.augmentation is not None:
             x = self.augmentation(x, training=True)
         with tf.GradientTape() as tape:
             y_pred, student_features = self._student_outputs(x, training=True)
-            loss = self._distillation_terms(x, y, y_pred, student_features, sample_weight, cached_logits)
+            loss = self._distillation_terms(x, y, y_pred, student_features, sample_weight, cached_logits,
+                                            indices, training=True)
             self._track_total_loss(loss, y_pred)
             scaled_loss = self._scale_loss(loss)
         variables = self.trainable_variables
@@ -341,15 +355,16 @@ class Distiller(keras.Model):
             return super().test_step(*args, **kwargs)
         (data,) = args
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x, cached_logits = self._unpack_inputs(x)
+        x, cached_logits, indices = unpack(x)
         y_pred, student_features = self._student_outputs(x, training=False)
-        loss = self._distillation_terms(x, y, y_pred, student_features, sample_weight, cached_logits)
+        loss = self._distillation_terms(x, y, y_pred, student_features, sample_weight, cached_logits,
+                                        indices, training=False)
         self._track_total_loss(loss, y_pred)
         return self._metrics_result(x, y, y_pred, sample_weight)
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        x, _ = self._unpack_inputs(x)
+        x, _, _ = unpack(x)
         return self.student(x, training=False)
 
     def _metrics_result(self, x, y, y_pred, sample_weight):
@@ -426,8 +441,12 @@ class Distiller(keras.Model):
             )
         if self.features:
             raise ValueError("A teacher cache holds logits only; feature terms need the teacher to run.")
-        cache.check(x, argument="x")
-        return {INPUTS_KEY: x, TEACHER_LOGITS_KEY: cache.logits}
+        inputs, _, indices = unpack(x)
+        cache.check(inputs, argument="x")
+        packed = {INPUTS_KEY: inputs, TEACHER_LOGITS_KEY: cache.logits}
+        if indices is not None:
+            packed[INDEX_KEY] = indices
+        return packed
 
     def _check_compiled(self):
         if self.distillation_loss_fn is None:

@@ -10,8 +10,6 @@ import os
 
 import numpy as np
 
-INPUTS_KEY = "inputs"
-TEACHER_LOGITS_KEY = "teacher_logits"
 _FINGERPRINT_ROWS = 4096  # rows hashed: enough to tell data sets apart, fast on large ones
 
 

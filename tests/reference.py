@@ -117,3 +117,13 @@ def pkt(teacher_features, student_features, eps=1e-7):
 
     p_t, p_s = conditional(teacher_features), conditional(student_features)
     return np.mean(p_t * np.log((p_t + eps) / (p_s + eps)))
+
+
+def nce(scores, num_examples, eps=1e-7):
+    """Tian et al. 2020, eq. (10)-(12) as in the authors' ContrastLoss."""
+    scores = np.asarray(scores, np.float64)
+    m = scores.shape[1] - 1
+    pn = 1.0 / num_examples
+    log_d1 = np.log(scores[:, 0] / (scores[:, 0] + m * pn + eps))
+    log_d0 = np.log((m * pn) / (scores[:, 1:] + m * pn + eps))
+    return -(log_d1.sum() + log_d0.sum()) / len(scores)

@@ -160,3 +160,17 @@ def isfinite(x):
 
 def size(x):
     return tf.size(x)
+
+
+def take(x, indices, axis=None):
+    if axis is None:
+        return tf.gather(tf.reshape(x, (-1,)), indices)
+    return tf.gather(x, indices, axis=axis)
+
+
+def scatter_update(inputs, indices, updates):
+    return tf.tensor_scatter_nd_update(inputs, indices, updates)
+
+
+def zeros(shape, dtype=None):
+    return tf.zeros(shape, dtype=dtype or "float32")

@@ -13,6 +13,7 @@ from keras_kd.losses.attention_transfer_loss import (
     attention_transfer_loss,
 )
 from keras_kd.losses.base import DistillationLoss, validate_temperature
+from keras_kd.losses.crd_loss import CRDHead, CRDLoss, nce_loss
 from keras_kd.losses.dist_loss import DISTLoss, dist_loss
 from keras_kd.losses.dkd_loss import DKDLoss, dkd_loss
 from keras_kd.losses.feature_base import FeatureLoss
@@ -50,13 +51,14 @@ _ALIASES = {
     "at": AttentionTransferLoss,
     "rkd": RKDLoss,
     "pkt": PKTLoss,
+    "crd": CRDLoss,
 }
 
 _CLASSES = {
     cls.__name__: cls
     for cls in (
         KDLoss, SoftTargetLoss, DKDLoss, DISTLoss, SoftTargetCrossentropy, LogitsMSE,
-        FitNetsLoss, AttentionTransferLoss, RKDLoss, PKTLoss,
+        FitNetsLoss, AttentionTransferLoss, RKDLoss, PKTLoss, CRDLoss,
     )
 }
 _ALIASES.update(_CLASSES)
@@ -207,6 +209,8 @@ def deserialize(config):
 
 __all__ = [
     "AttentionTransferLoss",
+    "CRDHead",
+    "CRDLoss",
     "DISTLoss",
     "DKDLoss",
     "DistillationLoss",
@@ -224,6 +228,7 @@ __all__ = [
     "fitnets_loss",
     "from_spec",
     "logits_mse",
+    "nce_loss",
     "pkt_loss",
     "rkd_angle_loss",
     "rkd_distance_loss",

@@ -11,9 +11,14 @@ import time
 import numpy as np
 
 from keras_kd import datasets, models
+from keras_kd import losses as kd_losses
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
+from keras_kd.callbacks import DistillationScheduler
 from keras_kd.distiller import Distiller
+from keras_kd.feature_distillation import FeatureDistillation
+from keras_kd.inputs import with_indices
 from keras_kd.losses import LogitsCrossentropy
+from keras_kd.teacher_cache import TeacherCache
 from keras_kd.report import ModelRow, accuracy, latency_ms, model_file_size
 from keras_kd.utils import count_params, strip_output_activation
 from keras_kd.validation import check_outputs_are_logits
@@ -34,6 +39,22 @@ class DistillConfig:
     temperature: float = 4.0
     seed: int = 0
     verbose: int = 2
+    # The method: a distillation-loss spec (`{"name": "dkd", "beta": 8.0}`), feature terms
+    # (`FeatureDistillation` arguments), schedules for alpha and T, and teacher caching.
+    distillation_loss: object = None
+    features: list = dataclasses.field(default_factory=list)
+    alpha_schedule: object = None
+    temperature_schedule: object = None
+    teacher_cache: bool = False
+
+    @classmethod
+    def from_dict(cls, values):
+        """A config from a dict (a parsed YAML file); unknown keys raise a ValueError listing the known ones."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown config keys {unknown}; known keys: {', '.join(sorted(known))}.")
+        return cls(**values)
 
     def validate(self):
         if self.dataset not in datasets.LOADERS:
@@ -48,6 +69,15 @@ class DistillConfig:
             raise ValueError(f"`learning_rate` must be > 0; received {self.learning_rate!r}.")
         if self.teacher_path is not None and not os.path.exists(self.teacher_path):
             raise ValueError(f"`teacher` path {self.teacher_path!r} does not exist.")
+        if self.distillation_loss is not None:
+            kd_losses.get(self.distillation_loss)  # raises, listing the known names
+        for term in self.features:
+            if not isinstance(term, dict) or not {"loss", "teacher_layer", "student_layer"} <= set(term):
+                raise ValueError(
+                    f"Each feature term needs `loss`, `teacher_layer` and `student_layer`; received {term!r}."
+                )
+        if self.teacher_cache and self.features:
+            raise ValueError("`teacher_cache` holds logits only; it cannot serve feature terms.")
 
 
 def _log(message, verbose):
@@ -89,18 +119,39 @@ def train_on_labels(model, x, y, config, epochs, validation_data=None):
     return model
 
 
+def _feature_terms(config, num_examples):
+    terms = []
+    for spec in config.features:
+        spec = dict(spec)
+        loss = spec["loss"]
+        if isinstance(loss, dict) and loss.get("name") == "crd":
+            loss = {"num_examples": num_examples, **loss}  # CRD's memory has a row per example
+        spec["loss"] = loss
+        terms.append(FeatureDistillation(**spec))
+    return terms
+
+
 def distill(student, teacher, x, y, config, validation_data=None):
-    """Train `student` from `teacher` with the run's alpha and temperature."""
-    distiller = Distiller(student=student, teacher=teacher)
+    """Train `student` from `teacher` with the run's method, alpha and temperature."""
+    terms = _feature_terms(config, len(x))
+    distiller = Distiller(student=student, teacher=teacher, features=terms or None)
     distiller.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         metrics=["accuracy"],
+        distillation_loss_fn=config.distillation_loss,
         alpha=config.alpha,
         temperature=config.temperature,
     )
+    callbacks = []
+    if config.alpha_schedule is not None or config.temperature_schedule is not None:
+        callbacks.append(DistillationScheduler(alpha=config.alpha_schedule, temperature=config.temperature_schedule))
+    cache = TeacherCache.build(teacher, x) if config.teacher_cache else None
+    if any(getattr(term.loss, "needs_indices", False) for term in terms):
+        x = with_indices(x)  # validation data stays plain: CRD reports 0 there (no memory rows)
     distiller.fit(
         x, y, epochs=config.student_epochs, batch_size=config.batch_size,
-        validation_data=validation_data, verbose=config.verbose,
+        validation_data=validation_data, verbose=config.verbose, callbacks=callbacks,
+        teacher_cache=cache,
     )
     return distiller.student
 
@@ -153,6 +204,7 @@ def run_distill(config, output_folder):
         )
     metadata = {
         "engine": ENGINE_DESCRIPTION,
+        "method": describe_method(config),
         "seed": config.seed,
         "alpha": config.alpha,
         "temperature": config.temperature,
@@ -165,3 +217,12 @@ def run_distill(config, output_folder):
         "cpu_count": os.cpu_count(),
     }
     return rows, metadata
+
+
+def describe_method(config):
+    """A short text naming the run's losses, for reports."""
+    parts = [f"response: {config.distillation_loss or 'kd'}"]
+    parts += [f"feature: {term['loss']} {term['teacher_layer']}->{term['student_layer']}" for term in config.features]
+    if config.teacher_cache:
+        parts.append("teacher cache")
+    return "; ".join(str(part) for part in parts)

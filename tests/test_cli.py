@@ -104,3 +104,22 @@ def test_saved_size_excludes_optimizer_state(tmp_path):
     trained.compile(optimizer="adam", loss="mse")
     trained.fit(np.zeros((4, 8, 8, 1)), np.zeros((4, 10)), verbose=0)
     assert abs(model_file_size(trained) - model_file_size(fresh)) < 64
+
+
+def test_config_file_with_flag_override(tmp_path):
+    config = tmp_path / "method.yaml"
+    config.write_text("alpha: 0.5\ntemperature: 2.0\ndistillation_loss: {name: dkd, beta: 2.0}\nstudent_epochs: 50\n")
+    out = tmp_path / "run"
+    result = run_cli("distill", f"--config={config}", f"--output_dir={out}", "--student_epochs=1",
+                     "--teacher_epochs=1", "--verbose=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metadata = json.loads((out / "report.json").read_text())["metadata"]
+    assert metadata["alpha"] == 0.5 and metadata["student_epochs"] == 1  # the flag wins
+    assert "dkd" in metadata["method"]
+
+
+def test_bad_config_file_is_refused(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("distillation_loss: nonsense\n")
+    result = run_cli("distill", f"--config={config}", f"--output_dir={tmp_path / 'run'}", timeout=120)
+    assert result.returncode == 2 and "Known distillation losses" in result.stderr

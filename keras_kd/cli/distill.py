@@ -24,26 +24,54 @@ flags.DEFINE_float("alpha", 0.1, "Weight of the label loss (1 - alpha: distillat
                    lower_bound=0.0, upper_bound=1.0, flag_values=FLAGS)
 flags.DEFINE_float("temperature", 4.0, "Distillation temperature T > 0.", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
+flags.DEFINE_string("config", None, "A YAML file of settings (keys: the flags' names, plus "
+                    "distillation_loss, features, alpha_schedule, temperature_schedule, teacher_cache); "
+                    "flags given on the command line override it.", flag_values=FLAGS)
 flags.DEFINE_integer("verbose", None, "Keras verbosity: 0 quiet, 1 progress bar, 2 a line an "
                      "epoch (default: 1 on a terminal, else 2).", flag_values=FLAGS)
+
+
+# Flag name -> DistillConfig field.
+FLAG_FIELDS = {
+    "dataset": "dataset", "data_dir": "data_dir", "teacher": "teacher_path",
+    "teacher_epochs": "teacher_epochs", "student_epochs": "student_epochs", "batch_size": "batch_size",
+    "learning_rate": "learning_rate", "alpha": "alpha", "temperature": "temperature", "seed": "seed",
+}
+
+
+def build_config():
+    """Defaults, then the YAML file of --config, then the flags given on the command line."""
+    from keras_kd.experiment import DistillConfig
+
+    values = {field: FLAGS[flag].value for flag, field in FLAG_FIELDS.items()}
+    if FLAGS.config:
+        values.update(load_yaml(FLAGS.config))
+        values.update({field: FLAGS[flag].value for flag, field in FLAG_FIELDS.items() if FLAGS[flag].present})
+    values["verbose"] = FLAGS.verbose if FLAGS.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    return DistillConfig.from_dict(values)
+
+
+def load_yaml(path):
+    """A config file's settings: `yaml.safe_load` (no tags that run code), flag names accepted."""
+    import yaml
+
+    with open(path) as handle:
+        values = yaml.safe_load(handle) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a config file holds a mapping of settings; found {type(values).__name__}.")
+    return {FLAG_FIELDS.get(key, key): value for key, value in values.items()}
 
 
 def run(argv):
     if not parse(FLAGS, argv):
         return 2
-    from keras_kd.experiment import DistillConfig, run_distill
+    from keras_kd.experiment import run_distill
     from keras_kd.report import format_table, staged_output_dir, write_report
 
-    verbose = FLAGS.verbose if FLAGS.verbose is not None else (1 if sys.stdout.isatty() else 2)
-    config = DistillConfig(
-        dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, teacher_path=FLAGS.teacher,
-        teacher_epochs=FLAGS.teacher_epochs, student_epochs=FLAGS.student_epochs,
-        batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate, alpha=FLAGS.alpha,
-        temperature=FLAGS.temperature, seed=FLAGS.seed, verbose=verbose,
-    )
     try:
+        config = build_config()
         config.validate()
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         print(f"keras-kd distill: {error}", file=sys.stderr)
         return 2
     with staged_output_dir(FLAGS.output_dir) as staging:

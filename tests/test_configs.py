@@ -1,0 +1,45 @@
+"""Every method config in examples/configs parses, validates and runs (briefly) through the main job."""
+
+import glob
+import os
+
+import numpy as np
+import pytest
+
+import keras_kd
+from keras_kd.cli.distill import load_yaml
+from keras_kd.experiment import DistillConfig, run_distill
+
+CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "*.yaml")))
+
+
+def test_there_is_a_config_per_method():
+    names = {os.path.basename(path)[:-5] for path in CONFIGS}
+    assert {"kd", "dkd", "dist", "fitnets", "attention_transfer", "rkd", "pkt", "crd"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.basename(p))
+def test_config_runs(path, tmp_path):
+    values = load_yaml(path)
+    config = DistillConfig.from_dict({**values, "teacher_epochs": 1, "student_epochs": 1, "verbose": 0})
+    config.validate()
+    if config.dataset != "digits":
+        # Check the layer names against the preset models without loading the data.
+        teacher, student = keras_kd.models.build_pair(config.dataset, (28, 28, 1), 10)
+        terms = [keras_kd.FeatureDistillation(**term) for term in config.features]
+        keras_kd.Distiller(student=student, teacher=teacher, features=terms)
+        return
+    rows, metadata = run_distill(config, str(tmp_path))
+    assert [row.name for row in rows] == ["teacher", "student_scratch", "student_kd"]
+    assert all(np.isfinite(row.accuracy) for row in rows)
+    assert metadata["method"]
+
+
+def test_unknown_config_key_lists_the_known_ones():
+    with pytest.raises(ValueError, match="known keys: .*distillation_loss"):
+        DistillConfig.from_dict({"learning_rat": 0.1})
+
+
+def test_unknown_loss_name_in_config():
+    with pytest.raises(ValueError, match="Known distillation losses"):
+        DistillConfig(distillation_loss="hinton2").validate()

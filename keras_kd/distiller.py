@@ -267,6 +267,8 @@ class Distiller(keras.Model):
             return self(x, training=training), []
         if IS_TF_KERAS and getattr(self, "_saved_model_inputs_spec", True) is None:
             self._set_save_spec(x)  # what `__call__` would have recorded
+        if not IS_TF_KERAS and not self.built:
+            self.built = True  # its variables all exist; `__call__` is bypassed for the features
         outputs = self._student_features(x, training=training)
         return outputs[0], list(outputs[1:])
 

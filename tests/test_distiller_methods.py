@@ -209,3 +209,15 @@ def test_augmentation_reaches_teacher_and_student(data, teacher, student):
     assert logs["distillation_loss"][0] == pytest.approx(want, rel=1e-3, abs=1e-6)
     with pytest.raises(ValueError, match="function matching"):
         distiller.fit(x, y, teacher_cache=keras_kd.TeacherCache.build(teacher, x), verbose=0)
+
+
+@pytest.mark.parametrize("layer", ["RandAugment", "MixUp", "CutMix"])
+def test_keras_augmentation_layers_serve_function_matching_on_either_engine(layer):
+    import keras as keras3  # Keras 3's layers work on TensorFlow tensors under tf_keras too
+
+    kwargs = {"value_range": (0, 1)} if layer == "RandAugment" else {}
+    x = RNG.uniform(size=(32, 8, 8, 1)).astype("float32")
+    distiller = keras_kd.Distiller(student=convnet(4, "s"), teacher=convnet(8, "t"))
+    distiller.compile(optimizer="adam", alpha=0.0, augmentation=getattr(keras3.layers, layer)(**kwargs))
+    history = distiller.fit(x, None, epochs=1, batch_size=16, verbose=0).history
+    assert np.isfinite(history["distillation_loss"][0])

@@ -73,3 +73,28 @@ def test_student_saved_alone_loads_in_another_process(tmp_path, data, teacher):
     np.testing.assert_allclose(np.load(out), distiller.student.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
     # The student's file holds no teacher: far fewer weights than the distiller.
     assert keras.models.load_model(path).count_params() == distiller.student.count_params()
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_feature_distiller_with_several_teachers_round_trips(tmp_path, name):
+    from tests.test_distiller_methods import convnet
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 8, 8, 1)).astype("float32")
+    y = np.arange(32) % 3
+    distiller = keras_kd.Distiller(
+        student=convnet(4, "student"), teacher=[convnet(8, "t1"), convnet(6, "t2")], teacher_weights=[2, 1],
+        features=[keras_kd.FeatureDistillation("fitnets", "conv", "conv", weight=0.5, name="hint")])
+    distiller.compile(optimizer=keras.optimizers.Adam(0.01), distillation_loss_fn={"name": "dkd", "beta": 2.0},
+                      alpha=0.5, temperature=2.0)
+    distiller.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    path = str(tmp_path / name)
+    distiller.save(path)
+    loaded = load_distiller(path)
+    assert len(loaded.teachers) == 2 and loaded.teacher_weights == pytest.approx([2 / 3, 1 / 3])
+    assert isinstance(loaded.distillation_loss_fn, keras_kd.losses.DKDLoss)
+    np.testing.assert_allclose(np.asarray(loaded.adapters[0].get_weights()[0]),
+                               np.asarray(distiller.adapters[0].get_weights()[0]))
+    for model in (distiller, loaded):
+        model.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    np.testing.assert_allclose(distiller.predict(x, verbose=0), loaded.predict(x, verbose=0), rtol=1e-5, atol=1e-5)

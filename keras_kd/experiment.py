@@ -18,8 +18,8 @@ from keras_kd.distiller import Distiller
 from keras_kd.feature_distillation import FeatureDistillation
 from keras_kd.inputs import with_indices
 from keras_kd.losses import LogitsCrossentropy
-from keras_kd.teacher_cache import TeacherCache
 from keras_kd.report import ModelRow, accuracy, latency_ms, model_file_size
+from keras_kd.teacher_cache import TeacherCache
 from keras_kd.utils import count_params, strip_output_activation
 from keras_kd.validation import check_outputs_are_logits
 

@@ -80,13 +80,17 @@ def assert_model_of_engine(model, argument):
     )
 
 
+def _sentence(text):
+    return text[:1].upper() + text[1:]
+
+
 def assert_tf_keras(feature):
     """Raise for a feature that needs the tf_keras engine (TF-MOT) when Keras 3 is active."""
     if not IS_TF_KERAS:
         raise RuntimeError(
             f"{feature} needs the tf_keras (Keras 2) engine, because TensorFlow Model "
             f"Optimization refuses Keras 3 models; the active engine is "
-            f"{ENGINE_DESCRIPTION}. {switch_hint('tf_keras').capitalize()}."
+            f"{ENGINE_DESCRIPTION}. {_sentence(switch_hint('tf_keras'))}."
         )
 
 

@@ -4,7 +4,6 @@ from keras_kd.backend import ops, register_serializable
 from keras_kd.losses.base import DistillationLoss, as_float32
 
 
-
 def class_mask(labels, logits):
     """One-hot mask `(batch, classes)` of the target class; labels sparse or one-hot."""
     classes = logits.shape[-1]

@@ -1,0 +1,74 @@
+"""Reload an exported artifact in a fresh process and compare its outputs with the Keras student's.
+
+A fresh process proves the file stands alone: no Python object of the training run, no
+custom class, is needed to serve it. Run as
+`python -m keras_kd.compression.verify {saved_model|tflite} PATH INPUTS.npy OUTPUTS.npy`.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+
+def run_saved_model(path, inputs):
+    import tensorflow as tf
+
+    from keras_kd.compression.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE
+
+    loaded = tf.saved_model.load(path)
+    outputs = loaded.signatures[SIGNATURE](**{INPUT_NAME: tf.constant(inputs, tf.float32)})
+    return outputs[OUTPUT_NAME].numpy()
+
+
+def run_tflite(path, inputs):
+    """Run a TFLite file one example at a time, (de)quantizing int8 inputs and outputs."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    input_detail = interpreter.get_input_details()[0]
+    output_detail = interpreter.get_output_details()[0]
+    results = []
+    for row in inputs:
+        value = row[None].astype("float32")
+        if input_detail["dtype"] == np.int8:
+            scale, zero_point = input_detail["quantization"]
+            value = np.clip(np.round(value / scale + zero_point), -128, 127).astype(np.int8)
+        interpreter.set_tensor(input_detail["index"], value)
+        interpreter.invoke()
+        out = interpreter.get_tensor(output_detail["index"])
+        if output_detail["dtype"] == np.int8:
+            scale, zero_point = output_detail["quantization"]
+            out = (out.astype("float32") - zero_point) * scale
+        results.append(out[0])
+    return np.stack(results)
+
+
+RUNNERS = {"saved_model": run_saved_model, "tflite": run_tflite}
+
+
+def outputs_in_fresh_process(kind, path, inputs, timeout=600):
+    """The artifact's outputs on `inputs`, computed by a new Python process."""
+    if kind not in RUNNERS:
+        raise ValueError(f"`kind` must be one of {sorted(RUNNERS)}; received {kind!r}.")
+    with tempfile.TemporaryDirectory() as folder:
+        inputs_path, outputs_path = os.path.join(folder, "inputs.npy"), os.path.join(folder, "outputs.npy")
+        np.save(inputs_path, np.asarray(inputs, dtype="float32"))
+        command = [sys.executable, "-m", "keras_kd.compression.verify", kind, path, inputs_path, outputs_path]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"Reloading {path} in a fresh process failed:\n{result.stderr[-3000:]}")
+        return np.load(outputs_path)
+
+
+def main(argv):
+    kind, path, inputs_path, outputs_path = argv[1:5]
+    np.save(outputs_path, RUNNERS[kind](path, np.load(inputs_path)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

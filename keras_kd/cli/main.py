@@ -5,6 +5,7 @@ import sys
 
 SUBCOMMANDS = {
     "distill": ("keras_kd.cli.distill", "train a teacher, a student from scratch and a distilled student; report"),
+    "compress": ("keras_kd.cli.compress", "distil, prune (cluster, QAT), export SavedModel and TFLite; report"),
 }
 
 

@@ -95,7 +95,7 @@ class MagnitudePruning(keras.callbacks.Callback):
         if not kernels:
             raise ValueError("The model has no prunable kernels (Dense or convolution layers).")
         self._kernels = kernels
-        for name, kernel in kernels:
+        for _, kernel in kernels:
             self.masks.setdefault(id(kernel), np.ones(kernel.shape, dtype="float32"))
 
     def on_train_batch_begin(self, batch, logs=None):

@@ -25,9 +25,9 @@ def run_saved_model(path, inputs):
 
 def run_tflite(path, inputs):
     """Run a TFLite file one example at a time, (de)quantizing int8 inputs and outputs."""
-    import tensorflow as tf
+    from keras_kd.compression.artifacts import make_interpreter
 
-    interpreter = tf.lite.Interpreter(model_path=path)
+    interpreter = make_interpreter(path)
     interpreter.allocate_tensors()
     input_detail = interpreter.get_input_details()[0]
     output_detail = interpreter.get_output_details()[0]

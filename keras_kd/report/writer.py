@@ -21,15 +21,22 @@ class ModelRow:
         return dataclasses.asdict(self)
 
 
-def format_table(rows):
+# (header, function of a row) for each column of the main job's table.
+MODEL_COLUMNS = (
+    ("model", lambda row: row.name),
+    ("parameters", lambda row: f"{row.params:,}"),
+    ("size (MB)", lambda row: f"{row.size_bytes / MEGABYTE:.3f}"),
+    ("test accuracy (%)", lambda row: f"{100 * row.accuracy:.2f}"),
+    ("CPU latency (ms/example)", lambda row: f"{row.latency_ms:.3f}"),
+)
+
+
+def format_table(rows, columns=MODEL_COLUMNS):
     """A Markdown table of the rows, as printed by the CLI and written to `report.md`."""
-    header = "| model | parameters | size (MB) | test accuracy (%) | CPU latency (ms/example) |"
-    lines = [header, "|---|---:|---:|---:|---:|"]
+    lines = ["| " + " | ".join(header for header, _ in columns) + " |",
+             "|---|" + "---:|" * (len(columns) - 1)]
     for row in rows:
-        lines.append(
-            f"| {row.name} | {row.params:,} | {row.size_bytes / MEGABYTE:.3f} | "
-            f"{100 * row.accuracy:.2f} | {row.latency_ms:.3f} |"
-        )
+        lines.append("| " + " | ".join(cell(row) for _, cell in columns) + " |")
     return "\n".join(lines)
 
 
@@ -54,7 +61,7 @@ def _plot(rows, path, title):
     plt.close(figure)
 
 
-def write_report(folder, dataset, rows, metadata=None):
+def write_report(folder, dataset, rows, metadata=None, columns=MODEL_COLUMNS):
     """Write `report.json`, `report.md` and `report.png` for `rows` into `folder`.
 
     `report.json` holds `{"dataset": ..., "models": [row, ...], "metadata": {...}}`.
@@ -65,5 +72,5 @@ def write_report(folder, dataset, rows, metadata=None):
         json.dump(payload, handle, indent=2)
     details = "\n".join(f"- {key}: {value}" for key, value in metadata.items())
     with open(os.path.join(folder, "report.md"), "w") as handle:
-        handle.write(f"# keras-kd report: {dataset}\n\n{format_table(rows)}\n\n{details}\n")
+        handle.write(f"# keras-kd report: {dataset}\n\n{format_table(rows, columns)}\n\n{details}\n")
     _plot(rows, os.path.join(folder, "report.png"), f"{dataset}: accuracy against size")

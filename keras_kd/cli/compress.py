@@ -1,0 +1,74 @@
+"""`keras-kd compress`: teacher -> distilled student -> pruned (clustered, QAT) student -> exports.
+
+Writes into `--output_dir`, all at once at the end: `report.{json,md,png}` with a row per
+stage measured on its exported artifact, and `exports/` with the teacher's SavedModel, the
+students' TFLite files, the final int8 TFLite file and the final student's SavedModel in TF
+Serving's layout (`exports/saved_model/<model_name>/1`).
+"""
+
+import sys
+
+from absl import flags
+
+from keras_kd.cli.distill import load_yaml
+from keras_kd.cli.flags_util import parse
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("config", None, "A YAML file of settings; flags given on the command line override it.",
+                    flag_values=FLAGS)
+flags.DEFINE_enum("dataset", "digits", ["digits", "fashion_mnist"], "Data set.", flag_values=FLAGS)
+flags.DEFINE_string("data_dir", None, "Folder with the data set's files (Fashion-MNIST).", flag_values=FLAGS)
+flags.DEFINE_string("output_dir", "runs/compress", "Where the report and exports go.", flag_values=FLAGS)
+flags.DEFINE_string("teacher", None, "A saved teacher to use instead of training one.", flag_values=FLAGS)
+flags.DEFINE_integer("teacher_epochs", 40, "Epochs to train the teacher.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("student_epochs", 60, "Epochs to train each student.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("prune_epochs", 10, "Epochs of distillation while pruning.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_float("sparsity", 0.75, "Target sparsity of the pruned kernels, in [0, 1).", flag_values=FLAGS)
+flags.DEFINE_integer("clusters", None, "tf_keras: weight clusters per kernel (>= 2).", flag_values=FLAGS)
+flags.DEFINE_bool("qat", False, "tf_keras: quantization-aware distillation before int8 export.", flag_values=FLAGS)
+flags.DEFINE_bool("int8_io", False, "int8 inputs and outputs in the int8 TFLite file.", flag_values=FLAGS)
+flags.DEFINE_string("model_name", "student", "Name of the served model (TF Serving).", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0.0, flag_values=FLAGS)
+flags.DEFINE_float("alpha", 0.1, "Weight of the label loss.", lower_bound=0.0, upper_bound=1.0, flag_values=FLAGS)
+flags.DEFINE_float("temperature", 4.0, "Distillation temperature T > 0.", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
+flags.DEFINE_integer("verbose", None, "Keras verbosity (default: 1 on a terminal, else 2).", flag_values=FLAGS)
+
+FLAG_FIELDS = {
+    "dataset": "dataset", "data_dir": "data_dir", "teacher": "teacher_path", "teacher_epochs": "teacher_epochs",
+    "student_epochs": "student_epochs", "prune_epochs": "prune_epochs", "sparsity": "sparsity",
+    "clusters": "clusters", "qat": "qat", "int8_io": "int8_io", "model_name": "model_name",
+    "batch_size": "batch_size", "learning_rate": "learning_rate", "alpha": "alpha", "temperature": "temperature",
+    "seed": "seed",
+}
+
+
+def build_config():
+    from keras_kd.compression.pipeline import CompressConfig
+
+    values = {field: FLAGS[flag].value for flag, field in FLAG_FIELDS.items()}
+    if FLAGS.config:
+        values.update(load_yaml(FLAGS.config))
+        values.update({field: FLAGS[flag].value for flag, field in FLAG_FIELDS.items() if FLAGS[flag].present})
+    values["verbose"] = FLAGS.verbose if FLAGS.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    return CompressConfig.from_dict(values)
+
+
+def run(argv):
+    if not parse(FLAGS, argv):
+        return 2
+    from keras_kd.compression.pipeline import STAGE_COLUMNS, run_compress
+    from keras_kd.report import format_table, staged_output_dir, write_report
+
+    try:
+        config = build_config()
+        config.validate()
+    except (ValueError, RuntimeError, OSError) as error:
+        print(f"keras-kd compress: {error}", file=sys.stderr)
+        return 2
+    with staged_output_dir(FLAGS.output_dir) as staging:
+        rows, metadata = run_compress(config, staging)
+        write_report(staging, config.dataset, rows, metadata, columns=STAGE_COLUMNS)
+    print(f"\n{format_table(rows, STAGE_COLUMNS)}\n\nReport and exports written to {FLAGS.output_dir}")
+    return 0

@@ -1,0 +1,241 @@
+"""`keras-kd compress`: teacher -> distilled student -> pruned (clustered, QAT) student -> exports.
+
+Every row of the report is measured on the exported artifact itself: the teacher's
+SavedModel, the students' float32 TFLite files and the final full-integer TFLite file,
+so size, accuracy and latency are what a server or a phone gets.
+"""
+
+import dataclasses
+import math
+import os
+import time
+
+import numpy as np
+
+from keras_kd import datasets, models
+from keras_kd.backend import ENGINE_DESCRIPTION, IS_TF_KERAS, keras
+from keras_kd.compression import artifacts
+from keras_kd.compression.export import export_saved_model, export_tflite
+from keras_kd.compression.magnitude_pruning import MagnitudePruning
+from keras_kd.compression.pruning_schedules import PolynomialDecay, validate_sparsity
+from keras_kd.compression.verify import outputs_in_fresh_process
+from keras_kd.distiller import Distiller
+from keras_kd.experiment import DistillConfig, distill, load_teacher, train_on_labels
+from keras_kd.utils import count_nonzero_params, count_params, snapshot
+
+MEGABYTE = 1e6
+
+
+@dataclasses.dataclass
+class CompressConfig(DistillConfig):
+    """The main job's settings plus the compression stages."""
+
+    sparsity: float = 0.75
+    prune_epochs: int = 4
+    clusters: int = None  # tf_keras only: sparsity-preserving weight clustering
+    qat: bool = False  # tf_keras only: (pruning-preserving) quantization-aware distillation
+    qat_epochs: int = 1
+    int8_io: bool = False
+    model_name: str = "student"
+
+    def validate(self):
+        super().validate()
+        validate_sparsity(self.sparsity, "sparsity")
+        if int(self.prune_epochs) < 1:
+            raise ValueError(f"`prune_epochs` must be >= 1; received {self.prune_epochs!r}.")
+        if self.clusters is not None and int(self.clusters) < 2:
+            raise ValueError(f"`clusters` must be >= 2; received {self.clusters!r}.")
+        if (self.clusters is not None or self.qat) and not IS_TF_KERAS:
+            raise RuntimeError(
+                "Clustering and quantization-aware training use TF-MOT, which needs the tf_keras engine: "
+                f"set TF_USE_LEGACY_KERAS=1 before Python starts (active: {ENGINE_DESCRIPTION})."
+            )
+
+
+@dataclasses.dataclass
+class StageRow:
+    name: str
+    artifact: str
+    params: int
+    nonzero_params: int
+    size_bytes: int
+    gzip_bytes: int
+    accuracy: float
+    latency_ms_batch1: float
+    latency_ms_batch64: float
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    @property
+    def size_mb(self):
+        return self.size_bytes / MEGABYTE
+
+
+STAGE_COLUMNS = (
+    ("stage", lambda r: r.name),
+    ("artifact", lambda r: r.artifact),
+    ("parameters", lambda r: f"{r.params:,}"),
+    ("non-zero", lambda r: f"{r.nonzero_params:,}"),
+    ("size (bytes)", lambda r: f"{r.size_bytes:,}"),
+    ("gzip (bytes)", lambda r: f"{r.gzip_bytes:,}"),
+    ("test accuracy (%)", lambda r: f"{100 * r.accuracy:.2f}"),
+    ("ms, batch 1", lambda r: f"{r.latency_ms_batch1:.3f}"),
+    ("ms/example, batch 64", lambda r: f"{r.latency_ms_batch64 / 64:.4f}"),
+)
+
+
+def _log(message, verbose):
+    if verbose:
+        print(message, flush=True)
+
+
+def _distiller(student, teacher, config):
+    distiller = Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate), metrics=["accuracy"],
+                      distillation_loss_fn=config.distillation_loss, alpha=config.alpha,
+                      temperature=config.temperature)
+    return distiller
+
+
+def prune_by_distillation(student, teacher, x, y, config):
+    """Keep distilling while the kernels are pruned to `config.sparsity`; returns a plain model."""
+    steps = math.ceil(len(x) / config.batch_size)
+    end_step = steps * max(1, config.prune_epochs - 1)  # the last epoch fine-tunes at full sparsity
+    frequency = max(1, steps // 4)
+    if IS_TF_KERAS:
+        from keras_kd.compression import tfmot
+
+        wrapped = tfmot.prune(student, config.sparsity, schedule="polynomial", begin_step=0, end_step=end_step,
+                              frequency=frequency)
+        _distiller(wrapped, teacher, config).fit(x, y, epochs=config.prune_epochs, batch_size=config.batch_size,
+                                                 verbose=config.verbose, callbacks=tfmot.pruning_callbacks())
+        return tfmot.strip(wrapped)
+    pruning = MagnitudePruning(PolynomialDecay(0.0, config.sparsity, 0, end_step, frequency=frequency))
+    _distiller(student, teacher, config).fit(x, y, epochs=config.prune_epochs, batch_size=config.batch_size,
+                                             verbose=config.verbose, callbacks=[pruning])
+    return student
+
+
+def cluster_by_distillation(student, teacher, x, y, config):
+    """tf_keras: sparsity-preserving clustering, one epoch of distillation, stripped."""
+    from keras_kd.compression import tfmot
+
+    tfmot_module = tfmot._tfmot("Weight clustering with TF-MOT")
+    clustered = tfmot_module.clustering.keras.cluster_weights(
+        student, number_of_clusters=int(config.clusters), preserve_sparsity=True,
+        cluster_centroids_init=tfmot_module.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS)
+    _distiller(clustered, teacher, config).fit(x, y, epochs=1, batch_size=config.batch_size, verbose=config.verbose)
+    return tfmot.strip(clustered)
+
+
+def qat_by_distillation(student, teacher, x, y, config, preserve):
+    """tf_keras: quantization-aware distillation (PQAT/CQAT when `preserve` is given)."""
+    from keras_kd.compression import tfmot
+
+    quantized = tfmot.quantize(student, preserve=preserve)
+    _distiller(quantized, teacher, config).fit(x, y, epochs=config.qat_epochs, batch_size=config.batch_size,
+                                               verbose=config.verbose)
+    return quantized
+
+
+def run_compress(config, output_folder):
+    """Run every stage, export into `output_folder` (`exports/`), measure. Returns `(rows, metadata)`."""
+    config.validate()
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)
+    loader_args = {"data_dir": config.data_dir} if config.dataset != "digits" else {}
+    (x_train, y_train), (x_test, y_test) = datasets.load(config.dataset, **loader_args)
+    input_shape, num_classes = x_train.shape[1:], int(np.max(y_train)) + 1
+    verbose = config.verbose
+
+    if config.teacher_path:
+        _log(f"[1/5] loading the teacher from {config.teacher_path}", verbose)
+        teacher = load_teacher(config.teacher_path, input_shape, num_classes, verbose)
+    else:
+        _log(f"[1/5] training the teacher for {config.teacher_epochs} epochs", verbose)
+        teacher = models.build_model(config.dataset, "teacher", input_shape, num_classes)
+        train_on_labels(teacher, x_train, y_train, config, config.teacher_epochs)
+    scratch = models.build_model(config.dataset, "student", input_shape, num_classes, "student_scratch")
+    initial = scratch.get_weights()
+    _log("[2/5] training the student from labels alone", verbose)
+    train_on_labels(scratch, x_train, y_train, config, config.student_epochs)
+    _log("[3/5] distilling the student", verbose)
+    kd_student = models.build_model(config.dataset, "student", input_shape, num_classes, "student_kd")
+    kd_student.set_weights(initial)
+    distill(kd_student, teacher, x_train, y_train, config)
+    _log(f"[4/5] pruning to {config.sparsity:.0%} sparsity while distilling", verbose)
+    to_prune = snapshot(kd_student, "student_kd_pruned")
+    to_prune.trainable = True
+    final = prune_by_distillation(to_prune, teacher, x_train, y_train, config)
+    stages = [("teacher", teacher), ("student_scratch", scratch), ("student_kd", kd_student),
+              ("student_kd_pruned", final)]
+    preserve = "sparsity"
+    if config.clusters is not None:
+        final = cluster_by_distillation(_trainable_copy(final), teacher, x_train, y_train, config)
+        stages.append(("student_kd_pruned_clustered", final))
+        preserve = "clusters"
+    if config.qat:
+        final = qat_by_distillation(_trainable_copy(final), teacher, x_train, y_train, config, preserve)
+        stages.append(("student_kd_pruned_qat", final))
+
+    _log("[5/5] exporting and measuring the artifacts", verbose)
+    exports = os.path.join(output_folder, "exports")
+    rows, checks = [], {}
+    for name, model in stages:
+        if name == "teacher":
+            path, kind = export_saved_model(model, os.path.join(exports, "saved_model"), "teacher", version=1), \
+                "saved_model"
+        else:
+            path, kind = os.path.join(exports, f"{name}.tflite"), "tflite float32"
+            export_tflite(model, path, "float32")
+        rows.append(_row(name, kind, path, model, x_test, y_test))
+        checks[name] = _fresh_process_difference(kind, path, model, x_test)
+    int8_name = f"{stages[-1][0]}_int8"
+    int8_path = os.path.join(exports, f"{int8_name}.tflite")
+    export_tflite(final, int8_path, "int8", representative_data=x_train, int8_io=config.int8_io)
+    rows.append(_row(int8_name, "tflite int8", int8_path, final, x_test, y_test))
+    checks[int8_name] = _fresh_process_difference("tflite", int8_path, final, x_test)
+    serving = export_saved_model(final, os.path.join(exports, "saved_model"), config.model_name, version=1)
+    checks["serving_export"] = _fresh_process_difference("saved_model", serving, final, x_test)
+    metadata = {
+        "engine": ENGINE_DESCRIPTION, "seed": config.seed, "sparsity": config.sparsity,
+        "prune_epochs": config.prune_epochs, "clusters": config.clusters, "qat": config.qat,
+        "alpha": config.alpha, "temperature": config.temperature, "student_epochs": config.student_epochs,
+        "teacher_epochs": None if config.teacher_path else config.teacher_epochs,
+        "serving_export": os.path.relpath(serving, output_folder),
+        "fresh_process_max_abs_difference": checks,
+        "wall_seconds": round(time.time() - started, 1),
+        "cpu_count": os.cpu_count(),
+    }
+    return rows, metadata
+
+
+def _fresh_process_difference(kind, path, model, x_test, count=64):
+    """Largest |artifact output - Keras output| on test inputs, the artifact run by a new process."""
+    got = outputs_in_fresh_process("saved_model" if kind == "saved_model" else "tflite", path, x_test[:count])
+    expected = np.asarray(model(x_test[:count], training=False))
+    return float(np.max(np.abs(got - expected)))
+
+
+def _trainable_copy(model):
+    # TF-MOT's wrappers take over the layers they wrap: give each stage its own copy, so the
+    # model of an earlier stage is still intact when it is exported and measured.
+    copy = snapshot(model, model.name)
+    copy.trainable = True
+    return copy
+
+
+def _weight_counts(model):
+    """(weights, non-zero weights) over kernels and biases, leaving out QAT's quantizer ranges."""
+    values = [np.asarray(w.numpy()) for w in model.weights
+              if w.name.split("/")[-1].split(":")[0] in ("kernel", "bias", "depthwise_kernel", "pointwise_kernel")]
+    if not values:
+        return count_params(model), count_nonzero_params(model)
+    return int(sum(v.size for v in values)), int(sum(np.count_nonzero(v) for v in values))
+
+
+def _row(name, kind, path, model, x_test, y_test):
+    measured = artifacts.measure(path, "saved_model" if kind == "saved_model" else "tflite", x_test, y_test)
+    params, nonzero = _weight_counts(model)
+    return StageRow(name=name, artifact=kind, params=params, nonzero_params=nonzero, **measured)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_kd
-from keras_kd.backend import IS_TF_KERAS
+from keras_kd.backend import IS_TF_KERAS, keras
 from keras_kd.compression import (
     ConstantSparsity,
     MagnitudePruning,
@@ -199,3 +199,24 @@ def test_tflite_reloads_in_a_fresh_process(tmp_path, digits_pair, mode, int8_io,
     scale = np.abs(expected).max()
     assert np.abs(got - expected).max() <= tolerance * scale + 1e-6
     assert np.mean(np.argmax(got, -1) == np.argmax(expected, -1)) >= 0.95
+
+
+@tf_keras_only
+def test_tfmot_names_a_layer_it_cannot_wrap_and_can_skip_it():
+    from keras_kd.compression import tfmot
+
+    class Scale(keras.layers.Layer):
+        def build(self, input_shape):
+            self.scale = self.add_weight(name="scale", shape=(input_shape[-1],), initializer="ones")
+
+        def call(self, inputs):
+            return inputs * self.scale
+
+    inputs = keras.Input((8,))
+    x = Scale(name="scale")(keras.layers.Dense(8, name="hidden")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+    with pytest.raises(ValueError, match=r"\('scale', 'Scale'\).*skip_unsupported=True"):
+        tfmot.prune(model, 0.5)
+    pruned = tfmot.prune(model, 0.5, skip_unsupported=True)
+    kinds = {layer.name: type(layer).__name__ for layer in pruned.layers}
+    assert kinds["scale"] == "Scale" and kinds["prune_low_magnitude_logits"] == "PruneLowMagnitude"

@@ -4,8 +4,9 @@ Each loader returns `(x_train, y_train), (x_test, y_test)` as NumPy arrays: imag
 float32 in [0, 1] with a channel axis, labels as int64 class indices.
 """
 
-from keras_kd.datasets import digits, fashion_mnist
+from keras_kd.datasets import digits, fashion_mnist, fsdd, rt_polarity
 
+# The image data sets the CLI and the model presets know; text and speech have their own examples.
 LOADERS = {"digits": digits.load_data, "fashion_mnist": fashion_mnist.load_data}
 
 
@@ -18,4 +19,4 @@ def load(name, **kwargs):
     return LOADERS[name](**kwargs)
 
 
-__all__ = ["LOADERS", "digits", "fashion_mnist", "load"]
+__all__ = ["LOADERS", "digits", "fashion_mnist", "fsdd", "load", "rt_polarity"]

@@ -85,3 +85,45 @@ def test_debian_fashion_mnist_is_the_official_split():
     assert x_train.shape == (60000, 28, 28, 1) and x_test.shape == (10000, 28, 28, 1)
     assert np.bincount(y_train).tolist() == [6000] * 10
     assert y_train[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+
+
+def test_rt_polarity_reads_a_folder_and_splits_reproducibly(tmp_path):
+    from keras_kd.datasets import rt_polarity
+
+    (tmp_path / "rt-polarity.pos").write_bytes("a fine film\nsuperb\ncaf\xe9 charm\n".encode("latin-1"))
+    (tmp_path / "rt-polarity.neg").write_text("dull\nboring plot\n")
+    (x_train, y_train), (x_test, y_test) = rt_polarity.load_data(str(tmp_path), test_fraction=0.4, download=False)
+    assert len(x_train) == 3 and len(x_test) == 2
+    assert sorted(np.concatenate([x_train, x_test]).tolist()) == sorted(
+        ["a fine film", "superb", "caf\xe9 charm", "dull", "boring plot"])
+    labels = dict(zip(np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])))
+    assert labels["superb"] == 1 and labels["dull"] == 0
+    (again, _), _ = rt_polarity.load_data(str(tmp_path), test_fraction=0.4, download=False)
+    np.testing.assert_array_equal(x_train, again)
+
+
+def test_fsdd_reads_wavs_and_splits_by_recording_index(tmp_path):
+    from scipy.io import wavfile
+
+    from keras_kd.datasets import fsdd
+
+    rng = np.random.default_rng(0)
+    for digit in (3, 7):
+        for index in (0, 4, 5, 9):
+            samples = (rng.normal(size=6000) * 3000).astype(np.int16)
+            wavfile.write(tmp_path / f"{digit}_alice_{index}.wav", fsdd.SAMPLE_RATE, samples)
+    (tmp_path / "notes.txt").write_text("not a recording")
+    (x_train, y_train), (x_test, y_test) = fsdd.load_data(str(tmp_path), download=False)
+    assert len(x_test) == 4 and len(x_train) == 4  # indices 0-4 test, 5-9 train
+    assert x_train.shape[1:] == (61, 40, 1) and np.all(np.isfinite(x_train))
+    assert sorted(y_test.tolist()) == [3, 3, 7, 7]
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(os.pardir, "shared", "data", "fsdd")), reason="no shared data")
+def test_shared_fsdd_and_rt_polarity_have_the_documented_sizes():
+    from keras_kd.datasets import fsdd, rt_polarity
+
+    (x_train, _), (x_test, _) = rt_polarity.load_data(download=False)
+    assert len(x_train) + len(x_test) == 10662
+    waves, digits, speakers, indices = fsdd.read_recordings(os.path.join(os.pardir, "shared", "data", "fsdd", "recordings"))
+    assert len(waves) == 3000 and np.sum(indices <= 4) == 300

@@ -156,6 +156,35 @@ def distill(student, teacher, x, y, config, validation_data=None):
     return distiller.student
 
 
+def load_split(config):
+    """The run's data set: `(x_train, y_train), (x_test, y_test)`."""
+    loader_args = {"data_dir": config.data_dir} if config.dataset != "digits" else {}
+    return datasets.load(config.dataset, **loader_args)
+
+
+def teacher_and_students(config, x_train, y_train, validation=None, total_steps=3):
+    """The teacher (loaded or trained), then the student from labels alone and the distilled
+    student, both from the same initial weights so that only their training differs."""
+    verbose = config.verbose
+    input_shape, num_classes = x_train.shape[1:], int(np.max(y_train)) + 1
+    if config.teacher_path:
+        _log(f"[1/{total_steps}] loading the teacher from {config.teacher_path}", verbose)
+        teacher = load_teacher(config.teacher_path, input_shape, num_classes, verbose)
+    else:
+        _log(f"[1/{total_steps}] training the teacher for {config.teacher_epochs} epochs", verbose)
+        teacher = models.build_model(config.dataset, "teacher", input_shape, num_classes)
+        train_on_labels(teacher, x_train, y_train, config, config.teacher_epochs, validation)
+    scratch = models.build_model(config.dataset, "student", input_shape, num_classes, "student_scratch")
+    initial_weights = scratch.get_weights()
+    _log(f"[2/{total_steps}] training the student from labels alone for {config.student_epochs} epochs", verbose)
+    train_on_labels(scratch, x_train, y_train, config, config.student_epochs, validation)
+    _log(f"[3/{total_steps}] distilling the student for {config.student_epochs} epochs", verbose)
+    kd_student = models.build_model(config.dataset, "student", input_shape, num_classes, "student_kd")
+    kd_student.set_weights(initial_weights)
+    distill(kd_student, teacher, x_train, y_train, config, validation)
+    return teacher, scratch, kd_student
+
+
 def run_distill(config, output_folder):
     """Run the main job and save the three models into `output_folder`.
 
@@ -165,31 +194,8 @@ def run_distill(config, output_folder):
     config.validate()
     started = time.time()
     keras.utils.set_random_seed(config.seed)
-    (x_train, y_train), (x_test, y_test) = datasets.load(
-        config.dataset, **({"data_dir": config.data_dir} if config.dataset != "digits" else {})
-    )
-    input_shape, num_classes = x_train.shape[1:], int(np.max(y_train)) + 1
-    validation = (x_test, y_test)
-    verbose = config.verbose
-
-    if config.teacher_path:
-        _log(f"[1/3] loading the teacher from {config.teacher_path}", verbose)
-        teacher = load_teacher(config.teacher_path, input_shape, num_classes, verbose)
-    else:
-        _log(f"[1/3] training the teacher for {config.teacher_epochs} epochs", verbose)
-        teacher = models.build_model(config.dataset, "teacher", input_shape, num_classes)
-        train_on_labels(teacher, x_train, y_train, config, config.teacher_epochs, validation)
-
-    # Both students start from the same initial weights, so only the training differs.
-    scratch = models.build_model(config.dataset, "student", input_shape, num_classes, "student_scratch")
-    initial_weights = scratch.get_weights()
-    _log(f"[2/3] training the student from labels alone for {config.student_epochs} epochs", verbose)
-    train_on_labels(scratch, x_train, y_train, config, config.student_epochs, validation)
-
-    _log(f"[3/3] distilling the student for {config.student_epochs} epochs", verbose)
-    kd_student = models.build_model(config.dataset, "student", input_shape, num_classes, "student_kd")
-    kd_student.set_weights(initial_weights)
-    distill(kd_student, teacher, x_train, y_train, config, validation)
+    (x_train, y_train), (x_test, y_test) = load_split(config)
+    teacher, scratch, kd_student = teacher_and_students(config, x_train, y_train, (x_test, y_test), total_steps=3)
 
     rows = []
     for name, model in (("teacher", teacher), ("student_scratch", scratch), ("student_kd", kd_student)):

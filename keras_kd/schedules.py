@@ -34,8 +34,8 @@ class Constant(Schedule):
         return {"value": self.value_}
 
 
-class Linear(Schedule):
-    """From `start` at epoch 0 to `end` at epoch `epochs`, constant after."""
+class _Ramp(Schedule):
+    """From `start` at epoch 0 to `end` at epoch `epochs`, constant after; `shape` bends the way."""
 
     def __init__(self, start, end, epochs):
         if int(epochs) < 1:
@@ -44,20 +44,23 @@ class Linear(Schedule):
 
     def value(self, epoch):
         fraction = min(max(epoch, 0), self.epochs) / self.epochs
-        return self.start + (self.end - self.start) * fraction
+        return self.start + (self.end - self.start) * self.shape(fraction)
 
 
-class Cosine(Schedule):
-    """Half a cosine from `start` at epoch 0 to `end` at epoch `epochs`, constant after."""
+class Linear(_Ramp):
+    """A straight line from `start` to `end` over `epochs` epochs."""
 
-    def __init__(self, start, end, epochs):
-        if int(epochs) < 1:
-            raise ValueError(f"`epochs` must be >= 1; received {epochs!r}.")
-        self.start, self.end, self.epochs = float(start), float(end), int(epochs)
+    @staticmethod
+    def shape(fraction):
+        return fraction
 
-    def value(self, epoch):
-        fraction = min(max(epoch, 0), self.epochs) / self.epochs
-        return self.end + (self.start - self.end) * 0.5 * (1.0 + math.cos(math.pi * fraction))
+
+class Cosine(_Ramp):
+    """Half a cosine from `start` to `end` over `epochs` epochs."""
+
+    @staticmethod
+    def shape(fraction):
+        return 0.5 * (1.0 - math.cos(math.pi * fraction))
 
 
 class WarmUp(Linear):

@@ -42,25 +42,13 @@ def _write_saved_model(model, path):
     import tensorflow as tf
 
     spec = _input_spec(model)
-    if IS_TF_KERAS:
-        from tf_keras.src.export.export_lib import ExportArchive
-    else:
-        from keras.export import ExportArchive
-    archive = ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        name=SIGNATURE,
-        fn=tf.function(lambda inputs: {OUTPUT_NAME: model(inputs, training=False)}),
-        input_signature=[spec],
-    )
-    if IS_TF_KERAS:
-        import contextlib
-        import io
-
-        with contextlib.redirect_stdout(io.StringIO()):  # tf_keras prints every endpoint
-            archive.write_out(path)
-    else:
-        archive.write_out(path, verbose=False)
+    # A plain tf.Module that tracks the model's variables, each once (Keras 3's ExportArchive
+    # stores every weight twice), and the serving function: no optimizer state rides along.
+    module = tf.Module()
+    module.weights_ = [v if IS_TF_KERAS else v.value for v in model.variables]
+    serve = tf.function(lambda inputs: {OUTPUT_NAME: model(inputs, training=False)}, input_signature=[spec])
+    module.serve = serve
+    tf.saved_model.save(module, path, signatures={SIGNATURE: serve})
 
 
 def export_saved_model(model, base_dir, name="student", version=None):

@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 
-from keras_kd import datasets, models
 from keras_kd.backend import ENGINE_DESCRIPTION, IS_TF_KERAS, keras
 from keras_kd.compression import artifacts
 from keras_kd.compression.export import export_saved_model, export_tflite
@@ -20,7 +19,7 @@ from keras_kd.compression.magnitude_pruning import MagnitudePruning
 from keras_kd.compression.pruning_schedules import PolynomialDecay, validate_sparsity
 from keras_kd.compression.verify import outputs_in_fresh_process
 from keras_kd.distiller import Distiller
-from keras_kd.experiment import DistillConfig, distill, load_teacher, train_on_labels
+from keras_kd.experiment import DistillConfig, load_split, teacher_and_students
 from keras_kd.utils import count_nonzero_params, count_params, snapshot
 
 MEGABYTE = 1e6
@@ -144,26 +143,9 @@ def run_compress(config, output_folder):
     config.validate()
     started = time.time()
     keras.utils.set_random_seed(config.seed)
-    loader_args = {"data_dir": config.data_dir} if config.dataset != "digits" else {}
-    (x_train, y_train), (x_test, y_test) = datasets.load(config.dataset, **loader_args)
-    input_shape, num_classes = x_train.shape[1:], int(np.max(y_train)) + 1
+    (x_train, y_train), (x_test, y_test) = load_split(config)
     verbose = config.verbose
-
-    if config.teacher_path:
-        _log(f"[1/5] loading the teacher from {config.teacher_path}", verbose)
-        teacher = load_teacher(config.teacher_path, input_shape, num_classes, verbose)
-    else:
-        _log(f"[1/5] training the teacher for {config.teacher_epochs} epochs", verbose)
-        teacher = models.build_model(config.dataset, "teacher", input_shape, num_classes)
-        train_on_labels(teacher, x_train, y_train, config, config.teacher_epochs)
-    scratch = models.build_model(config.dataset, "student", input_shape, num_classes, "student_scratch")
-    initial = scratch.get_weights()
-    _log("[2/5] training the student from labels alone", verbose)
-    train_on_labels(scratch, x_train, y_train, config, config.student_epochs)
-    _log("[3/5] distilling the student", verbose)
-    kd_student = models.build_model(config.dataset, "student", input_shape, num_classes, "student_kd")
-    kd_student.set_weights(initial)
-    distill(kd_student, teacher, x_train, y_train, config)
+    teacher, scratch, kd_student = teacher_and_students(config, x_train, y_train, total_steps=5)
     _log(f"[4/5] pruning to {config.sparsity:.0%} sparsity while distilling", verbose)
     to_prune = snapshot(kd_student, "student_kd_pruned")
     to_prune.trainable = True

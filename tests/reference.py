@@ -63,7 +63,8 @@ def soft_crossentropy(teacher_logits, student_logits, temperature):
 
 def fitnets(teacher_features, student_features):
     n = len(teacher_features)
-    diff = np.asarray(student_features, np.float64).reshape(n, -1) - np.asarray(teacher_features, np.float64).reshape(n, -1)
+    student = np.asarray(student_features, np.float64).reshape(n, -1)
+    diff = student - np.asarray(teacher_features, np.float64).reshape(n, -1)
     return np.mean(diff**2, axis=1)
 
 

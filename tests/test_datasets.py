@@ -125,5 +125,6 @@ def test_shared_fsdd_and_rt_polarity_have_the_documented_sizes():
 
     (x_train, _), (x_test, _) = rt_polarity.load_data(download=False)
     assert len(x_train) + len(x_test) == 10662
-    waves, digits, speakers, indices = fsdd.read_recordings(os.path.join(os.pardir, "shared", "data", "fsdd", "recordings"))
+    folder = os.path.join(os.pardir, "shared", "data", "fsdd", "recordings")
+    waves, digits, speakers, indices = fsdd.read_recordings(folder)
     assert len(waves) == 3000 and np.sum(indices <= 4) == 300

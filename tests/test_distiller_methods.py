@@ -42,8 +42,11 @@ def test_feature_terms_with_adapters_are_logged_and_match_numpy(images):
     results = distiller.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
     assert {"hint_loss", "rkd_loss", "at_loss"} <= set(results)
 
-    probe_t = keras.Model(teacher.inputs[0], [teacher.output, teacher.get_layer("conv").output, teacher.get_layer("embed").output])
-    probe_s = keras.Model(student.inputs[0], [student.output, student.get_layer("conv").output, student.get_layer("embed").output])
+    def probe(model):
+        layers = [model.get_layer("conv").output, model.get_layer("embed").output]
+        return keras.Model(model.inputs[0], [model.output, *layers])
+
+    probe_t, probe_s = probe(teacher), probe(student)
     t_logits, t_conv, t_embed = [np.asarray(o) for o in probe_t(x)]
     s_logits, s_conv, s_embed = [np.asarray(o) for o in probe_s(x)]
     adapted = np.asarray(distiller.adapters[0](s_conv))
@@ -53,7 +56,8 @@ def test_feature_terms_with_adapters_are_logged_and_match_numpy(images):
     assert results["hint_loss"] == pytest.approx(hint, rel=1e-4)
     assert results["rkd_loss"] == pytest.approx(rkd, rel=1e-3)
     assert results["at_loss"] == pytest.approx(at, rel=1e-4)
-    response = 0.5 * reference.crossentropy(y, s_logits).mean() + 0.5 * reference.hinton_kd(t_logits, s_logits, 2.0).mean()
+    response = (0.5 * reference.crossentropy(y, s_logits).mean()
+                + 0.5 * reference.hinton_kd(t_logits, s_logits, 2.0).mean())
     assert results["loss"] == pytest.approx(response + 2.0 * hint + 0.5 * rkd + 10.0 * at, rel=1e-4)
 
 

@@ -109,7 +109,7 @@ def main(_):
         / summary["keras_distillation"]["epoch_seconds"],
         "(b') / (d'): both with XLA": summary["keras_kd_xla"]["epoch_seconds"]
         / summary["keras_distillation_xla"]["epoch_seconds"],
-        "(b') / (d): keras-kd with XLA / keras.distillation as configured by default": summary["keras_kd_xla"][
+        "(b') / (d): keras-kd with XLA / keras.distillation without": summary["keras_kd_xla"][
             "epoch_seconds"] / summary["keras_distillation"]["epoch_seconds"],
         "(c) / (a): cached keras-kd / student alone": summary["keras_kd_cached"]["epoch_seconds"]
         / summary["student_alone"]["epoch_seconds"],

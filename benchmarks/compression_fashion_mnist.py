@@ -43,7 +43,8 @@ def ratios(rows):
         "teacher / int8 latency per example, batch 64": teacher.latency_ms_batch64 / final.latency_ms_batch64,
         "int8 - float distilled student (points)": 100 * (final.accuracy - float_kd.accuracy),
         "distilled student - teacher (points)": 100 * (float_kd.accuracy - teacher.accuracy),
-        "distilled student - student from scratch (points)": 100 * (float_kd.accuracy - by_name["student_scratch"].accuracy),
+        "distilled student - student from scratch (points)":
+            100 * (float_kd.accuracy - by_name["student_scratch"].accuracy),
     }
 
 

@@ -57,7 +57,8 @@ def main(_):
     for name, label in LABELS.items():
         acc = 100 * figures(name, "accuracy")
         spread = acc.std(ddof=1) if len(acc) > 1 else 0.0
-        lines.append(f"| {label} | {int(figures(name, 'params')[0]):,} | {figures(name, 'size_bytes').mean() / 1e6:.3f} | "
+        size_mb = figures(name, "size_bytes").mean() / 1e6
+        lines.append(f"| {label} | {int(figures(name, 'params')[0]):,} | {size_mb:.3f} | "
                      f"{acc.mean():.2f} ± {spread:.2f} |")
     gap = 100 * (figures("teacher", "accuracy") - figures("student_kd", "accuracy"))
     gain = 100 * (figures("student_kd", "accuracy") - figures("student_scratch", "accuracy"))

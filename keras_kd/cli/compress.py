@@ -10,7 +10,7 @@ import sys
 
 from absl import flags
 
-from keras_kd.cli.distill import load_yaml
+from keras_kd.cli.flags_util import build_config as build_config_from
 from keras_kd.cli.flags_util import parse
 
 FLAGS = flags.FlagValues()
@@ -47,12 +47,7 @@ FLAG_FIELDS = {
 def build_config():
     from keras_kd.compression.pipeline import CompressConfig
 
-    values = {field: FLAGS[flag].value for flag, field in FLAG_FIELDS.items()}
-    if FLAGS.config:
-        values.update(load_yaml(FLAGS.config))
-        values.update({field: FLAGS[flag].value for flag, field in FLAG_FIELDS.items() if FLAGS[flag].present})
-    values["verbose"] = FLAGS.verbose if FLAGS.verbose is not None else (1 if sys.stdout.isatty() else 2)
-    return CompressConfig.from_dict(values)
+    return build_config_from(FLAGS, FLAG_FIELDS, CompressConfig)
 
 
 def run(argv):

@@ -9,6 +9,8 @@ import sys
 
 from absl import flags
 
+from keras_kd.cli.flags_util import build_config as build_config_from
+from keras_kd.cli.flags_util import load_yaml as load_yaml_file
 from keras_kd.cli.flags_util import parse
 
 FLAGS = flags.FlagValues()
@@ -40,26 +42,14 @@ FLAG_FIELDS = {
 
 
 def build_config():
-    """Defaults, then the YAML file of --config, then the flags given on the command line."""
     from keras_kd.experiment import DistillConfig
 
-    values = {field: FLAGS[flag].value for flag, field in FLAG_FIELDS.items()}
-    if FLAGS.config:
-        values.update(load_yaml(FLAGS.config))
-        values.update({field: FLAGS[flag].value for flag, field in FLAG_FIELDS.items() if FLAGS[flag].present})
-    values["verbose"] = FLAGS.verbose if FLAGS.verbose is not None else (1 if sys.stdout.isatty() else 2)
-    return DistillConfig.from_dict(values)
+    return build_config_from(FLAGS, FLAG_FIELDS, DistillConfig)
 
 
 def load_yaml(path):
-    """A config file's settings: `yaml.safe_load` (no tags that run code), flag names accepted."""
-    import yaml
-
-    with open(path) as handle:
-        values = yaml.safe_load(handle) or {}
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: a config file holds a mapping of settings; found {type(values).__name__}.")
-    return {FLAG_FIELDS.get(key, key): value for key, value in values.items()}
+    """A config file's settings, with the flags' names mapped to the config's fields."""
+    return load_yaml_file(path, FLAG_FIELDS)
 
 
 def run(argv):

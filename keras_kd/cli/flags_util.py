@@ -1,4 +1,4 @@
-"""Parse a subcommand's absl flags from its own `FlagValues`, so subcommands never clash."""
+"""Subcommands' flags: each parses its own `FlagValues` (no clashes), and config files merge in."""
 
 import sys
 
@@ -17,3 +17,26 @@ def parse(flag_values, argv):
         print(f"{argv[0]}: unexpected arguments {extra[1:]}", file=sys.stderr)
         return False
     return True
+
+
+def load_yaml(path, flag_fields=None):
+    """A config file's settings: `yaml.safe_load` (no tags that run code), flag names accepted."""
+    import yaml
+
+    with open(path) as handle:
+        values = yaml.safe_load(handle) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a config file holds a mapping of settings; found {type(values).__name__}.")
+    return {(flag_fields or {}).get(key, key): value for key, value in values.items()}
+
+
+def build_config(flag_values, flag_fields, config_class):
+    """Defaults, then the YAML file of --config, then the flags given on the command line."""
+    values = {field: flag_values[flag].value for flag, field in flag_fields.items()}
+    if flag_values["config"].value:
+        values.update(load_yaml(flag_values["config"].value, flag_fields))
+        values.update({field: flag_values[flag].value for flag, field in flag_fields.items()
+                       if flag_values[flag].present})
+    verbose = flag_values["verbose"].value
+    values["verbose"] = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
+    return config_class.from_dict(values)

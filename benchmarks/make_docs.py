@@ -80,6 +80,9 @@ def main():
         sections += [f"## {title}", "", text]
         with open(os.path.join(ROOT, folder, "README.md"), "w") as handle:
             handle.write(f"# {title}\n\nRun it from the repository's root:\n\n    {command}\n\n{text}")
+    notes = read("benchmarks/results/NOTES.md")
+    if notes:
+        sections += ["## Conditions of these runs", "", notes.strip(), ""]
     with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as handle:
         handle.write("\n".join(sections).rstrip() + "\n")
 

@@ -32,10 +32,24 @@ def strip_output_activation(model):
     return clone
 
 
+def copy_model(model):
+    """An uncompiled copy of `model` with its current weights (no optimizer or compile state).
+
+    Rebuilt from its config, not with `clone_model`, which in Keras 3.15 also copies the
+    compile state; subclassed models fall back to `clone_model`.
+    """
+    try:
+        copy = type(model).from_config(model.get_config()) if is_graph_model(model) else None
+    except (NotImplementedError, TypeError, ValueError):
+        copy = None
+    copy = copy if copy is not None else keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def snapshot(model, name=None):
     """A frozen copy of `model` with its current weights: a teacher for self-distillation."""
-    copy = type(model).from_config(model.get_config()) if is_graph_model(model) else keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
+    copy = copy_model(model)
     copy.trainable = False
     if name:
         copy._name = name

@@ -6,12 +6,11 @@ students' TFLite files, the final int8 TFLite file and the final student's Saved
 Serving's layout (`exports/saved_model/<model_name>/1`).
 """
 
-import sys
 
 from absl import flags
 
 from keras_kd.cli.flags_util import build_config as build_config_from
-from keras_kd.cli.flags_util import parse
+from keras_kd.cli.flags_util import parse, run_job
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("config", None, "A YAML file of settings; flags given on the command line override it.",
@@ -54,16 +53,5 @@ def run(argv):
     if not parse(FLAGS, argv):
         return 2
     from keras_kd.compression.pipeline import STAGE_COLUMNS, run_compress
-    from keras_kd.report import format_table, staged_output_dir, write_report
 
-    try:
-        config = build_config()
-        config.validate()
-    except (ValueError, RuntimeError, OSError) as error:
-        print(f"keras-kd compress: {error}", file=sys.stderr)
-        return 2
-    with staged_output_dir(FLAGS.output_dir) as staging:
-        rows, metadata = run_compress(config, staging)
-        write_report(staging, config.dataset, rows, metadata, columns=STAGE_COLUMNS)
-    print(f"\n{format_table(rows, STAGE_COLUMNS)}\n\nReport and exports written to {FLAGS.output_dir}")
-    return 0
+    return run_job("compress", FLAGS, build_config, run_compress, STAGE_COLUMNS)

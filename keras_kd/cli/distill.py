@@ -5,13 +5,12 @@ distillation, prints the table and writes `report.json`, `report.md`, `report.pn
 three `.keras` models into `--output_dir`, all at once at the end.
 """
 
-import sys
 
 from absl import flags
 
 from keras_kd.cli.flags_util import build_config as build_config_from
 from keras_kd.cli.flags_util import load_yaml as load_yaml_file
-from keras_kd.cli.flags_util import parse
+from keras_kd.cli.flags_util import parse, run_job
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_enum("dataset", "digits", ["digits", "fashion_mnist"], "Data set.", flag_values=FLAGS)
@@ -56,16 +55,5 @@ def run(argv):
     if not parse(FLAGS, argv):
         return 2
     from keras_kd.experiment import run_distill
-    from keras_kd.report import format_table, staged_output_dir, write_report
 
-    try:
-        config = build_config()
-        config.validate()
-    except (ValueError, OSError) as error:
-        print(f"keras-kd distill: {error}", file=sys.stderr)
-        return 2
-    with staged_output_dir(FLAGS.output_dir) as staging:
-        rows, metadata = run_distill(config, staging)
-        write_report(staging, config.dataset, rows, metadata)
-    print(f"\n{format_table(rows)}\n\nReport and models written to {FLAGS.output_dir}")
-    return 0
+    return run_job("distill", FLAGS, build_config, run_distill)

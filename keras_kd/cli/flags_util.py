@@ -40,3 +40,24 @@ def build_config(flag_values, flag_fields, config_class):
     verbose = flag_values["verbose"].value
     values["verbose"] = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     return config_class.from_dict(values)
+
+
+def run_job(name, flag_values, build, job, columns=None):
+    """Build and validate the config, run `job(config, staging)` in a staged output folder,
+    write the report and print its table. Bad input: message on stderr, exit status 2."""
+    from keras_kd.report import format_table, staged_output_dir, write_report
+    from keras_kd.report.writer import MODEL_COLUMNS
+
+    columns = columns or MODEL_COLUMNS
+    try:
+        config = build()
+        config.validate()
+    except (ValueError, RuntimeError, OSError) as error:
+        print(f"keras-kd {name}: {error}", file=sys.stderr)
+        return 2
+    output_dir = flag_values["output_dir"].value
+    with staged_output_dir(output_dir) as staging:
+        rows, metadata = job(config, staging)
+        write_report(staging, config.dataset, rows, metadata, columns=columns)
+    print(f"\n{format_table(rows, columns)}\n\nReport and outputs written to {output_dir}")
+    return 0

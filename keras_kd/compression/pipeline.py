@@ -120,10 +120,7 @@ def cluster_by_distillation(student, teacher, x, y, config):
     """tf_keras: sparsity-preserving clustering, one epoch of distillation, stripped."""
     from keras_kd.compression import tfmot
 
-    tfmot_module = tfmot._tfmot("Weight clustering with TF-MOT")
-    clustered = tfmot_module.clustering.keras.cluster_weights(
-        student, number_of_clusters=int(config.clusters), preserve_sparsity=True,
-        cluster_centroids_init=tfmot_module.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS)
+    clustered = tfmot.cluster(student, config.clusters, preserve_sparsity=True)
     _distiller(clustered, teacher, config).fit(x, y, epochs=1, batch_size=config.batch_size, verbose=config.verbose)
     return tfmot.strip(clustered)
 

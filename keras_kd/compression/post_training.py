@@ -1,6 +1,7 @@
 """Post-training quantization of a distilled Keras 3 student with Keras's own `model.quantize`."""
 
-from keras_kd.backend import IS_TF_KERAS, is_graph_model, keras
+from keras_kd.backend import IS_TF_KERAS
+from keras_kd.utils import copy_model
 
 KERAS_QUANTIZE_MODES = ("int8", "int4", "float8")
 
@@ -19,7 +20,6 @@ def quantize_post_training(model, mode="int8"):
         )
     if mode not in KERAS_QUANTIZE_MODES:
         raise ValueError(f"`mode` must be one of {KERAS_QUANTIZE_MODES}; received {mode!r}.")
-    copy = type(model).from_config(model.get_config()) if is_graph_model(model) else keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
+    copy = copy_model(model)
     copy.quantize(mode)
     return copy

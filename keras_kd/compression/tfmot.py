@@ -78,8 +78,11 @@ def pruning_callbacks(log_dir=None):
     return callbacks
 
 
-def cluster(model, number_of_clusters, init="kmeans_plus_plus"):
-    """`cluster_weights` on the student: each kernel keeps `number_of_clusters` distinct values."""
+def cluster(model, number_of_clusters, init="kmeans_plus_plus", preserve_sparsity=False):
+    """`cluster_weights` on the student: each kernel keeps `number_of_clusters` distinct values.
+
+    `preserve_sparsity=True` keeps a pruned model's zeros (TF-MOT's sparsity-preserving clustering).
+    """
     tfmot = _tfmot("Weight clustering with TF-MOT")
     if int(number_of_clusters) < 2:
         raise ValueError(f"`number_of_clusters` must be >= 2; received {number_of_clusters!r}.")
@@ -87,7 +90,8 @@ def cluster(model, number_of_clusters, init="kmeans_plus_plus"):
     if centroids is None:
         raise ValueError(f"Unknown centroid initialization {init!r}; try 'kmeans_plus_plus' or 'linear'.")
     return tfmot.clustering.keras.cluster_weights(
-        model, number_of_clusters=int(number_of_clusters), cluster_centroids_init=centroids)
+        model, number_of_clusters=int(number_of_clusters), cluster_centroids_init=centroids,
+        preserve_sparsity=preserve_sparsity)
 
 
 def quantize(model, preserve=None):

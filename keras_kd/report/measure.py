@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from keras_kd.backend import is_tensorflow_backed, keras
+from keras_kd.backend import is_tensorflow_backed
+from keras_kd.utils import copy_model
 
 
 def accuracy(model, x, y, batch_size=256):
@@ -19,23 +20,12 @@ def accuracy(model, x, y, batch_size=256):
     return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y).reshape(-1)))
 
 
-def deployable_copy(model):
-    """An uncompiled copy of `model` with its weights: what ships, without optimizer state."""
-    # From the config, not `clone_model`, which in Keras 3.15 also copies the compile state.
-    try:
-        copy = type(model).from_config(model.get_config())
-    except (NotImplementedError, TypeError, ValueError):
-        copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def model_file_size(model, path=None):
     """Bytes of `model`'s weights and architecture in the native `.keras` format, no optimizer.
 
     Saved to `path` when given, else to a temporary file.
     """
-    model = deployable_copy(model)
+    model = copy_model(model)  # what ships: weights and architecture, no optimizer state
     if path is not None:
         model.save(path)
         return os.path.getsize(path)

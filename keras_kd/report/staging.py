@@ -34,11 +34,15 @@ def staged_output_dir(output_dir):
     """
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f"`output_dir` {output_dir!r} exists and is not a folder.")
-    os.makedirs(output_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".partial-", dir=output_dir)
+    # The staging folder sits beside `output_dir`, not in it: even a run killed outright
+    # (SIGKILL, power loss) leaves nothing partial inside `output_dir`.
+    parent = os.path.dirname(os.path.abspath(output_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(output_dir))}.partial-", dir=parent)
     try:
         with _sigterm_as_exception():
             yield staging
+            os.makedirs(output_dir, exist_ok=True)
             for name in sorted(os.listdir(staging)):
                 target = os.path.join(output_dir, name)
                 if os.path.isdir(target) and not os.path.islink(target):

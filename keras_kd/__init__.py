@@ -11,11 +11,13 @@ from keras_kd.feature_distillation import FeatureDistillation
 from keras_kd.inputs import with_indices
 from keras_kd.saving import load_distiller
 from keras_kd.teacher_cache import TeacherCache
+from keras_kd.transfer_set import MISSING_LABEL, transfer_set
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Distiller",
+    "MISSING_LABEL",
     "ENGINE",
     "ENGINE_DESCRIPTION",
     "FeatureDistillation",
@@ -28,5 +30,6 @@ __all__ = [
     "losses",
     "models",
     "utils",
+    "transfer_set",
     "with_indices",
 ]

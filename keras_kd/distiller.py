@@ -10,10 +10,12 @@ from keras_kd.backend import (
     keras,
     ops,
     register_serializable,
+    set_keras_mask,
 )
 from keras_kd.feature_distillation import FeatureDistillation, build_adapter, feature_model
 from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, TEACHER_LOGITS_KEY, unpack
 from keras_kd.teacher_cache import TeacherCache
+from keras_kd.transfer_set import fill_missing, label_mask, masked_weight
 from keras_kd.validation import (
     check_not_empty,
     check_outputs_are_logits,
@@ -275,11 +277,13 @@ class Distiller(keras.Model):
     def _distillation_terms(self, x, y, y_pred, student_features, sample_weight, cached_logits,
                             indices=None, training=True):
         teacher_logits, teacher_features = self._teacher_outputs(x, cached_logits)
+        mask = label_mask(y, y_pred) if y is not None else None
+        filled_y = fill_missing(y, mask) if y is not None else None
         distillation_loss = self.distillation_loss_fn(
-            teacher_logits, y_pred, sample_weight=sample_weight, labels=y
+            teacher_logits, y_pred, sample_weight=sample_weight, labels=filled_y
         )
         if y is not None:
-            student_loss = self.student_loss_fn(y, y_pred, sample_weight=sample_weight)
+            student_loss = self._label_loss(filled_y, y_pred, mask, sample_weight)
         elif self._alpha_value > 0:
             raise ValueError(
                 f"The data has no labels, but alpha={self._alpha_value} weighs a loss on labels. "
@@ -314,6 +318,25 @@ class Distiller(keras.Model):
         self.student_loss_tracker.update_state(student_loss, sample_weight=batch_size)
         self.distillation_loss_tracker.update_state(distillation_loss, sample_weight=batch_size)
         return total
+
+    def _label_loss(self, y, y_pred, mask, sample_weight):
+        """The student loss averaged over labelled rows only (transfer sets mark the rest missing)."""
+        raw = ops.cast(self.student_loss_fn(y, y_pred, sample_weight=masked_weight(mask, sample_weight)), "float32")
+        # Keras's mean divides by the batch size; rescale so it is a mean over labelled rows.
+        # With every row labelled the factor is exactly 1.
+        batch = ops.cast(ops.shape(y_pred)[0], "float32")
+        return raw * (batch / ops.maximum(ops.sum(mask), 1.0))
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Keras's metrics on labelled rows only: a missing label weighs nothing."""
+        if y is not None:
+            mask = label_mask(y, y_pred)
+            y = fill_missing(y, mask)
+            if sample_weight is not None:
+                sample_weight = masked_weight(mask, sample_weight)  # for `weighted_metrics`
+            # Unweighted metrics read the Keras mask of the predictions, on every engine.
+            y_pred = set_keras_mask(y_pred * 1.0, ops.cast(mask, "bool"))
+        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The combined loss of one batch; also updates the per-term trackers.

@@ -106,3 +106,14 @@ def is_graph_model(model):
     else:
         from keras.src.models.functional import Functional
     return isinstance(model, (Functional, keras.Sequential))
+
+
+def set_keras_mask(tensor, mask):
+    """Attach a Keras mask to `tensor` (read by metrics and losses) and return it."""
+    if IS_TF_KERAS:
+        tensor._keras_mask = mask
+    else:
+        from keras.src.backend.common.masking import set_keras_mask as _set
+
+        _set(tensor, mask)
+    return tensor

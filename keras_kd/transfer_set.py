@@ -1,0 +1,105 @@
+"""Transfer sets: labelled and unlabelled examples in one `fit`, the way distillation is used.
+
+A teacher usually knows more than the labels a student has: it was trained on more data,
+or pre-trained elsewhere. Distilling on a *transfer set* (the few labelled examples plus a
+pool of unlabelled ones, all scored by the teacher) passes that knowledge on. Unlabelled
+rows carry `MISSING_LABEL` (-1) as a class index, or an all-zero row as one-hot labels; the
+Distiller then averages its label loss over the labelled rows only, computes the
+distillation loss over all rows, and leaves unlabelled rows out of the Keras metrics.
+"""
+
+import numpy as np
+
+from keras_kd.backend import ops
+
+MISSING_LABEL = -1
+"""The class index that marks an example without a label."""
+
+
+def transfer_set(labeled, unlabeled, shuffle=True, seed=0):
+    """Labelled examples and an unlabelled pool as one `(x, y)` to pass to `Distiller.fit`.
+
+    Args:
+        labeled: `(x, y)` with `y` class indices (or one-hot rows), NumPy arrays; or a
+            `tf.data.Dataset` of unbatched `(x, y)` elements.
+        unlabeled: inputs without labels, shaped like `x`; or a `tf.data.Dataset` of
+            unbatched inputs.
+        shuffle: mix the two parts (arrays only; a dataset is shuffled by its user).
+        seed: seed of that shuffle.
+
+    Returns:
+        `(x, y)` arrays, the unlabelled rows' labels `MISSING_LABEL` (or all-zero one-hot
+        rows); or, for datasets, one unbatched dataset of `(x, y)` to shuffle and batch.
+
+    Example:
+    >>> x, y = keras_kd.transfer_set((x_few, y_few), x_pool)
+    >>> distiller.fit(x, y, epochs=30)          # label loss on x_few, soft targets on all
+    """
+    try:
+        import tensorflow as tf
+    except ImportError:  # pragma: no cover - Keras 3 without TensorFlow
+        tf = None
+    if tf is not None and isinstance(labeled, tf.data.Dataset):
+        if not isinstance(unlabeled, tf.data.Dataset):
+            raise TypeError("`labeled` is a tf.data.Dataset, so `unlabeled` must be one too.")
+        label_spec = labeled.element_spec[1]
+        missing = tf.cast(tf.fill(label_spec.shape, MISSING_LABEL), label_spec.dtype)
+        if label_spec.shape.rank:  # one-hot rows: all zeros marks the missing label
+            missing = tf.zeros(label_spec.shape, label_spec.dtype)
+        return labeled.concatenate(unlabeled.map(lambda x: (x, missing)))
+    if not (isinstance(labeled, (tuple, list)) and len(labeled) == 2):
+        raise TypeError(f"`labeled` must be a pair (x, y) of arrays or a tf.data.Dataset; received {type(labeled)!r}.")
+    x_labeled, y_labeled = np.asarray(labeled[0]), np.asarray(labeled[1])
+    x_unlabeled = np.asarray(unlabeled)
+    if len(x_labeled) != len(y_labeled):
+        raise ValueError(f"`labeled` holds {len(x_labeled)} inputs but {len(y_labeled)} labels.")
+    if x_unlabeled.shape[1:] != x_labeled.shape[1:]:
+        raise ValueError(
+            f"Unlabelled inputs have shape {x_unlabeled.shape[1:]} per example, labelled ones "
+            f"{x_labeled.shape[1:]}: both parts must be the same kind of input."
+        )
+    if y_labeled.ndim > 1:  # one-hot
+        y_missing = np.zeros((len(x_unlabeled),) + y_labeled.shape[1:], y_labeled.dtype)
+    else:
+        y_missing = np.full(len(x_unlabeled), MISSING_LABEL, dtype=np.int64)
+        y_labeled = y_labeled.astype(np.int64)
+    x = np.concatenate([x_labeled, x_unlabeled.astype(x_labeled.dtype)])
+    y = np.concatenate([y_labeled, y_missing])
+    if shuffle:
+        order = np.random.default_rng(seed).permutation(len(x))
+        x, y = x[order], y[order]
+    return x, y
+
+
+def label_mask(y, y_pred):
+    """1.0 for each row of `y` that has a label, 0.0 for a missing one; shape `(batch,)`.
+
+    Class indices below 0 are missing; one-hot (or soft) rows that sum to 0 are missing.
+    """
+    y = ops.convert_to_tensor(y)
+    classes = y_pred.shape[-1]
+    one_hot = len(y.shape) == len(y_pred.shape) and classes is not None and classes > 1 and y.shape[-1] == classes
+    if one_hot:
+        present = ops.sum(ops.cast(y, "float32"), axis=-1) > 0
+    else:
+        present = ops.reshape(ops.cast(y, "float32"), (ops.shape(y)[0], -1))[:, 0] >= 0
+    return ops.cast(present, "float32")
+
+
+def fill_missing(y, mask):
+    """`y` with missing class indices replaced by 0, so that any Keras loss or metric accepts it."""
+    y = ops.convert_to_tensor(y)
+    if len(y.shape) == 1 or (len(y.shape) == 2 and y.shape[-1] == 1):
+        keep = ops.reshape(ops.cast(mask, "bool"), ops.shape(y)) if len(y.shape) == 2 else ops.cast(mask, "bool")
+        return ops.where(keep, y, ops.zeros_like(y))
+    return y  # one-hot rows of zeros are valid input already
+
+
+def masked_weight(mask, sample_weight):
+    """The per-example weight for the label loss and metrics: the mask times any sample weight."""
+    if sample_weight is None:
+        return mask
+    weight = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
+    if len(weight.shape) > 1:
+        weight = ops.reshape(weight, (ops.shape(weight)[0], -1))[:, 0]
+    return mask * weight

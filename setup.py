@@ -32,7 +32,15 @@ setup(
         # The tf_keras engine (TF_USE_LEGACY_KERAS=1) and what needs it.
         "tf-keras": ["tf-keras>=2.16,<2.22"],
         "tfmot": ["tf-keras>=2.16,<2.22", "tensorflow-model-optimization==0.8.1"],
-        "test": ["pytest>=7", "scipy", "tf-keras>=2.16,<2.22"],
+        "tune": ["keras-tuner==1.4.8"],
+        # Everything the suite imports, so the README's test command works on a fresh machine.
+        "test": [
+            "pytest>=7",
+            "scipy",
+            "tf-keras>=2.16,<2.22",
+            "tensorflow-model-optimization==0.8.1",
+            "keras-tuner==1.4.8",
+        ],
     },
     entry_points={"console_scripts": ["keras-kd=keras_kd.cli.main:entry_point"]},
     classifiers=[

@@ -4,7 +4,7 @@ The engine follows TensorFlow's convention: `TF_USE_LEGACY_KERAS=1` selects tf_k
 (Keras 2, needed by TensorFlow Model Optimization); otherwise Keras 3 is used.
 """
 
-from keras_kd import callbacks, datasets, losses, models, schedules, utils
+from keras_kd import callbacks, datasets, losses, models, recipes, schedules, utils
 from keras_kd.backend import ENGINE, ENGINE_DESCRIPTION
 from keras_kd.distiller import Distiller
 from keras_kd.feature_distillation import FeatureDistillation
@@ -24,6 +24,7 @@ __all__ = [
     "TeacherCache",
     "__version__",
     "callbacks",
+    "recipes",
     "schedules",
     "datasets",
     "load_distiller",

@@ -3,6 +3,7 @@
 import numpy as np
 
 from keras_kd import losses as kd_losses
+from keras_kd import recipes as kd_recipes
 from keras_kd.backend import (
     IS_TF_KERAS,
     assert_model_of_engine,
@@ -183,9 +184,10 @@ class Distiller(keras.Model):
         metrics=None,
         student_loss_fn=None,
         distillation_loss_fn=None,
-        alpha=0.1,
-        temperature=3.0,
+        alpha=None,
+        temperature=None,
         augmentation=None,
+        recipe=None,
         **kwargs,
     ):
         """Configure training, with the arguments of the Keras distillation example.
@@ -202,7 +204,12 @@ class Distiller(keras.Model):
             alpha: weight of the student loss; `1 - alpha` weighs the distillation loss.
             temperature: T > 0 that softens both models' outputs.
             augmentation: a layer applied to each training batch before both teacher and
-                student see it (function matching: the same view for both, on the fly).
+                student see it (function matching: the same view for both, on the fly);
+                `False` drops a recipe's augmentation.
+            recipe: a named method (`keras_kd.recipes.RECIPES`: "hinton", "function_matching",
+                "dist", "teacher_assistant") whose loss, alpha, temperature and augmentation
+                fill every argument above left as None. Default "hinton" (alpha 0.5,
+                T `keras_kd.recipes.DEFAULT_TEMPERATURE`).
             **kwargs: passed on to `keras.Model.compile` (e.g. `jit_compile`, `steps_per_execution`).
 
         Raises:
@@ -223,6 +230,14 @@ class Distiller(keras.Model):
             distillation_loss_fn = kd_losses.deserialize(saved["distillation_loss_fn"])
             alpha, temperature = saved["alpha"], saved["temperature"]
             augmentation = _deserialize_layer(saved.get("augmentation"))
+        defaults = kd_recipes.get(recipe).compile_arguments()
+        alpha = defaults["alpha"] if alpha is None else alpha
+        temperature = defaults["temperature"] if temperature is None else temperature
+        if distillation_loss_fn is None:
+            distillation_loss_fn = defaults["distillation_loss_fn"]
+        if augmentation is None:
+            augmentation = defaults["augmentation"]
+        augmentation = augmentation or None
         self.alpha = alpha
         self.temperature = temperature
         self.student_loss_fn = kd_losses.get_student_loss(student_loss_fn)

@@ -5,12 +5,13 @@ figures are produced the same way.
 """
 
 import dataclasses
+import math
 import os
 import time
 
 import numpy as np
 
-from keras_kd import datasets, models
+from keras_kd import datasets, models, recipes
 from keras_kd import losses as kd_losses
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
 from keras_kd.callbacks import DistillationScheduler
@@ -20,8 +21,9 @@ from keras_kd.inputs import with_indices
 from keras_kd.losses import LogitsCrossentropy
 from keras_kd.report import ModelRow, accuracy, latency_ms, model_file_size
 from keras_kd.teacher_cache import TeacherCache
+from keras_kd.transfer_set import transfer_set
 from keras_kd.utils import count_params, strip_output_activation
-from keras_kd.validation import check_outputs_are_logits
+from keras_kd.validation import check_outputs_are_logits, validate_alpha
 
 
 @dataclasses.dataclass
@@ -35,8 +37,14 @@ class DistillConfig:
     student_epochs: int = 60
     batch_size: int = 32
     learning_rate: float = 1e-3
-    alpha: float = 0.1
-    temperature: float = 4.0
+    # The method: a named recipe; alpha, temperature and distillation_loss left None take its values.
+    recipe: str = recipes.DEFAULT_RECIPE
+    alpha: float = None
+    temperature: float = None
+    # The data: the share of the training examples whose labels the students get (the rest is
+    # the unlabelled pool that the teacher scores), and the share held out for validation.
+    labeled_fraction: float = 0.1
+    validation_split: float = 0.1
     seed: int = 0
     verbose: int = 2
     # The method: a distillation-loss spec (`{"name": "dkd", "beta": 8.0}`), feature terms
@@ -56,7 +64,25 @@ class DistillConfig:
             raise ValueError(f"Unknown config keys {unknown}; known keys: {', '.join(sorted(known))}.")
         return cls(**values)
 
+    def compile_arguments(self):
+        """`Distiller.compile` arguments: the recipe's, overridden by the settings given."""
+        arguments = recipes.get(self.recipe).compile_arguments()
+        for key, value in (("alpha", self.alpha), ("temperature", self.temperature),
+                           ("distillation_loss_fn", self.distillation_loss)):
+            if value is not None:
+                arguments[key] = value
+        return arguments
+
     def validate(self):
+        recipes.get(self.recipe)  # raises, listing the known recipes
+        if self.alpha is not None:
+            validate_alpha(self.alpha)
+        if self.temperature is not None:
+            kd_losses.validate_temperature(self.temperature, "temperature")
+        if not 0.0 < float(self.labeled_fraction) <= 1.0:
+            raise ValueError(f"`labeled_fraction` must lie in (0, 1]; received {self.labeled_fraction!r}.")
+        if not 0.0 <= float(self.validation_split) < 1.0:
+            raise ValueError(f"`validation_split` must lie in [0, 1); received {self.validation_split!r}.")
         if self.dataset not in datasets.LOADERS:
             raise ValueError(
                 f"Unknown dataset {self.dataset!r}; known datasets: "
@@ -132,15 +158,16 @@ def _feature_terms(config, num_examples):
 
 
 def distill(student, teacher, x, y, config, validation_data=None):
-    """Train `student` from `teacher` with the run's method, alpha and temperature."""
+    """Train `student` from `teacher` with the run's recipe, alpha and temperature.
+
+    `y` may mark unlabelled rows with `MISSING_LABEL` (a transfer set).
+    """
     terms = _feature_terms(config, len(x))
     distiller = Distiller(student=student, teacher=teacher, features=terms or None)
     distiller.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         metrics=["accuracy"],
-        distillation_loss_fn=config.distillation_loss,
-        alpha=config.alpha,
-        temperature=config.temperature,
+        **config.compile_arguments(),
     )
     callbacks = []
     if config.alpha_schedule is not None or config.temperature_schedule is not None:
@@ -162,27 +189,99 @@ def load_split(config):
     return datasets.load(config.dataset, **loader_args)
 
 
-def teacher_and_students(config, x_train, y_train, validation=None, total_steps=3):
-    """The teacher (loaded or trained), then the student from labels alone and the distilled
-    student, both from the same initial weights so that only their training differs."""
-    verbose = config.verbose
+@dataclasses.dataclass
+class DataSplit:
+    """The training data as the run uses it.
+
+    The teacher trains on every label of `train`; the students get the labels of `labeled`
+    only, and the distilled student also the teacher's outputs on `pool` (labels hidden).
+    `validation` (held out of the training data, never the test set) gives the `val_*` figures.
+    """
+
+    train: tuple
+    labeled: tuple
+    pool: np.ndarray
+    validation: tuple = None
+
+    @property
+    def transfer_set(self):
+        """The distilled student's data: the labelled examples plus the pool, labels marked missing."""
+        if len(self.pool) == 0:
+            return self.labeled
+        return transfer_set(self.labeled, self.pool, seed=0)
+
+
+def _stratified_choice(y, fraction, rng):
+    """Indices of about `fraction` of the examples of each class (at least one per class)."""
+    chosen = []
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        chosen.append(members[: max(1, int(round(fraction * len(members))))])
+    return np.sort(np.concatenate(chosen))
+
+
+def split_data(config, x_train, y_train):
+    """Hold out the validation examples, then hide the labels of all but `labeled_fraction`."""
+    rng = np.random.default_rng(config.seed)
+    validation = None
+    if config.validation_split > 0:
+        held_out = _stratified_choice(y_train, config.validation_split, rng)
+        keep = np.setdiff1d(np.arange(len(x_train)), held_out)
+        validation = (x_train[held_out], y_train[held_out])
+        x_train, y_train = x_train[keep], y_train[keep]
+    if config.labeled_fraction >= 1.0:
+        return DataSplit((x_train, y_train), (x_train, y_train), x_train[:0], validation)
+    labeled = _stratified_choice(y_train, config.labeled_fraction, rng)
+    pool = np.setdiff1d(np.arange(len(x_train)), labeled)
+    return DataSplit((x_train, y_train), (x_train[labeled], y_train[labeled]), x_train[pool], validation)
+
+
+def scratch_epochs(config, split):
+    """Epochs that give the student from labels as many optimizer steps as the distilled student."""
+    steps = config.student_epochs * math.ceil(len(split.transfer_set[0]) / config.batch_size)
+    return math.ceil(steps / math.ceil(len(split.labeled[0]) / config.batch_size))
+
+
+def train_or_load_teacher(config, split, total_steps=3):
+    """The teacher: loaded from `config.teacher_path`, or trained on every label of `split.train`."""
+    x_train, y_train = split.train
     input_shape, num_classes = x_train.shape[1:], int(np.max(y_train)) + 1
     if config.teacher_path:
-        _log(f"[1/{total_steps}] loading the teacher from {config.teacher_path}", verbose)
-        teacher = load_teacher(config.teacher_path, input_shape, num_classes, verbose)
-    else:
-        _log(f"[1/{total_steps}] training the teacher for {config.teacher_epochs} epochs", verbose)
-        teacher = models.build_model(config.dataset, "teacher", input_shape, num_classes)
-        train_on_labels(teacher, x_train, y_train, config, config.teacher_epochs, validation)
+        _log(f"[1/{total_steps}] loading the teacher from {config.teacher_path}", config.verbose)
+        return load_teacher(config.teacher_path, input_shape, num_classes, config.verbose)
+    _log(f"[1/{total_steps}] training the teacher on {len(x_train)} labelled examples for "
+         f"{config.teacher_epochs} epochs", config.verbose)
+    teacher = models.build_model(config.dataset, "teacher", input_shape, num_classes)
+    return train_on_labels(teacher, x_train, y_train, config, config.teacher_epochs, split.validation)
+
+
+def teacher_and_students(config, split, teacher, total_steps=3):
+    """The student from labels alone and the distilled student, from the same initial weights
+    and with the same number of optimizer steps, so that only their training differs.
+
+    Returns:
+        `(student_scratch, student_kd)`.
+    """
+    verbose = config.verbose
+    x_train, y_train = split.train
+    input_shape, num_classes = x_train.shape[1:], int(np.max(y_train)) + 1
     scratch = models.build_model(config.dataset, "student", input_shape, num_classes, "student_scratch")
     initial_weights = scratch.get_weights()
-    _log(f"[2/{total_steps}] training the student from labels alone for {config.student_epochs} epochs", verbose)
-    train_on_labels(scratch, x_train, y_train, config, config.student_epochs, validation)
-    _log(f"[3/{total_steps}] distilling the student for {config.student_epochs} epochs", verbose)
+    epochs = scratch_epochs(config, split)
+    _log(f"[2/{total_steps}] training the student from {len(split.labeled[0])} labels alone for {epochs} "
+         "epochs (as many steps as the distilled student)", verbose)
+    train_on_labels(scratch, *split.labeled, config, epochs, split.validation)
+    x_transfer, y_transfer = split.transfer_set
+    _log(f"[3/{total_steps}] distilling the student ({config.recipe}) on {len(split.labeled[0])} labelled "
+         f"and {len(split.pool)} unlabelled examples for {config.student_epochs} epochs", verbose)
+    if recipes.get(config.recipe).assistant:
+        _log("      first a teacher assistant from the teacher, then the student from the assistant", verbose)
+        assistant = models.build_model(config.dataset, "assistant", input_shape, num_classes)
+        teacher = distill(assistant, teacher, x_transfer, y_transfer, config, split.validation)
     kd_student = models.build_model(config.dataset, "student", input_shape, num_classes, "student_kd")
     kd_student.set_weights(initial_weights)
-    distill(kd_student, teacher, x_train, y_train, config, validation)
-    return teacher, scratch, kd_student
+    distill(kd_student, teacher, x_transfer, y_transfer, config, split.validation)
+    return scratch, kd_student
 
 
 def run_distill(config, output_folder):
@@ -195,8 +294,11 @@ def run_distill(config, output_folder):
     started = time.time()
     keras.utils.set_random_seed(config.seed)
     (x_train, y_train), (x_test, y_test) = load_split(config)
-    teacher, scratch, kd_student = teacher_and_students(config, x_train, y_train, (x_test, y_test), total_steps=3)
+    split = split_data(config, x_train, y_train)
+    teacher = train_or_load_teacher(config, split)
+    scratch, kd_student = teacher_and_students(config, split, teacher)
 
+    compile_arguments = config.compile_arguments()
     rows = []
     for name, model in (("teacher", teacher), ("student_scratch", scratch), ("student_kd", kd_student)):
         rows.append(
@@ -211,13 +313,18 @@ def run_distill(config, output_folder):
     metadata = {
         "engine": ENGINE_DESCRIPTION,
         "method": describe_method(config),
+        "recipe": config.recipe,
         "seed": config.seed,
-        "alpha": config.alpha,
-        "temperature": config.temperature,
+        "alpha": compile_arguments["alpha"],
+        "temperature": compile_arguments["temperature"],
+        "labeled_examples": int(len(split.labeled[0])),
+        "unlabeled_examples": int(len(split.pool)),
+        "validation_examples": int(len(split.validation[0])) if split.validation else 0,
+        "scratch_epochs": scratch_epochs(config, split),
         "teacher_epochs": config.teacher_epochs if not config.teacher_path else None,
         "student_epochs": config.student_epochs,
         "batch_size": config.batch_size,
-        "train_examples": int(len(x_train)),
+        "train_examples": int(len(split.train[0])),
         "test_examples": int(len(x_test)),
         "wall_seconds": round(time.time() - started, 1),
         "cpu_count": os.cpu_count(),
@@ -227,7 +334,8 @@ def run_distill(config, output_folder):
 
 def describe_method(config):
     """A short text naming the run's losses, for reports."""
-    parts = [f"response: {config.distillation_loss or 'kd'}"]
+    loss = config.compile_arguments()["distillation_loss_fn"]
+    parts = [f"recipe: {config.recipe}", f"response: {loss}"]
     parts += [f"feature: {term['loss']} {term['teacher_layer']}->{term['student_layer']}" for term in config.features]
     if config.teacher_cache:
         parts.append("teacher cache")

@@ -29,8 +29,15 @@ flags.DEFINE_bool("int8_io", False, "int8 inputs and outputs in the int8 TFLite 
 flags.DEFINE_string("model_name", "student", "Name of the served model (TF Serving).", flag_values=FLAGS)
 flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0.0, flag_values=FLAGS)
-flags.DEFINE_float("alpha", 0.1, "Weight of the label loss.", lower_bound=0.0, upper_bound=1.0, flag_values=FLAGS)
-flags.DEFINE_float("temperature", 4.0, "Distillation temperature T > 0.", flag_values=FLAGS)
+flags.DEFINE_float("alpha", None, "Weight of the label loss (1 - alpha: distillation); default: the recipe's.",
+                   flag_values=FLAGS)
+flags.DEFINE_float("temperature", None, "Distillation temperature T > 0; default: the recipe's.", flag_values=FLAGS)
+flags.DEFINE_enum("recipe", "hinton", ["hinton", "function_matching", "dist", "teacher_assistant"],
+                  "Named distillation method (docs/when_distillation_pays.md).", flag_values=FLAGS)
+flags.DEFINE_float("labeled_fraction", 0.1, "Share of the training examples whose labels the students get; "
+                   "the rest is an unlabelled pool the teacher scores (1: every label, no pool).", flag_values=FLAGS)
+flags.DEFINE_float("validation_split", 0.1, "Share of the training data held out for the val_* figures "
+                   "(never the test set).", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
 flags.DEFINE_integer("verbose", None, "Keras verbosity (default: 1 on a terminal, else 2).", flag_values=FLAGS)
 
@@ -38,7 +45,8 @@ FLAG_FIELDS = {
     "dataset": "dataset", "data_dir": "data_dir", "teacher": "teacher_path", "teacher_epochs": "teacher_epochs",
     "student_epochs": "student_epochs", "prune_epochs": "prune_epochs", "sparsity": "sparsity",
     "clusters": "clusters", "qat": "qat", "int8_io": "int8_io", "model_name": "model_name",
-    "batch_size": "batch_size", "learning_rate": "learning_rate", "alpha": "alpha", "temperature": "temperature",
+    "batch_size": "batch_size", "learning_rate": "learning_rate", "alpha": "alpha", "temperature": "temperature", "recipe": "recipe",
+    "labeled_fraction": "labeled_fraction", "validation_split": "validation_split",
     "seed": "seed",
 }
 

@@ -21,9 +21,15 @@ flags.DEFINE_integer("teacher_epochs", 40, "Epochs to train the teacher.", lower
 flags.DEFINE_integer("student_epochs", 60, "Epochs to train each student.", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0.0, flag_values=FLAGS)
-flags.DEFINE_float("alpha", 0.1, "Weight of the label loss (1 - alpha: distillation).",
-                   lower_bound=0.0, upper_bound=1.0, flag_values=FLAGS)
-flags.DEFINE_float("temperature", 4.0, "Distillation temperature T > 0.", flag_values=FLAGS)
+flags.DEFINE_float("alpha", None, "Weight of the label loss (1 - alpha: distillation); default: the recipe's.",
+                   flag_values=FLAGS)
+flags.DEFINE_float("temperature", None, "Distillation temperature T > 0; default: the recipe's.", flag_values=FLAGS)
+flags.DEFINE_enum("recipe", "hinton", ["hinton", "function_matching", "dist", "teacher_assistant"],
+                  "Named distillation method (docs/when_distillation_pays.md).", flag_values=FLAGS)
+flags.DEFINE_float("labeled_fraction", 0.1, "Share of the training examples whose labels the students get; "
+                   "the rest is an unlabelled pool the teacher scores (1: every label, no pool).", flag_values=FLAGS)
+flags.DEFINE_float("validation_split", 0.1, "Share of the training data held out for the val_* figures "
+                   "(never the test set).", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
 flags.DEFINE_string("config", None, "A YAML file of settings (keys: the flags' names, plus "
                     "distillation_loss, features, alpha_schedule, temperature_schedule, teacher_cache); "
@@ -36,7 +42,8 @@ flags.DEFINE_integer("verbose", None, "Keras verbosity: 0 quiet, 1 progress bar,
 FLAG_FIELDS = {
     "dataset": "dataset", "data_dir": "data_dir", "teacher": "teacher_path",
     "teacher_epochs": "teacher_epochs", "student_epochs": "student_epochs", "batch_size": "batch_size",
-    "learning_rate": "learning_rate", "alpha": "alpha", "temperature": "temperature", "seed": "seed",
+    "learning_rate": "learning_rate", "alpha": "alpha", "temperature": "temperature", "recipe": "recipe",
+    "labeled_fraction": "labeled_fraction", "validation_split": "validation_split", "seed": "seed",
 }
 
 

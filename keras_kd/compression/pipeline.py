@@ -19,7 +19,7 @@ from keras_kd.compression.magnitude_pruning import MagnitudePruning
 from keras_kd.compression.pruning_schedules import PolynomialDecay, validate_sparsity
 from keras_kd.compression.verify import outputs_in_fresh_process
 from keras_kd.distiller import Distiller
-from keras_kd.experiment import DistillConfig, load_split, teacher_and_students
+from keras_kd.experiment import DistillConfig, load_split, split_data, teacher_and_students, train_or_load_teacher
 from keras_kd.utils import count_nonzero_params, count_params, snapshot
 
 MEGABYTE = 1e6
@@ -92,8 +92,7 @@ def _log(message, verbose):
 def _distiller(student, teacher, config):
     distiller = Distiller(student=student, teacher=teacher)
     distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate), metrics=["accuracy"],
-                      distillation_loss_fn=config.distillation_loss, alpha=config.alpha,
-                      temperature=config.temperature)
+                      **config.compile_arguments())
     return distiller
 
 
@@ -142,7 +141,10 @@ def run_compress(config, output_folder):
     keras.utils.set_random_seed(config.seed)
     (x_train, y_train), (x_test, y_test) = load_split(config)
     verbose = config.verbose
-    teacher, scratch, kd_student = teacher_and_students(config, x_train, y_train, total_steps=5)
+    split = split_data(config, x_train, y_train)
+    teacher = train_or_load_teacher(config, split, total_steps=5)
+    scratch, kd_student = teacher_and_students(config, split, teacher, total_steps=5)
+    x_train, y_train = split.transfer_set  # later stages distil on the same transfer set
     _log(f"[4/5] pruning to {config.sparsity:.0%} sparsity while distilling", verbose)
     to_prune = snapshot(kd_student, "student_kd_pruned")
     to_prune.trainable = True
@@ -180,7 +182,9 @@ def run_compress(config, output_folder):
     metadata = {
         "engine": ENGINE_DESCRIPTION, "seed": config.seed, "sparsity": config.sparsity,
         "prune_epochs": config.prune_epochs, "clusters": config.clusters, "qat": config.qat,
-        "alpha": config.alpha, "temperature": config.temperature, "student_epochs": config.student_epochs,
+        "recipe": config.recipe, "alpha": config.compile_arguments()["alpha"],
+        "temperature": config.compile_arguments()["temperature"], "student_epochs": config.student_epochs,
+        "labeled_examples": int(len(split.labeled[0])), "unlabeled_examples": int(len(split.pool)),
         "teacher_epochs": None if config.teacher_path else config.teacher_epochs,
         "serving_export": os.path.relpath(serving, output_folder),
         "fresh_process_max_abs_difference": checks,

@@ -7,17 +7,19 @@ from keras_kd.models.mlp import build_mlp
 PRESETS = {
     "digits": {
         "teacher": (build_mlp, {"hidden_units": (512, 256), "dropout": 0.3}),
+        "assistant": (build_mlp, {"hidden_units": (64,)}),
         "student": (build_mlp, {"hidden_units": (16,)}),
     },
     "fashion_mnist": {
         "teacher": (build_cnn, {"filters": (64, 128), "dense_units": 256, "dropout": 0.3}),
+        "assistant": (build_cnn, {"filters": (32, 64), "dense_units": 128}),
         "student": (build_cnn, {"filters": (16, 32), "dense_units": 32}),
     },
 }
 
 
 def build_model(dataset, role, input_shape, num_classes, name=None):
-    """A fresh model of the preset for `dataset`; `role` is "teacher" or "student"."""
+    """A fresh model of the preset for `dataset`; `role`: "teacher", "assistant" or "student"."""
     if dataset not in PRESETS:
         raise ValueError(f"No model preset for {dataset!r}; presets: {', '.join(sorted(PRESETS))}.")
     builder, kwargs = PRESETS[dataset][role]

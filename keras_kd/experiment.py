@@ -255,9 +255,12 @@ def train_or_load_teacher(config, split, total_steps=3):
     return train_on_labels(teacher, x_train, y_train, config, config.teacher_epochs, split.validation)
 
 
-def teacher_and_students(config, split, teacher, total_steps=3):
+def teacher_and_students(config, split, teacher, total_steps=3, build_student=None):
     """The student from labels alone and the distilled student, from the same initial weights
     and with the same number of optimizer steps, so that only their training differs.
+
+    Args:
+        build_student: `build_student(name)` -> a fresh student; default the dataset's preset.
 
     Returns:
         `(student_scratch, student_kd)`.
@@ -265,7 +268,10 @@ def teacher_and_students(config, split, teacher, total_steps=3):
     verbose = config.verbose
     x_train, y_train = split.train
     input_shape, num_classes = x_train.shape[1:], int(np.max(y_train)) + 1
-    scratch = models.build_model(config.dataset, "student", input_shape, num_classes, "student_scratch")
+    if build_student is None:
+        def build_student(name):
+            return models.build_model(config.dataset, "student", input_shape, num_classes, name)
+    scratch = build_student("student_scratch")
     initial_weights = scratch.get_weights()
     epochs = scratch_epochs(config, split)
     _log(f"[2/{total_steps}] training the student from {len(split.labeled[0])} labels alone for {epochs} "
@@ -278,7 +284,7 @@ def teacher_and_students(config, split, teacher, total_steps=3):
         _log("      first a teacher assistant from the teacher, then the student from the assistant", verbose)
         assistant = models.build_model(config.dataset, "assistant", input_shape, num_classes)
         teacher = distill(assistant, teacher, x_transfer, y_transfer, config, split.validation)
-    kd_student = models.build_model(config.dataset, "student", input_shape, num_classes, "student_kd")
+    kd_student = build_student("student_kd")
     kd_student.set_weights(initial_weights)
     distill(kd_student, teacher, x_transfer, y_transfer, config, split.validation)
     return scratch, kd_student

@@ -2,35 +2,42 @@
 
 The engine follows TensorFlow's convention: `TF_USE_LEGACY_KERAS=1` selects tf_keras
 (Keras 2, needed by TensorFlow Model Optimization); otherwise Keras 3 is used.
+
+The public names below load on first use (PEP 562), so that `import keras_kd` and the
+command line's `--help` answer without importing TensorFlow.
 """
 
-from keras_kd import callbacks, datasets, losses, models, recipes, schedules, utils
-from keras_kd.backend import ENGINE, ENGINE_DESCRIPTION
-from keras_kd.distiller import Distiller
-from keras_kd.feature_distillation import FeatureDistillation
-from keras_kd.inputs import with_indices
-from keras_kd.saving import load_distiller
-from keras_kd.teacher_cache import TeacherCache
-from keras_kd.transfer_set import MISSING_LABEL, transfer_set
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Distiller",
-    "MISSING_LABEL",
-    "ENGINE",
-    "ENGINE_DESCRIPTION",
-    "FeatureDistillation",
-    "TeacherCache",
-    "__version__",
-    "callbacks",
-    "recipes",
-    "schedules",
-    "datasets",
-    "load_distiller",
-    "losses",
-    "models",
-    "utils",
-    "transfer_set",
-    "with_indices",
-]
+# Public name -> the module that defines it.
+_ATTRIBUTES = {
+    "Distiller": "keras_kd.distiller",
+    "ENGINE": "keras_kd.backend",
+    "ENGINE_DESCRIPTION": "keras_kd.backend",
+    "FeatureDistillation": "keras_kd.feature_distillation",
+    "MISSING_LABEL": "keras_kd.transfer_set",
+    "TeacherCache": "keras_kd.teacher_cache",
+    "load_distiller": "keras_kd.saving",
+    "transfer_set": "keras_kd.transfer_set",
+    "with_indices": "keras_kd.inputs",
+}
+_SUBMODULES = ("callbacks", "datasets", "losses", "models", "recipes", "schedules", "utils")
+
+__all__ = sorted([*_ATTRIBUTES, *_SUBMODULES, "__version__"])
+
+
+def __getattr__(name):
+    if name in _ATTRIBUTES:
+        value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"keras_kd.{name}")
+    else:
+        raise AttributeError(f"module 'keras_kd' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return __all__

@@ -62,3 +62,42 @@ class SnapshotTeacher(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_n_epochs == 0:
             self.model.teacher.set_weights(self.model.student.get_weights())
+
+
+class DurationEstimate(keras.callbacks.Callback):
+    """After the first epoch, print how long the remaining epochs should take.
+
+    A distillation run can take hours; the first epoch's time (tracing included, so the
+    estimate errs long) tells the user early whether to wait or to shrink the run.
+    """
+
+    def __init__(self, label="training", print_fn=print):
+        super().__init__()
+        self.label = label
+        self.print_fn = print_fn
+        self._started = None
+        self._epochs = None
+
+    def on_train_begin(self, logs=None):
+        import time
+
+        self._started = time.monotonic()
+        self._epochs = self.params.get("epochs") if self.params else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        if epoch != 0 or not self._epochs or self._epochs < 2:
+            return
+        seconds = time.monotonic() - self._started
+        remaining = seconds * (self._epochs - 1)
+        self.print_fn(f"[keras-kd] {self.label}: first epoch {seconds:.1f} s; the other {self._epochs - 1} "
+                      f"epochs need about {_duration(remaining)}.")
+
+
+def _duration(seconds):
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

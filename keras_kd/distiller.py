@@ -294,8 +294,10 @@ class Distiller(keras.Model):
         teacher_logits, teacher_features = self._teacher_outputs(x, cached_logits)
         mask = label_mask(y, y_pred) if y is not None else None
         filled_y = fill_missing(y, mask) if y is not None else None
+        # Losses that need a target class (DKD) take the teacher's top class on unlabelled rows.
         distillation_loss = self.distillation_loss_fn(
-            teacher_logits, y_pred, sample_weight=sample_weight, labels=filled_y
+            teacher_logits, y_pred, sample_weight=sample_weight,
+            labels=fill_missing(y, mask, fallback=ops.argmax(teacher_logits, axis=-1)) if y is not None else None,
         )
         if y is not None:
             student_loss = self._label_loss(filled_y, y_pred, mask, sample_weight)

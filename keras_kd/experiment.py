@@ -14,7 +14,7 @@ import numpy as np
 from keras_kd import datasets, models, recipes
 from keras_kd import losses as kd_losses
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
-from keras_kd.callbacks import DistillationScheduler
+from keras_kd.callbacks import DistillationScheduler, DurationEstimate
 from keras_kd.distiller import Distiller
 from keras_kd.feature_distillation import FeatureDistillation
 from keras_kd.inputs import with_indices
@@ -141,6 +141,7 @@ def train_on_labels(model, x, y, config, epochs, validation_data=None):
     )
     model.fit(
         x, y, epochs=epochs, batch_size=config.batch_size, validation_data=validation_data, verbose=config.verbose,
+        callbacks=[DurationEstimate(model.name)] if config.verbose else [],
     )
     return model
 
@@ -169,7 +170,7 @@ def distill(student, teacher, x, y, config, validation_data=None):
         metrics=["accuracy"],
         **config.compile_arguments(),
     )
-    callbacks = []
+    callbacks = [DurationEstimate(f"distilling {student.name}")] if config.verbose else []
     if config.alpha_schedule is not None or config.temperature_schedule is not None:
         callbacks.append(DistillationScheduler(alpha=config.alpha_schedule, temperature=config.temperature_schedule))
     cache = TeacherCache.build(teacher, x) if config.teacher_cache else None

@@ -86,13 +86,23 @@ def label_mask(y, y_pred):
     return ops.cast(present, "float32")
 
 
-def fill_missing(y, mask):
-    """`y` with missing class indices replaced by 0, so that any Keras loss or metric accepts it."""
+def fill_missing(y, mask, fallback=None):
+    """`y` with missing labels replaced, so that any Keras loss or metric accepts it.
+
+    Args:
+        fallback: class indices `(batch,)` to use where a label is missing (the Distiller
+            passes the teacher's top class, for losses such as DKD that need a target
+            class); default class 0, for terms whose weight is zero on those rows anyway.
+    """
     y = ops.convert_to_tensor(y)
+    keep = ops.cast(mask, "bool")
     if len(y.shape) == 1 or (len(y.shape) == 2 and y.shape[-1] == 1):
-        keep = ops.reshape(ops.cast(mask, "bool"), ops.shape(y)) if len(y.shape) == 2 else ops.cast(mask, "bool")
-        return ops.where(keep, y, ops.zeros_like(y))
-    return y  # one-hot rows of zeros are valid input already
+        replacement = ops.zeros_like(y) if fallback is None else ops.reshape(ops.cast(fallback, y.dtype), ops.shape(y))
+        return ops.where(ops.reshape(keep, ops.shape(y)), y, replacement)
+    if fallback is None:
+        return y  # one-hot rows of zeros are valid input already
+    replacement = ops.one_hot(ops.cast(fallback, "int32"), y.shape[-1], dtype=y.dtype)
+    return ops.where(ops.expand_dims(keep, -1), y, replacement)
 
 
 def masked_weight(mask, sample_weight):

@@ -123,3 +123,55 @@ def test_bad_config_file_is_refused(tmp_path):
     config.write_text("distillation_loss: nonsense\n")
     result = run_cli("distill", f"--config={config}", f"--output_dir={tmp_path / 'run'}", timeout=120)
     assert result.returncode == 2 and "Known distillation losses" in result.stderr
+
+
+@pytest.mark.parametrize("subcommand", ["distill", "compress"])
+@pytest.mark.parametrize("flag", ["--help", "--helpfull", "-h"])
+def test_help_on_every_subcommand_exits_0_without_tensorflow(subcommand, flag):
+    code = ("import sys; from keras_kd.cli.main import main\n"
+            "try:\n    main(['keras-kd', sys.argv[1], sys.argv[2]])\n"
+            "except SystemExit as e:\n    print('exit', e.code)\n"
+            "print('tensorflow imported', 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, subcommand, flag], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=os.getcwd()), timeout=60)
+    assert "exit 0" in result.stdout and "--output_dir" in result.stdout
+    assert "tensorflow imported False" in result.stdout
+
+
+@pytest.mark.parametrize("setting", ["--alpha=2", "--temperature=0", "--labeled_fraction=0",
+                                     "--validation_split=1", "--recipe=magic"])
+def test_bad_settings_are_refused_before_training(tmp_path, setting):
+    out = tmp_path / "run"
+    result = run_cli("distill", setting, f"--output_dir={out}", timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    name = setting.split("=")[0].lstrip("-")
+    assert name in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_bad_setting_in_a_config_file_is_refused_before_training(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("alpha: 2\n")
+    result = run_cli("distill", f"--config={config}", f"--output_dir={tmp_path / 'run'}", timeout=120)
+    assert result.returncode == 2 and "alpha" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_non_empty_output_dir_is_refused_unless_overwrite(tmp_path):
+    out = tmp_path / "run"
+    (out / "teacher.keras").mkdir(parents=True)  # a user's folder that happens to share a name
+    (out / "notes.txt").write_text("mine")
+    result = run_cli("distill", f"--output_dir={out}", *QUICK, timeout=120)
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert (out / "teacher.keras").is_dir() and (out / "notes.txt").read_text() == "mine"
+    result = run_cli("distill", f"--output_dir={out}", "--overwrite", *QUICK)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "notes.txt").read_text() == "mine"  # only keras-kd's own files are replaced
+    assert (out / "report.json").exists()
+
+
+def test_a_file_as_output_dir_is_a_clean_error(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    result = run_cli("distill", f"--output_dir={target}", timeout=120)
+    assert result.returncode == 2 and "is a file" in result.stderr and "Traceback" not in result.stderr

@@ -164,11 +164,17 @@ def test_saved_model_in_tf_serving_layout_reloads_in_a_fresh_process(tmp_path, d
     np.testing.assert_allclose(outputs_in_fresh_process("saved_model", first, x[:32]), expected, rtol=1e-5, atol=1e-5)
     np.save(tmp_path / "x.npy", x[:32])
     cli = subprocess.run(
-        ["saved_model_cli", "run", "--dir", first, "--tag_set", "serve", "--signature_def", "serving_default",
+        [_saved_model_cli(), "run", "--dir", first, "--tag_set", "serve", "--signature_def", "serving_default",
          "--inputs", f"inputs={tmp_path / 'x.npy'}", "--outdir", str(tmp_path / "cli")],
         capture_output=True, text=True, timeout=300, check=False)
     assert cli.returncode == 0, cli.stderr[-2000:]
     np.testing.assert_allclose(np.load(tmp_path / "cli" / "logits.npy"), expected, rtol=1e-5, atol=1e-5)
+
+
+def _saved_model_cli():
+    """TensorFlow's `saved_model_cli` of this interpreter's environment (active or not)."""
+    beside = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    return beside if os.path.exists(beside) else "saved_model_cli"
 
 
 def test_export_refuses_bad_targets(tmp_path, digits_pair):

@@ -10,18 +10,24 @@ import keras_kd
 from keras_kd.cli.distill import load_yaml
 from keras_kd.experiment import DistillConfig, run_distill
 
-CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "*.yaml")))
+CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "**", "*.yaml"),
+                           recursive=True))
 
 
 def test_there_is_a_config_per_method():
     names = {os.path.basename(path)[:-5] for path in CONFIGS}
     assert {"kd", "dkd", "dist", "fitnets", "attention_transfer", "rkd", "pkt", "crd"} <= names
+    recipes = {os.path.basename(path)[:-5] for path in CONFIGS if os.sep + "recipes" + os.sep in path}
+    assert recipes == set(keras_kd.recipes.RECIPES)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.basename(p))
 def test_config_runs(path, tmp_path):
     values = load_yaml(path)
     config = DistillConfig.from_dict({**values, "teacher_epochs": 1, "student_epochs": 1, "verbose": 0})
+    if "recipe" in values:
+        recipe, arguments = keras_kd.recipes.get(values["recipe"]), config.compile_arguments()
+        assert (arguments["alpha"], arguments["temperature"]) == (recipe.alpha, recipe.temperature)
     config.validate()
     if config.dataset != "digits":
         # Check the layer names against the preset models without loading the data.

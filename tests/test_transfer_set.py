@@ -110,3 +110,18 @@ def test_transfer_set_datasets_train(data, teacher, student):
     assert (labels == -1).sum() == 48 and (labels >= 0).sum() == 48
     history = compiled(student, teacher, alpha=0.5).fit(dataset.shuffle(96).batch(16), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_losses_that_need_a_target_class_use_the_teachers_on_unlabelled_rows(data, teacher, student):
+    x, y = data
+    y_missing = _with_missing(y)
+    teacher_top = np.argmax(np.asarray(teacher(x, training=False)), -1)
+    y_teacher = np.where(y_missing >= 0, y_missing, teacher_top)
+    distiller = compiled(student, teacher, alpha=0.5, metrics=None, distillation_loss_fn="dkd")
+    with_missing = distiller.evaluate(x, y_missing, batch_size=len(x), verbose=0, return_dict=True)
+    with_teacher = distiller.evaluate(x, y_teacher, batch_size=len(x), verbose=0, return_dict=True)
+    assert with_missing["distillation_loss"] == pytest.approx(with_teacher["distillation_loss"], rel=1e-5)
+    assert with_missing["distillation_loss"] != pytest.approx(
+        distiller.evaluate(x, np.where(y_missing >= 0, y_missing, (teacher_top + 1) % 3), batch_size=len(x),
+                           verbose=0, return_dict=True)["distillation_loss"], rel=1e-3)
+

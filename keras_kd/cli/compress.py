@@ -15,8 +15,8 @@ from keras_kd.cli.flags_util import parse, run_job
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("config", None, "A YAML file of settings; flags given on the command line override it.",
                     flag_values=FLAGS)
-flags.DEFINE_enum("dataset", "digits", ["digits", "fashion_mnist"], "Data set.", flag_values=FLAGS)
-flags.DEFINE_string("data_dir", None, "Folder with the data set's files (Fashion-MNIST).", flag_values=FLAGS)
+flags.DEFINE_enum("dataset", "digits", ["digits", "fashion_mnist", "fsdd"], "Data set.", flag_values=FLAGS)
+flags.DEFINE_string("data_dir", None, "Folder with the data set's files (Fashion-MNIST, FSDD).", flag_values=FLAGS)
 flags.DEFINE_string("output_dir", "runs/compress", "Where the report and exports go.", flag_values=FLAGS)
 flags.DEFINE_string("teacher", None, "A saved teacher to use instead of training one.", flag_values=FLAGS)
 flags.DEFINE_integer("teacher_epochs", 40, "Epochs to train the teacher.", lower_bound=1, flag_values=FLAGS)
@@ -39,6 +39,8 @@ flags.DEFINE_float("labeled_fraction", 0.1, "Share of the training examples whos
 flags.DEFINE_float("validation_split", 0.1, "Share of the training data held out for the val_* figures "
                    "(never the test set).", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
+flags.DEFINE_bool("overwrite", False, "Replace the files keras-kd writes in a non-empty --output_dir.",
+                  flag_values=FLAGS)
 flags.DEFINE_integer("verbose", None, "Keras verbosity (default: 1 on a terminal, else 2).", flag_values=FLAGS)
 
 FLAG_FIELDS = {

@@ -13,8 +13,8 @@ from keras_kd.cli.flags_util import load_yaml as load_yaml_file
 from keras_kd.cli.flags_util import parse, run_job
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_enum("dataset", "digits", ["digits", "fashion_mnist"], "Data set.", flag_values=FLAGS)
-flags.DEFINE_string("data_dir", None, "Folder with the data set's files (Fashion-MNIST).", flag_values=FLAGS)
+flags.DEFINE_enum("dataset", "digits", ["digits", "fashion_mnist", "fsdd"], "Data set.", flag_values=FLAGS)
+flags.DEFINE_string("data_dir", None, "Folder with the data set's files (Fashion-MNIST, FSDD).", flag_values=FLAGS)
 flags.DEFINE_string("output_dir", "runs/distill", "Where the report and models go.", flag_values=FLAGS)
 flags.DEFINE_string("teacher", None, "A saved teacher to use instead of training one.", flag_values=FLAGS)
 flags.DEFINE_integer("teacher_epochs", 40, "Epochs to train the teacher.", lower_bound=1, flag_values=FLAGS)
@@ -31,6 +31,8 @@ flags.DEFINE_float("labeled_fraction", 0.1, "Share of the training examples whos
 flags.DEFINE_float("validation_split", 0.1, "Share of the training data held out for the val_* figures "
                    "(never the test set).", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
+flags.DEFINE_bool("overwrite", False, "Replace the files keras-kd writes in a non-empty --output_dir.",
+                  flag_values=FLAGS)
 flags.DEFINE_string("config", None, "A YAML file of settings (keys: the flags' names, plus "
                     "distillation_loss, features, alpha_schedule, temperature_schedule, teacher_cache); "
                     "flags given on the command line override it.", flag_values=FLAGS)

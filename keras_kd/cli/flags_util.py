@@ -5,8 +5,17 @@ import sys
 from absl import flags
 
 
+HELP_FLAGS = ("-h", "--help", "--helpfull", "--helpshort", "-help", "-helpfull")
+
+
 def parse(flag_values, argv):
-    """Parse `argv` into `flag_values`; on a bad flag print the error and usage, return False."""
+    """Parse `argv` into `flag_values`; on a bad flag print the error and usage, return False.
+
+    `--help` (or `--helpfull`, `-h`) prints the subcommand's flags and exits with status 0.
+    """
+    if any(arg in HELP_FLAGS for arg in argv[1:]):
+        print(f"usage: {argv[0]} [--flags]\n\nflags:\n{flag_values.get_help(include_special_flags=False)}")
+        sys.exit(0)
     try:
         extra = flag_values(argv)
     except flags.Error as error:
@@ -56,8 +65,24 @@ def run_job(name, flag_values, build, job, columns=None):
         print(f"keras-kd {name}: {error}", file=sys.stderr)
         return 2
     output_dir = flag_values["output_dir"].value
+    problem = _output_dir_problem(output_dir, "overwrite" in flag_values and flag_values["overwrite"].value)
+    if problem:
+        print(f"keras-kd {name}: {problem}", file=sys.stderr)
+        return 2
     with staged_output_dir(output_dir) as staging:
         rows, metadata = job(config, staging)
         write_report(staging, config.dataset, rows, metadata, columns=columns)
     print(f"\n{format_table(rows, columns)}\n\nReport and outputs written to {output_dir}")
     return 0
+
+
+def _output_dir_problem(output_dir, overwrite):
+    """Why `output_dir` cannot take this run's outputs, or None: nothing of the user's is replaced unasked."""
+    import os
+
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        return f"--output_dir={output_dir} is a file, not a folder; choose a folder."
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+        return (f"--output_dir={output_dir} already holds files; choose a new or empty folder, or pass "
+                "--overwrite to replace the files keras-kd writes there (other files are left alone).")
+    return None

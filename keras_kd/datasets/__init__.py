@@ -6,8 +6,9 @@ float32 in [0, 1] with a channel axis, labels as int64 class indices.
 
 from keras_kd.datasets import digits, fashion_mnist, fsdd, rt_polarity
 
-# The image data sets the CLI and the model presets know; text and speech have their own examples.
-LOADERS = {"digits": digits.load_data, "fashion_mnist": fashion_mnist.load_data}
+# The data sets the CLI and the model presets know; text has its own example (its teacher reads
+# other inputs than its student).
+LOADERS = {"digits": digits.load_data, "fashion_mnist": fashion_mnist.load_data, "fsdd": fsdd.load_standardized}
 
 
 def load(name, **kwargs):

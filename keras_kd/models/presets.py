@@ -15,6 +15,12 @@ PRESETS = {
         "assistant": (build_cnn, {"filters": (32, 64), "dense_units": 128}),
         "student": (build_cnn, {"filters": (16, 32), "dense_units": 32}),
     },
+    # Spoken digits: 40x61 log-mel spectrograms. The student's int8 TFLite file fits 64 KB.
+    "fsdd": {
+        "teacher": (build_cnn, {"filters": (32, 64, 128), "dense_units": 128, "dropout": 0.4}),
+        "assistant": (build_cnn, {"filters": (16, 32, 64), "dense_units": 64}),
+        "student": (build_cnn, {"filters": (16, 32, 32), "dense_units": 0}),
+    },
 }
 
 

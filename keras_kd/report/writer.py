@@ -45,13 +45,26 @@ def _plot(rows, path, title):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    figure, axes = plt.subplots(figsize=(6, 4))
-    for row in rows:
-        axes.scatter(row.size_bytes / MEGABYTE, 100 * row.accuracy, s=60)
-        axes.annotate(row.name, (row.size_bytes / MEGABYTE, 100 * row.accuracy),
-                      textcoords="offset points", xytext=(6, 4))
+    sizes = [row.size_bytes / MEGABYTE for row in rows]
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    largest = max(sizes)
+    for row, size in zip(rows, sizes):
+        axes.scatter(size, 100 * row.accuracy, s=60)
+        # Labels of the right-most points go to their left, so none runs off the plot.
+        right_most = size > 0.5 * largest and size != min(sizes)
+        axes.annotate(row.name, (size, 100 * row.accuracy), textcoords="offset points",
+                      xytext=(-8, 6) if right_most else (8, 6), ha="right" if right_most else "left")
     axes.set_xscale("log")
+    axes.set_xlim(min(sizes) / 2.5, largest * 2.5)
+    low, high = min(100 * r.accuracy for r in rows), max(100 * r.accuracy for r in rows)
+    margin = max(1.0, 0.15 * (high - low))
+    axes.set_ylim(low - margin, high + margin)
+    # Plain numbers at 1-2-5 steps; no labels on the minor ticks (they ran together).
+    axes.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel("saved model size (MB, log scale)")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title(title)

@@ -1,15 +1,17 @@
-"""Spoken digits: a CNN teacher distilled into a tiny student fit for a microcontroller (int8 TFLite).
+"""Spoken digits: a CNN teacher distilled into a student whose int8 TFLite file fits in 64 KB.
 
-What it shows: keras-kd on audio. Log-mel spectrograms (40 bins, 61 frames of 1 s at 8 kHz,
-`tf.signal`) feed a CNN teacher and a student of a few thousand weights; the student learns
-from labels alone and by distillation, and the distilled one is exported as a full-integer
-TFLite file (int8 inputs and outputs), which is measured with the TFLite interpreter.
+What it shows: keras-kd on audio, run as the main job (`keras-kd distill --dataset=fsdd`):
+log-mel spectrograms (40 bins, 61 frames of 1 s at 8 kHz, `tf.signal`), a CNN teacher trained
+on every training label, and a 25k-weight student that gets 10 % of the labels; the student
+from those labels alone is compared with the same student distilled on them plus the other
+training clips without labels. The distilled student is then exported as a full-integer TFLite
+file (int8 inputs and outputs) and measured with the TFLite interpreter.
 
 Data: the Free Spoken Digit Dataset from `--data_dir`, $KERAS_KD_DATA_DIR or
-`../shared/data/fsdd/recordings`, else downloaded; split as its documentation suggests
-(recording indices 0-4 are the test set).
+`../shared/data/fsdd/recordings`; split as its documentation suggests (recording indices 0-4
+are the test set).
 
-    python examples/speech/fsdd/distill_fsdd.py --seeds=0,1,2
+    python examples/speech/fsdd/distill_fsdd.py --seeds=0,1,2 --results=benchmarks/results/speech_fsdd.json
 
 Results of a run are in README.md beside this file.
 """
@@ -17,84 +19,48 @@ Results of a run are in README.md beside this file.
 import json
 import os
 import tempfile
+import time
 
 import numpy as np
 from absl import app, flags
 
-import keras_kd
 from keras_kd.backend import keras
 from keras_kd.compression import artifacts, export_tflite
-from keras_kd.report import ModelRow, accuracy, format_table, latency_ms, model_file_size
-from keras_kd.utils import count_params
+from keras_kd.experiment import DistillConfig, load_split, run_distill
+from keras_kd.report import ModelRow, format_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Folder with FSDD's recordings.")
 flags.DEFINE_list("seeds", ["0"], "Seeds.")
 flags.DEFINE_integer("teacher_epochs", 30, "Teacher epochs.")
-flags.DEFINE_integer("epochs", 60, "Student epochs.")
-flags.DEFINE_float("alpha", 0.1, "Weight of the label loss.")
-flags.DEFINE_float("temperature", 4.0, "Distillation temperature.")
+flags.DEFINE_integer("student_epochs", 40, "Epochs of the distilled student (the student from labels gets as "
+                     "many optimizer steps).")
+flags.DEFINE_float("labeled_fraction", 0.1, "Share of the training clips whose labels the students get.")
+flags.DEFINE_float("learning_rate", 3e-3, "Adam learning rate.")
 flags.DEFINE_string("results", None, "Optional JSON file for the figures.")
 
 
-def normalise(x, mean, std):
-    return ((x - mean) / std).astype("float32")
-
-
-def teacher_model(shape):
-    inputs = keras.Input(shape)
-    x = inputs
-    for filters in (32, 64, 128):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-        x = keras.layers.MaxPooling2D(2)(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dropout(0.4)(keras.layers.Dense(128, activation="relu")(x))
-    return keras.Model(inputs, keras.layers.Dense(10)(x), name="teacher")
-
-
-def student_model(shape, name):
-    inputs = keras.Input(shape)
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inputs)
-    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(10)(x), name=name)
-
-
-def run(seed, x_train, y_train, x_test, y_test):
-    keras.utils.set_random_seed(seed)
-    crossentropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    teacher = teacher_model(x_train.shape[1:])
-    teacher.compile(optimizer="adam", loss=crossentropy, metrics=["accuracy"])
-    teacher.fit(x_train, y_train, epochs=FLAGS.teacher_epochs, batch_size=32, verbose=2)
-    scratch = student_model(x_train.shape[1:], "student_scratch")
-    initial = scratch.get_weights()
-    scratch.compile(optimizer=keras.optimizers.Adam(3e-3), loss=crossentropy, metrics=["accuracy"])
-    scratch.fit(x_train, y_train, epochs=FLAGS.epochs, batch_size=32, verbose=2)
-    student = student_model(x_train.shape[1:], "student_kd")
-    student.set_weights(initial)
-    distiller = keras_kd.Distiller(student=student, teacher=teacher)
-    distiller.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"], alpha=FLAGS.alpha,
-                      temperature=FLAGS.temperature)
-    distiller.fit(x_train, y_train, epochs=FLAGS.epochs, batch_size=32, verbose=2)
-    rows = [ModelRow(name, count_params(model), model_file_size(model), accuracy(model, x_test, y_test),
-                     latency_ms(model, x_test[:1]))
-            for name, model in (("teacher", teacher), ("student_scratch", scratch), ("student_kd", student))]
+def run(seed):
+    config = DistillConfig(dataset="fsdd", data_dir=FLAGS.data_dir, teacher_epochs=FLAGS.teacher_epochs,
+                           student_epochs=FLAGS.student_epochs, labeled_fraction=FLAGS.labeled_fraction,
+                           learning_rate=FLAGS.learning_rate, seed=seed, verbose=2)
+    (x_train, _), (x_test, y_test) = load_split(config)
     with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "student_int8.tflite")
+        rows, metadata = run_distill(config, folder)
+        student = keras.models.load_model(os.path.join(folder, "student_kd.keras"), compile=False)
+        path = os.path.join(folder, "student_kd_int8.tflite")
         export_tflite(student, path, "int8", representative_data=x_train, int8_io=True)
         measured = artifacts.measure(path, "tflite", x_test, y_test)
-    rows.append(ModelRow("student_kd_int8_tflite", count_params(student), measured["size_bytes"],
-                         measured["accuracy"], measured["latency_ms_batch1"]))
-    return rows
+    rows.append(ModelRow("student_kd_int8_tflite", rows[-1].params, measured["size_bytes"], measured["accuracy"],
+                         measured["latency_ms_batch1"]))
+    return rows, metadata
 
 
 def main(_):
-    (x_train, y_train), (x_test, y_test) = keras_kd.datasets.fsdd.load_data(FLAGS.data_dir)
-    mean, std = float(x_train.mean()), float(x_train.std())
-    x_train, x_test = normalise(x_train, mean, std), normalise(x_test, mean, std)
-    all_rows = {}
+    started = time.time()
+    all_rows, metadata = {}, None
     for seed in (int(s) for s in FLAGS.seeds):
-        rows = run(seed, x_train, y_train, x_test, y_test)
+        rows, metadata = run(seed)
         print(f"seed {seed}\n{format_table(rows)}", flush=True)
         all_rows[seed] = [row.as_dict() for row in rows]
     for name in [r["name"] for r in next(iter(all_rows.values()))]:
@@ -103,7 +69,10 @@ def main(_):
     if FLAGS.results:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.results)), exist_ok=True)
         with open(FLAGS.results, "w") as handle:
-            json.dump({"train_clips": len(x_train), "test_clips": len(x_test), "runs": all_rows}, handle, indent=2)
+            json.dump({"train_clips": metadata["train_examples"] + metadata["validation_examples"],
+                       "test_clips": metadata["test_examples"], "labeled_clips": metadata["labeled_examples"],
+                       "unlabeled_clips": metadata["unlabeled_examples"], "metadata": metadata,
+                       "wall_seconds": round(time.time() - started, 1), "runs": all_rows}, handle, indent=2)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ _ATTRIBUTES = {
     "TeacherCache": "keras_kd.teacher_cache",
     "load_distiller": "keras_kd.saving",
     "transfer_set": "keras_kd.transfer_set",
+    "tune": "keras_kd.tuning",  # imports KerasTuner only when called
     "with_indices": "keras_kd.inputs",
 }
 _SUBMODULES = ("callbacks", "datasets", "losses", "models", "recipes", "schedules", "utils")

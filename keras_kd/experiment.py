@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from keras_kd import datasets, models, recipes
+from keras_kd.datasets import user_data
 from keras_kd import losses as kd_losses
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
 from keras_kd.callbacks import DistillationScheduler, DurationEstimate
@@ -23,7 +24,7 @@ from keras_kd.report import ModelRow, accuracy, latency_ms, model_file_size
 from keras_kd.teacher_cache import TeacherCache
 from keras_kd.transfer_set import transfer_set
 from keras_kd.utils import count_params, strip_output_activation
-from keras_kd.validation import check_outputs_are_logits, validate_alpha
+from keras_kd.validation import UsageError, check_outputs_are_logits, validate_alpha
 
 
 @dataclasses.dataclass
@@ -45,6 +46,14 @@ class DistillConfig:
     # the unlabelled pool that the teacher scores), and the share held out for validation.
     labeled_fraction: float = 0.1
     validation_split: float = 0.1
+    # Your own data and student instead of a built-in data set (see keras_kd.datasets.user_data):
+    # the students get every label of `train`; `unlabeled` is the pool the teacher scores.
+    train: str = None
+    unlabeled: str = None
+    validation: str = None
+    test: str = None
+    student_path: str = None
+    label_column: str = "label"
     seed: int = 0
     verbose: int = 2
     # The method: a distillation-loss spec (`{"name": "dkd", "beta": 8.0}`), feature terms
@@ -63,6 +72,32 @@ class DistillConfig:
         if unknown:
             raise ValueError(f"Unknown config keys {unknown}; known keys: {', '.join(sorted(known))}.")
         return cls(**values)
+
+    def _validate_own_data(self):
+        if not (self.train and self.test):
+            raise ValueError("Your own data needs both `train` (labelled) and `test`; `unlabeled` and "
+                             "`validation` are optional.")
+        if not self.teacher_path:
+            raise ValueError("With your own data, give the trained teacher: `teacher` (a .keras file).")
+        if not self.student_path:
+            raise ValueError(f"With your own data, give the student: `student` (an untrained .keras file, or a "
+                             f"preset: {', '.join(sorted(models.PRESETS))}).")
+        for name in ("train", "unlabeled", "validation", "test"):
+            path = getattr(self, name)
+            if path is not None:
+                try:
+                    user_data.data_kind(path)
+                except ValueError as error:
+                    raise ValueError(f"`{name}`: {error}") from None
+        self._validate_student()
+        if recipes.get(self.recipe).assistant:
+            raise ValueError("The teacher_assistant recipe builds its assistant from a data set's preset; with "
+                             "your own data, distil an assistant first and pass it as the teacher.")
+
+    def _validate_student(self):
+        if self.student_path not in models.PRESETS and not os.path.isfile(self.student_path):
+            raise ValueError(f"`student` {self.student_path!r} is neither a .keras file nor a preset "
+                             f"({', '.join(sorted(models.PRESETS))}).")
 
     def compile_arguments(self):
         """`Distiller.compile` arguments: the recipe's, overridden by the settings given."""
@@ -83,6 +118,10 @@ class DistillConfig:
             raise ValueError(f"`labeled_fraction` must lie in (0, 1]; received {self.labeled_fraction!r}.")
         if not 0.0 <= float(self.validation_split) < 1.0:
             raise ValueError(f"`validation_split` must lie in [0, 1); received {self.validation_split!r}.")
+        if self.train or self.test or self.unlabeled or self.validation:
+            self._validate_own_data()
+        elif self.student_path:
+            self._validate_student()
         if self.dataset not in datasets.LOADERS:
             raise ValueError(
                 f"Unknown dataset {self.dataset!r}; known datasets: "
@@ -268,7 +307,7 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
     """
     verbose = config.verbose
     x_train, y_train = split.train
-    input_shape, num_classes = x_train.shape[1:], int(np.max(y_train)) + 1
+    input_shape, num_classes = x_train.shape[1:], int(teacher.output_shape[-1])
     if build_student is None:
         def build_student(name):
             return models.build_model(config.dataset, "student", input_shape, num_classes, name)
@@ -291,6 +330,88 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
     return scratch, kd_student
 
 
+def _check_fits(model, argument, x, num_classes):
+    """A clear error, before training, when `model` cannot read `x` or has the wrong class count."""
+    expected = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    if expected is not None and len(expected) == x.ndim - 1 and any(
+            e is not None and e != d for e, d in zip(expected, x.shape[1:])):
+        raise UsageError(f"The {argument} takes inputs of shape {expected}, but the data has shape "
+                         f"{tuple(x.shape[1:])}.")
+    outputs = model.output_shape[-1]
+    if outputs != num_classes:
+        raise UsageError(f"The {argument} has {outputs} outputs, but the teacher and data have {num_classes} classes.")
+
+
+def _own_data(config, teacher):
+    """`(split, (x_test, y_test))` from the user's files, checked against the teacher."""
+    input_shape, num_classes = tuple(teacher.input_shape[1:]), teacher.output_shape[-1]
+
+    def read(path, expect_labels=True):
+        try:
+            x, y, _ = user_data.load(path, input_shape, config.label_column, expect_labels)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        return x, y
+
+    x_train, y_train = read(config.train)
+    if y_train.min() < 0 or y_train.max() >= num_classes:
+        raise UsageError(f"`train` has labels from {y_train.min()} to {y_train.max()}, but the teacher has "
+                         f"{num_classes} classes (labels 0 to {num_classes - 1}).")
+    _check_fits(teacher, "teacher", x_train, num_classes)
+    pool = read(config.unlabeled, expect_labels=False)[0] if config.unlabeled else x_train[:0]
+    if config.validation:
+        validation = read(config.validation)
+    elif config.validation_split > 0:
+        held_out = _stratified_choice(y_train, config.validation_split, np.random.default_rng(config.seed))
+        keep = np.setdiff1d(np.arange(len(x_train)), held_out)
+        validation = (x_train[held_out], y_train[held_out])
+        x_train, y_train = x_train[keep], y_train[keep]
+    else:
+        validation = None
+    split = DataSplit((x_train, y_train), (x_train, y_train), pool, validation)
+    return split, read(config.test)
+
+
+def prepare(config, total_steps=3):
+    """The run's data split, test set and teacher, from a built-in data set or the user's files.
+
+    Returns:
+        `(split, (x_test, y_test), teacher)`.
+    """
+    if config.train:
+        _log(f"[1/{total_steps}] loading the teacher from {config.teacher_path}", config.verbose)
+        teacher = keras.models.load_model(config.teacher_path, compile=False)
+        try:
+            check_outputs_are_logits(teacher, "teacher")
+        except ValueError:
+            _log("The saved teacher ends in softmax; using its logits instead.", config.verbose)
+            teacher = strip_output_activation(teacher)
+        split, test = _own_data(config, teacher)
+        return split, test, teacher
+    (x_train, y_train), test = load_split(config)
+    split = split_data(config, x_train, y_train)
+    return split, test, train_or_load_teacher(config, split, total_steps)
+
+
+def student_builder(config, split, num_classes):
+    """`build(name)` -> a fresh student: the preset, or a copy of the user's model with its weights."""
+    if not config.student_path:
+        return None
+    input_shape = split.train[0].shape[1:]
+    if config.student_path in models.PRESETS:
+        return lambda name: models.build_model(config.student_path, "student", input_shape, num_classes, name)
+    template = keras.models.load_model(config.student_path, compile=False)
+    check_outputs_are_logits(template, "student")
+    _check_fits(template, "student", split.train[0], num_classes)
+
+    def build(name):
+        # Loaded afresh each time: both students start from the file's weights, and layers
+        # with state that is not a weight (a TextVectorization vocabulary) come along.
+        return keras.models.load_model(config.student_path, compile=False)
+
+    return build
+
+
 def run_distill(config, output_folder):
     """Run the main job and save the three models into `output_folder`.
 
@@ -300,10 +421,9 @@ def run_distill(config, output_folder):
     config.validate()
     started = time.time()
     keras.utils.set_random_seed(config.seed)
-    (x_train, y_train), (x_test, y_test) = load_split(config)
-    split = split_data(config, x_train, y_train)
-    teacher = train_or_load_teacher(config, split)
-    scratch, kd_student = teacher_and_students(config, split, teacher)
+    split, (x_test, y_test), teacher = prepare(config)
+    build = student_builder(config, split, teacher.output_shape[-1])
+    scratch, kd_student = teacher_and_students(config, split, teacher, build_student=build)
 
     compile_arguments = config.compile_arguments()
     rows = []
@@ -332,6 +452,8 @@ def run_distill(config, output_folder):
         "student_epochs": config.student_epochs,
         "batch_size": config.batch_size,
         "train_examples": int(len(split.train[0])),
+        "data": {name: getattr(config, name) for name in ("train", "unlabeled", "validation", "test")
+                 if getattr(config, name)} or config.dataset,
         "test_examples": int(len(x_test)),
         "wall_seconds": round(time.time() - started, 1),
         "cpu_count": os.cpu_count(),

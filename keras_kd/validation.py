@@ -7,6 +7,10 @@ from keras_kd.backend import is_graph_model, keras
 _PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid", "log_softmax")
 
 
+class UsageError(ValueError):
+    """Settings or data that cannot work, found before training: the CLI prints it and exits with 2."""
+
+
 def validate_alpha(alpha):
     """Return `alpha` as a float, or raise a ValueError unless 0 <= alpha <= 1."""
     try:

@@ -39,6 +39,17 @@ flags.DEFINE_float("labeled_fraction", 0.1, "Share of the training examples whos
 flags.DEFINE_float("validation_split", 0.1, "Share of the training data held out for the val_* figures "
                    "(never the test set).", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
+flags.DEFINE_string("train", None, "Your labelled training data: .npz (x, y), .csv, or a folder of images, .txt or "
+                    ".wav files in one sub-folder per class (docs/cli.md). Needs --teacher, --student, --test.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("unlabeled", None, "Your unlabelled data (same forms, no labels): the pool the teacher scores.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("validation", None, "Your validation data (else --validation_split of --train).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("test", None, "Your test data, used once for the report.", flag_values=FLAGS)
+flags.DEFINE_string("student", None, "The student: an untrained .keras model (both students start from its "
+                    "weights) or a preset name (digits, fashion_mnist, fsdd).", flag_values=FLAGS)
+flags.DEFINE_string("label_column", "label", "The class column of CSV data.", flag_values=FLAGS)
 flags.DEFINE_bool("overwrite", False, "Replace the files keras-kd writes in a non-empty --output_dir.",
                   flag_values=FLAGS)
 flags.DEFINE_integer("verbose", None, "Keras verbosity (default: 1 on a terminal, else 2).", flag_values=FLAGS)
@@ -48,7 +59,9 @@ FLAG_FIELDS = {
     "student_epochs": "student_epochs", "prune_epochs": "prune_epochs", "sparsity": "sparsity",
     "clusters": "clusters", "qat": "qat", "int8_io": "int8_io", "model_name": "model_name",
     "batch_size": "batch_size", "learning_rate": "learning_rate", "alpha": "alpha", "temperature": "temperature", "recipe": "recipe",
-    "labeled_fraction": "labeled_fraction", "validation_split": "validation_split",
+    "labeled_fraction": "labeled_fraction", "validation_split": "validation_split", "train": "train",
+    "unlabeled": "unlabeled", "validation": "validation", "test": "test", "student": "student_path",
+    "label_column": "label_column",
     "seed": "seed",
 }
 

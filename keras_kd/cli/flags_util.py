@@ -69,9 +69,15 @@ def run_job(name, flag_values, build, job, columns=None):
     if problem:
         print(f"keras-kd {name}: {problem}", file=sys.stderr)
         return 2
-    with staged_output_dir(output_dir) as staging:
-        rows, metadata = job(config, staging)
-        write_report(staging, config.dataset, rows, metadata, columns=columns)
+    from keras_kd.validation import UsageError
+
+    try:
+        with staged_output_dir(output_dir) as staging:
+            rows, metadata = job(config, staging)
+            write_report(staging, config.dataset, rows, metadata, columns=columns)
+    except UsageError as error:  # found in the data, before any training
+        print(f"keras-kd {name}: {error}", file=sys.stderr)
+        return 2
     print(f"\n{format_table(rows, columns)}\n\nReport and outputs written to {output_dir}")
     return 0
 

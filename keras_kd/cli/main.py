@@ -7,6 +7,7 @@ import sys
 SUBCOMMANDS = {
     "distill": ("keras_kd.cli.distill", "train a teacher, a student from scratch and a distilled student; report"),
     "compress": ("keras_kd.cli.compress", "distil, prune (cluster, QAT), export SavedModel and TFLite; report"),
+    "tune": ("keras_kd.cli.tune", "search recipe, alpha, T and learning rate on validation data; write best.yaml"),
 }
 
 

@@ -19,7 +19,7 @@ from keras_kd.compression.magnitude_pruning import MagnitudePruning
 from keras_kd.compression.pruning_schedules import PolynomialDecay, validate_sparsity
 from keras_kd.compression.verify import outputs_in_fresh_process
 from keras_kd.distiller import Distiller
-from keras_kd.experiment import DistillConfig, load_split, split_data, teacher_and_students, train_or_load_teacher
+from keras_kd.experiment import DistillConfig, prepare, student_builder, teacher_and_students
 from keras_kd.utils import count_nonzero_params, count_params, snapshot
 
 MEGABYTE = 1e6
@@ -139,11 +139,10 @@ def run_compress(config, output_folder):
     config.validate()
     started = time.time()
     keras.utils.set_random_seed(config.seed)
-    (x_train, y_train), (x_test, y_test) = load_split(config)
     verbose = config.verbose
-    split = split_data(config, x_train, y_train)
-    teacher = train_or_load_teacher(config, split, total_steps=5)
-    scratch, kd_student = teacher_and_students(config, split, teacher, total_steps=5)
+    split, (x_test, y_test), teacher = prepare(config, total_steps=5)
+    build = student_builder(config, split, teacher.output_shape[-1])
+    scratch, kd_student = teacher_and_students(config, split, teacher, total_steps=5, build_student=build)
     x_train, y_train = split.transfer_set  # later stages distil on the same transfer set
     _log(f"[4/5] pruning to {config.sparsity:.0%} sparsity while distilling", verbose)
     to_prune = snapshot(kd_student, "student_kd_pruned")

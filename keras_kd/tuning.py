@@ -1,0 +1,307 @@
+"""`keras_kd.tune`: search the distillation settings with KerasTuner, against an equally tuned control.
+
+A distilled student only pays if it beats the student trained from labels alone; comparing a
+tuned distillation with an untuned control would flatter distillation. So the control gets the
+same budget (trials, epochs, initial weights) over its own setting, the learning rate, and both
+are scored on the validation examples held out of the training data. The test set is never
+loaded into the search, so it stays an unbiased measure for a later `keras-kd distill`.
+
+KerasTuner is imported inside the functions: `import keras_kd` does not need it.
+"""
+
+import dataclasses
+import datetime
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from keras_kd import models, recipes
+from keras_kd.backend import ENGINE_DESCRIPTION, keras
+from keras_kd.experiment import (distill, load_split, scratch_epochs, split_data, train_on_labels,
+                                 train_or_load_teacher)
+from keras_kd.report import accuracy
+
+OBJECTIVE = "val_accuracy"
+SEARCHED_RECIPES = ("hinton", "dist", "function_matching")
+"""The default choice of recipes; `teacher_assistant` may be added (it trains an assistant per trial)."""
+ALPHA_RANGE = (0.0, 0.9)
+TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
+LEARNING_RATE_RANGE = (3e-4, 1e-2)
+BEST_KEYS = ("dataset", "recipe", "alpha", "temperature", "learning_rate", "teacher_epochs", "student_epochs",
+             "batch_size", "labeled_fraction", "validation_split", "seed")
+"""The keys of `best.yaml`: flag names of `keras-kd distill`, so `--config=best.yaml` reruns the setting."""
+
+
+def import_keras_tuner():
+    """KerasTuner, or a RuntimeError that says how to install it."""
+    try:
+        import keras_tuner
+    except ImportError as error:
+        raise RuntimeError(f"`tune` needs KerasTuner: pip install keras-tuner ({error}).") from None
+    return keras_tuner
+
+
+def check_tunable(config, max_trials=10, recipe_names=SEARCHED_RECIPES):
+    """Raise a ValueError (or RuntimeError without KerasTuner) before any training if the search cannot run."""
+    import_keras_tuner()
+    config.validate()
+    if int(max_trials) < 1:
+        raise ValueError(f"`max_trials` must be >= 1; received {max_trials!r}.")
+    if not config.validation_split > 0:
+        raise ValueError("`tune` scores each setting on validation data held out of the training data; "
+                         f"`validation_split` must be > 0 (received {config.validation_split!r}).")
+    for name in recipe_names:
+        recipes.get(name)  # raises, listing the known recipes
+    searched = [name for name in ("distillation_loss", "alpha_schedule", "temperature_schedule")
+                if getattr(config, name) is not None]
+    if searched:
+        raise ValueError(f"`tune` searches the recipe, alpha and temperature; remove {', '.join(searched)} "
+                         "from the settings, they would override the searched values.")
+
+
+def check_output_folder(output_folder):
+    """Raise a ValueError before any training if `output_folder` cannot be a folder."""
+    if os.path.exists(output_folder) and not os.path.isdir(output_folder):
+        raise ValueError(f"The output folder {output_folder!r} exists and is not a folder.")
+
+
+def tune(config, output_folder, max_trials=10, seed=None, recipe_names=SEARCHED_RECIPES):
+    """Search recipe, alpha, temperature and learning rate on validation data; write `best.yaml`.
+
+    The teacher is trained (or loaded) once and shared by every trial. Each distilled trial
+    and each control trial (the student from labels alone, searched over its learning rate
+    with the same number of trials) starts from the same initial student weights and takes
+    as many optimizer steps as `keras-kd distill` gives it.
+
+    Args:
+        config: a `DistillConfig`; its recipe, alpha, temperature and learning rate are searched
+            (the teacher is trained with its learning rate).
+        output_folder: receives `best.yaml`, `tune.json` and KerasTuner's projects under `tuner/`.
+        max_trials: trials of each search.
+        seed: the searches' random seed (default: `config.seed`).
+        recipe_names: the recipes to choose among.
+
+    Returns:
+        A dict: `best_settings`, `distilled_val_accuracy`, `control_val_accuracy`,
+        `control_settings`.
+    """
+    check_tunable(config, max_trials, recipe_names)
+    check_output_folder(output_folder)
+    seed = config.seed if seed is None else seed
+    keras.utils.set_random_seed(config.seed)
+    (x_train, y_train), _ = load_split(config)  # the test set is left out of the search
+    split = split_data(config, x_train, y_train)
+    teacher = train_or_load_teacher(config, split, total_steps=3)
+    initial_weights = _build(config, split, "student").get_weights()
+    folder = _new_tuner_folder(output_folder)
+    quiet = dataclasses.replace(config, verbose=0)  # KerasTuner reports each trial instead
+
+    _log(config, f"[2/3] searching {max_trials} distillation settings ({', '.join(recipe_names)}) on "
+                 f"{len(split.validation[0])} validation examples")
+    distilled = _search("distilled", _distillation_space(recipe_names), max_trials, seed, folder, config.verbose,
+                        lambda settings: _distilled_accuracy(quiet, settings, split, teacher, initial_weights))
+    _log(config, f"[3/3] searching {max_trials} learning rates for the student from labels alone (the control)")
+    control = _search("control", _control_space(), max_trials, seed, folder, config.verbose,
+                      lambda settings: _control_accuracy(quiet, settings, split, initial_weights))
+
+    best = distilled["best"]
+    best_settings = _best_yaml_values(config, best["settings"])
+    summary = {
+        "engine": ENGINE_DESCRIPTION,
+        "dataset": config.dataset,
+        "objective": f"{OBJECTIVE} (max) on the validation examples held out of the training data; "
+                     "the test set is not used",
+        "max_trials": int(max_trials),
+        "seed": seed,
+        "validation_examples": int(len(split.validation[0])),
+        "teacher_val_accuracy": accuracy(teacher, *split.validation),
+        "scratch_epochs": scratch_epochs(config, split),
+        "student_epochs": config.student_epochs,
+        "distilled": distilled,
+        "control": control,
+        "best_settings": best_settings,
+        "difference_points": round(100 * (best[OBJECTIVE] - control["best"][OBJECTIVE]), 2),
+        "tuner_folder": folder,
+    }
+    _write_outputs(output_folder, best_settings, summary)
+    print(f"\n{format_results(distilled, control)}\n\n{verdict(distilled, control)}\n\n"
+          f"best.yaml and tune.json written to {output_folder}", flush=True)
+    return {
+        "best_settings": best_settings,
+        "distilled_val_accuracy": best[OBJECTIVE],
+        "control_val_accuracy": control["best"][OBJECTIVE],
+        "control_settings": control["best"]["settings"],
+    }
+
+
+def _log(config, message):
+    if config.verbose:
+        print(message, flush=True)
+
+
+def _distillation_space(recipe_names):
+    import keras_tuner
+
+    space = keras_tuner.HyperParameters()
+    space.Choice("recipe", list(recipe_names))
+    space.Float("alpha", *ALPHA_RANGE, step=0.1)
+    space.Choice("temperature", list(TEMPERATURES))
+    space.Float("learning_rate", *LEARNING_RATE_RANGE, sampling="log")
+    return space
+
+
+def _control_space():
+    """The control's one setting: the student from labels has no recipe, alpha or temperature."""
+    import keras_tuner
+
+    space = keras_tuner.HyperParameters()
+    space.Float("learning_rate", *LEARNING_RATE_RANGE, sampling="log")
+    return space
+
+
+def _settings(values):
+    """A trial's values, rounded so that `best.yaml` reads well; the trial trains with these."""
+    settings = dict(values)
+    if "alpha" in settings:
+        settings["alpha"] = round(float(settings["alpha"]), 2)
+    if "temperature" in settings:
+        settings["temperature"] = float(settings["temperature"])
+    settings["learning_rate"] = float(f"{settings['learning_rate']:.3g}")
+    return settings
+
+
+def _search(name, space, max_trials, seed, folder, verbose, evaluate):
+    """Run one KerasTuner random search of `evaluate(settings) -> validation accuracy`.
+
+    Returns:
+        `{"trials": [{"trial_id", "settings", "val_accuracy"}, ...], "best": {...}}`.
+    """
+    import keras_tuner
+
+    class Search(keras_tuner.engine.base_tuner.BaseTuner):
+        """A tuner whose trial is keras-kd's own training (`Tuner` assumes `Model.fit` on a hypermodel)."""
+
+        def run_trial(self, trial, *args, **kwargs):
+            try:
+                return {OBJECTIVE: evaluate(_settings(trial.hyperparameters.values))}
+            except Exception as error:  # a crash is a bug, not a bad setting: stop the search
+                raise keras_tuner.errors.FatalError(f"{name} trial {trial.trial_id} failed: {error!r}") from error
+
+    oracle = keras_tuner.oracles.RandomSearchOracle(
+        objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
+        max_trials=max_trials,
+        seed=seed + 1,  # KerasTuner draws a random seed for 0 (`seed or randint`)
+        hyperparameters=space,
+    )
+    tuner = Search(oracle, directory=folder, project_name=name, overwrite=True)  # `folder` is ours, and new
+    tuner.search(verbose=1 if verbose else 0)
+    trials = [{"trial_id": trial.trial_id, "settings": _settings(trial.hyperparameters.values),
+               OBJECTIVE: trial.score} for trial in oracle.trials.values()]
+    best_id = oracle.get_best_trials(1)[0].trial_id
+    return {"trials": trials, "best": next(trial for trial in trials if trial["trial_id"] == best_id)}
+
+
+def _build(config, split, role):
+    x_train, y_train = split.train
+    return models.build_model(config.dataset, role, x_train.shape[1:], int(np.max(y_train)) + 1)
+
+
+def _distilled_accuracy(config, settings, split, teacher, initial_weights):
+    """Validation accuracy of a student distilled with `settings` from the shared initial weights."""
+    trial_config = dataclasses.replace(config, **settings)
+    keras.utils.set_random_seed(config.seed)  # same shuffling in every trial: only the settings differ
+    x, y = split.transfer_set
+    if recipes.get(trial_config.recipe).assistant:
+        teacher = distill(_build(config, split, "assistant"), teacher, x, y, trial_config)
+    student = _build(config, split, "student")
+    student.set_weights(initial_weights)
+    distill(student, teacher, x, y, trial_config)
+    return accuracy(student, *split.validation)
+
+
+def _control_accuracy(config, settings, split, initial_weights):
+    """Validation accuracy of the student from labels alone, with as many steps as a distilled trial."""
+    trial_config = dataclasses.replace(config, **settings)
+    keras.utils.set_random_seed(config.seed)
+    student = _build(config, split, "student")
+    student.set_weights(initial_weights)
+    train_on_labels(student, *split.labeled, trial_config, scratch_epochs(config, split))
+    return accuracy(student, *split.validation)
+
+
+def _new_tuner_folder(output_folder):
+    """A fresh folder for this run's KerasTuner projects: an earlier run's are never reloaded or deleted."""
+    root = os.path.join(output_folder, "tuner")
+    os.makedirs(root, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-")
+    return tempfile.mkdtemp(prefix=stamp, dir=root)
+
+
+def _best_yaml_values(config, settings):
+    values = {key: getattr(config, key) for key in BEST_KEYS}
+    values.update(settings)
+    if config.data_dir:
+        values["data_dir"] = config.data_dir
+    if config.teacher_path:
+        values["teacher"] = config.teacher_path
+    return {key: value.item() if isinstance(value, np.generic) else value for key, value in values.items()}
+
+
+def _write_atomically(path, text):
+    """Write `text` to a temporary file beside `path`, then move it in: a reader never sees half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        os.remove(temporary)
+        raise
+
+
+def _write_outputs(output_folder, best_settings, summary):
+    import yaml
+
+    best, control = summary["distilled"]["best"], summary["control"]["best"]
+    header = (f"# keras-kd tune: the best of {summary['max_trials']} distillation settings on validation data: "
+              f"{100 * best[OBJECTIVE]:.2f}% (the control from labels: {100 * control[OBJECTIVE]:.2f}%).\n"
+              "# Rerun with: keras-kd distill --config=best.yaml\n")
+    _write_atomically(os.path.join(output_folder, "best.yaml"),
+                      header + yaml.safe_dump(best_settings, sort_keys=False))
+    _write_atomically(os.path.join(output_folder, "tune.json"), json.dumps(summary, indent=2) + "\n")
+
+
+def _rows(distilled, control):
+    rows = [("distilled", trial) for trial in distilled["trials"]]
+    rows += [("from labels", trial) for trial in control["trials"]]
+    return sorted(rows, key=lambda row: -row[1][OBJECTIVE])
+
+
+def format_results(distilled, control):
+    """Every trial of both searches as a Markdown table, best validation accuracy first."""
+    lines = ["| student | recipe | alpha | T | learning rate | val accuracy (%) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for student, trial in _rows(distilled, control):
+        settings = trial["settings"]
+        lines.append(f"| {student} | {settings.get('recipe', '-')} | {settings.get('alpha', '-')} | "
+                     f"{settings.get('temperature', '-')} | {settings['learning_rate']:.3g} | "
+                     f"{100 * trial[OBJECTIVE]:.2f} |")
+    return "\n".join(lines)
+
+
+def verdict(distilled, control):
+    """One sentence: does the best distilled setting beat the equally tuned control on validation?"""
+    best, reference = distilled["best"], control["best"]
+    points = 100 * (best[OBJECTIVE] - reference[OBJECTIVE])
+    accuracies = (f"{100 * best[OBJECTIVE]:.2f}% against {100 * reference[OBJECTIVE]:.2f}% for the best "
+                  f"student from labels (learning rate {reference['settings']['learning_rate']:.3g})")
+    if points > 0:
+        settings = best["settings"]
+        return (f"The best distilled setting (recipe {settings['recipe']}, alpha {settings['alpha']}, "
+                f"T {settings['temperature']}, learning rate {settings['learning_rate']:.3g}) beats the "
+                f"equally tuned control by {points:.2f} points of validation accuracy: {accuracies}.")
+    return (f"NO distilled setting beat the equally tuned control on validation: the best distilled reached "
+            f"{accuracies} ({points:.2f} points).")

@@ -17,10 +17,10 @@ _ATTRIBUTES = {
     "ENGINE": "keras_kd.backend",
     "ENGINE_DESCRIPTION": "keras_kd.backend",
     "FeatureDistillation": "keras_kd.feature_distillation",
-    "MISSING_LABEL": "keras_kd.transfer_set",
+    "MISSING_LABEL": "keras_kd.transfer_data",
     "TeacherCache": "keras_kd.teacher_cache",
     "load_distiller": "keras_kd.saving",
-    "transfer_set": "keras_kd.transfer_set",
+    "transfer_set": "keras_kd.transfer_data",
     "tune": "keras_kd.tuning",  # imports KerasTuner only when called
     "with_indices": "keras_kd.inputs",
 }

@@ -16,7 +16,7 @@ from keras_kd.backend import (
 from keras_kd.feature_distillation import FeatureDistillation, build_adapter, feature_model
 from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, TEACHER_LOGITS_KEY, unpack
 from keras_kd.teacher_cache import TeacherCache
-from keras_kd.transfer_set import fill_missing, label_mask, masked_weight
+from keras_kd.transfer_data import fill_missing, label_mask, masked_weight
 from keras_kd.validation import (
     check_not_empty,
     check_outputs_are_logits,

@@ -22,7 +22,7 @@ from keras_kd.inputs import with_indices
 from keras_kd.losses import LogitsCrossentropy
 from keras_kd.report import ModelRow, accuracy, latency_ms, model_file_size
 from keras_kd.teacher_cache import TeacherCache
-from keras_kd.transfer_set import transfer_set
+from keras_kd.transfer_data import transfer_set
 from keras_kd.utils import count_params, strip_output_activation
 from keras_kd.validation import UsageError, check_outputs_are_logits, validate_alpha
 

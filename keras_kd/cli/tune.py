@@ -12,7 +12,7 @@ import sys
 from absl import flags
 
 from keras_kd.cli.flags_util import build_config as build_config_from
-from keras_kd.cli.flags_util import parse
+from keras_kd.cli.flags_util import _output_dir_problem, parse
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_enum("dataset", "digits", ["digits", "fashion_mnist"], "Data set.", flag_values=FLAGS)
@@ -31,6 +31,8 @@ flags.DEFINE_float("validation_split", 0.1, "Share of the training data held out
 flags.DEFINE_integer("seed", 0, "Random seed: data split, initial weights and the searches.", flag_values=FLAGS)
 flags.DEFINE_integer("max_trials", 10, "Trials of each search (distilled, and the control from labels).",
                      lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_bool("overwrite", False, "Replace best.yaml and tune.json in a non-empty --output_dir (earlier "
+                  "tuner projects and other files are left alone).", flag_values=FLAGS)
 flags.DEFINE_string("config", None, "A YAML file of settings (keys: the flags' names); flags given on the "
                     "command line override it. Its recipe, alpha, temperature and learning_rate are searched.",
                     flag_values=FLAGS)
@@ -54,14 +56,17 @@ def build_config():
 def run(argv):
     if not parse(FLAGS, argv):
         return 2
-    from keras_kd.tuning import check_output_folder, check_tunable, tune
+    from keras_kd.tuning import check_tunable, tune
 
     try:
         config = build_config()
         check_tunable(config, FLAGS.max_trials)
-        check_output_folder(FLAGS.output_dir)
     except (ValueError, RuntimeError, OSError) as error:
         print(f"keras-kd tune: {error}", file=sys.stderr)
+        return 2
+    problem = _output_dir_problem(FLAGS.output_dir, FLAGS.overwrite)
+    if problem:
+        print(f"keras-kd tune: {problem}", file=sys.stderr)
         return 2
     tune(config, FLAGS.output_dir, max_trials=FLAGS.max_trials)
     return 0

@@ -1,0 +1,116 @@
+"""`keras_kd.tune` and `keras-kd tune`: both searches run, only validation data scores them, best.yaml reruns."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.test_cli import run_cli
+
+pytest.importorskip("keras_tuner")
+
+TINY = ["--max_trials=2", "--teacher_epochs=1", "--student_epochs=1", "--verbose=0"]
+
+
+def test_tune_scores_on_validation_only_and_writes_a_usable_best_yaml(tmp_path, monkeypatch):
+    from keras_kd import tuning
+    from keras_kd.cli.distill import load_yaml
+    from keras_kd.experiment import DistillConfig, load_split, split_data
+
+    config = DistillConfig(dataset="digits", teacher_epochs=1, student_epochs=1, verbose=0)
+    scored = []
+
+    def spy(model, x, y, **kwargs):
+        value = real_accuracy(model, x, y, **kwargs)
+        scored.append((x, y, value))
+        return value
+
+    real_accuracy = tuning.accuracy
+    monkeypatch.setattr(tuning, "accuracy", spy)
+    result = tuning.tune(config, str(tmp_path), max_trials=2)
+
+    # Every figure the search saw (4 trials and the teacher) is on the validation examples.
+    (x_train, y_train), (x_test, _) = load_split(config)
+    x_val, y_val = split_data(config, x_train, y_train).validation
+    assert len(scored) == 5
+    for x, y, _ in scored:
+        assert np.array_equal(x, x_val) and np.array_equal(y, y_val)
+        assert len(x) != len(x_test) or not np.array_equal(x, x_test)
+
+    summary = json.loads((tmp_path / "tune.json").read_text())
+    distilled, control = summary["distilled"]["trials"], summary["control"]["trials"]
+    assert len(distilled) == 2 and len(control) == 2  # the control gets the same budget
+    figures = [trial["val_accuracy"] for trial in distilled + control] + [summary["teacher_val_accuracy"]]
+    assert sorted(figures) == sorted(value for _, _, value in scored)
+    assert {"recipe", "alpha", "temperature", "learning_rate"} == set(distilled[0]["settings"])
+    assert set(control[0]["settings"]) == {"learning_rate"}
+    assert result["distilled_val_accuracy"] == max(trial["val_accuracy"] for trial in distilled)
+    assert result["control_val_accuracy"] == max(trial["val_accuracy"] for trial in control)
+    for project in ("distilled", "control"):
+        assert os.path.isdir(os.path.join(summary["tuner_folder"], project))
+    assert os.path.dirname(summary["tuner_folder"]) == str(tmp_path / "tuner")
+
+    values = load_yaml(str(tmp_path / "best.yaml"))
+    best = DistillConfig.from_dict(values)
+    best.validate()
+    assert set(tuning.BEST_KEYS) <= set(values)
+    assert {key: getattr(best, key) for key in result["best_settings"]} == result["best_settings"]
+    assert best.recipe in tuning.SEARCHED_RECIPES and 0.0 <= best.alpha <= 0.9
+    assert best.temperature in tuning.TEMPERATURES and best.teacher_epochs == 1
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no temporary files left
+
+
+def test_settings_that_cannot_be_tuned_are_refused_before_training(tmp_path, monkeypatch):
+    from keras_kd import tuning
+    from keras_kd.experiment import DistillConfig
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking the settings")
+
+    monkeypatch.setattr(tuning, "train_or_load_teacher", no_training)
+    with pytest.raises(ValueError, match="validation_split"):
+        tuning.tune(DistillConfig(validation_split=0.0), str(tmp_path))
+    with pytest.raises(ValueError, match="alpha_schedule"):
+        tuning.tune(DistillConfig(alpha_schedule={"name": "linear"}), str(tmp_path))
+    with pytest.raises(ValueError, match="Unknown recipe"):
+        tuning.tune(DistillConfig(), str(tmp_path), recipe_names=("hinton", "magic"))
+    with pytest.raises(ValueError, match="max_trials"):
+        tuning.tune(DistillConfig(), str(tmp_path), max_trials=0)
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_tune_then_distill_with_best_yaml(tmp_path):
+    out = tmp_path / "tune"
+    result = run_cli("tune", f"--output_dir={out}", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| student | recipe |" in result.stdout and "from labels" in result.stdout
+    assert "beats the equally tuned control" in result.stdout or "NO distilled setting" in result.stdout
+    assert (out / "best.yaml").exists() and (out / "tune.json").exists()
+
+    rerun = run_cli("distill", f"--config={out / 'best.yaml'}", "--teacher_epochs=1", "--student_epochs=1",
+                    "--verbose=0", f"--output_dir={tmp_path / 'distill'}")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert (tmp_path / "distill" / "report.json").exists()
+
+    again = run_cli("tune", f"--output_dir={out}", *TINY, timeout=120)  # a non-empty folder needs --overwrite
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_cli_refuses_bad_settings_before_training(tmp_path):
+    result = run_cli("tune", "--validation_split=0", f"--output_dir={tmp_path / 'run'}", timeout=120)
+    assert result.returncode == 2 and "validation_split" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_help_exits_0_without_tensorflow():
+    code = ("import sys; from keras_kd.cli.main import main\n"
+            "try:\n    main(['keras-kd', 'tune', '--help'])\n"
+            "except SystemExit as e:\n    print('exit', e.code)\n"
+            "print('tensorflow imported', 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=os.getcwd()), timeout=60)
+    assert "exit 0" in result.stdout and "--max_trials" in result.stdout
+    assert "tensorflow imported False" in result.stdout

@@ -25,6 +25,7 @@ def parse(flag_values, argv):
     if len(extra) > 1:
         print(f"{argv[0]}: unexpected arguments {extra[1:]}", file=sys.stderr)
         return False
+    import_tensorflow_quietly()  # before the subcommand imports its job
     return True
 
 
@@ -49,6 +50,32 @@ def build_config(flag_values, flag_fields, config_class):
     verbose = flag_values["verbose"].value
     values["verbose"] = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     return config_class.from_dict(values)
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow with its C++ start-up lines (CUDA probing, oneDNN notes) left out.
+
+    On a CPU machine they read as failures (`E0000 ... failed call to cuInit`), and since
+    TensorFlow 2.16 they come through absl, which `TF_CPP_MIN_LOG_LEVEL` no longer silences;
+    so the process's stderr is pointed at /dev/null while TensorFlow starts. A user who set
+    `TF_CPP_MIN_LOG_LEVEL` sees everything.
+    """
+    import os
+
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe happens here
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def run_job(name, flag_values, build, job, columns=None):

@@ -1,7 +1,6 @@
 """`keras-kd SUBCOMMAND [--flags]`: dispatches to the subcommand's module."""
 
 import importlib
-import os
 import sys
 
 SUBCOMMANDS = {
@@ -26,9 +25,6 @@ def main(argv=None):
     if name not in SUBCOMMANDS:
         print(f"keras-kd: unknown subcommand {name!r}.\n\n{usage()}", file=sys.stderr)
         return 2
-    # TensorFlow's C++ start-up lines (CUDA probing, oneDNN notes) read as failures on a CPU
-    # machine; keep them out unless the user asked for a log level.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     module = importlib.import_module(SUBCOMMANDS[name][0])
     return module.run([f"keras-kd {name}"] + argv[2:])
 

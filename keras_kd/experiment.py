@@ -171,7 +171,7 @@ def load_teacher(path, input_shape, num_classes, verbose=1):
     return teacher
 
 
-def train_on_labels(model, x, y, config, epochs, validation_data=None):
+def train_on_labels(model, x, y, config, epochs, validation_data=None, validation_freq=1):
     """Train `model` on labels alone with the settings every row of the report shares."""
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
@@ -180,7 +180,7 @@ def train_on_labels(model, x, y, config, epochs, validation_data=None):
     )
     model.fit(
         x, y, epochs=epochs, batch_size=config.batch_size, validation_data=validation_data, verbose=config.verbose,
-        callbacks=[DurationEstimate(model.name)] if config.verbose else [],
+        callbacks=[DurationEstimate(model.name)] if config.verbose else [], validation_freq=validation_freq,
     )
     return model
 
@@ -316,7 +316,9 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
     epochs = scratch_epochs(config, split)
     _log(f"[2/{total_steps}] training the student from {len(split.labeled[0])} labels alone for {epochs} "
          "epochs (as many steps as the distilled student)", verbose)
-    train_on_labels(scratch, *split.labeled, config, epochs, split.validation)
+    # Its many short epochs are validated about as often as the distilled student's.
+    train_on_labels(scratch, *split.labeled, config, epochs, split.validation,
+                    validation_freq=max(1, epochs // config.student_epochs))
     x_transfer, y_transfer = split.transfer_set
     _log(f"[3/{total_steps}] distilling the student ({config.recipe}) on {len(split.labeled[0])} labelled "
          f"and {len(split.pool)} unlabelled examples for {config.student_epochs} epochs", verbose)

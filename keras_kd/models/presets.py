@@ -13,7 +13,9 @@ PRESETS = {
     "fashion_mnist": {
         "teacher": (build_cnn, {"filters": (64, 128), "dense_units": 256, "dropout": 0.3}),
         "assistant": (build_cnn, {"filters": (32, 64), "dense_units": 128}),
-        "student": (build_cnn, {"filters": (16, 32), "dense_units": 32}),
+        # 170k parameters, 9.9x fewer than the teacher (the 55k one of earlier benchmarks was
+        # (16, 32) filters and 32 units).
+        "student": (build_cnn, {"filters": (32, 64), "dense_units": 48}),
     },
     # Spoken digits: 40x61 log-mel spectrograms. The student's int8 TFLite file fits 64 KB.
     "fsdd": {

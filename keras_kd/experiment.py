@@ -12,10 +12,10 @@ import time
 import numpy as np
 
 from keras_kd import datasets, models, recipes
-from keras_kd.datasets import user_data
 from keras_kd import losses as kd_losses
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
 from keras_kd.callbacks import DistillationScheduler, DurationEstimate
+from keras_kd.datasets import user_data
 from keras_kd.distiller import Distiller
 from keras_kd.feature_distillation import FeatureDistillation
 from keras_kd.inputs import with_indices

@@ -4,7 +4,6 @@ import sys
 
 from absl import flags
 
-
 HELP_FLAGS = ("-h", "--help", "--helpfull", "--helpshort", "-help", "-helpfull")
 
 

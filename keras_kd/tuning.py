@@ -39,7 +39,7 @@ def import_keras_tuner():
     try:
         import keras_tuner
     except ImportError as error:
-        raise RuntimeError(f"`tune` needs KerasTuner: pip install keras-tuner ({error}).") from None
+        raise RuntimeError(f"`tune` needs KerasTuner: pip install \"keras-kd[tune]\" ({error}).") from None
     return keras_tuner
 
 
@@ -106,9 +106,23 @@ def tune(config, output_folder, max_trials=10, seed=None, recipe_names=SEARCHED_
     control = _search("control", _control_space(), max_trials, seed, folder, config.verbose,
                       lambda settings: _control_accuracy(quiet, settings, split, initial_weights))
 
-    best = distilled["best"]
-    best_settings = _best_yaml_values(config, best["settings"])
-    summary = {
+    best_settings = _best_yaml_values(config, distilled["best"]["settings"])
+    summary = _summary(config, split, teacher, distilled, control, max_trials, seed, folder)
+    summary["best_settings"] = best_settings
+    _write_outputs(output_folder, best_settings, summary)
+    print(f"\n{format_results(distilled, control)}\n\n{verdict(distilled, control)}\n\n"
+          f"best.yaml and tune.json written to {output_folder}", flush=True)
+    return {
+        "best_settings": best_settings,
+        "distilled_val_accuracy": distilled["best"][OBJECTIVE],
+        "control_val_accuracy": control["best"][OBJECTIVE],
+        "control_settings": control["best"]["settings"],
+    }
+
+
+def _summary(config, split, teacher, distilled, control, max_trials, seed, folder):
+    """What `tune.json` records: the run's settings and every trial of both searches."""
+    return {
         "engine": ENGINE_DESCRIPTION,
         "dataset": config.dataset,
         "objective": f"{OBJECTIVE} (max) on the validation examples held out of the training data; "
@@ -121,18 +135,8 @@ def tune(config, output_folder, max_trials=10, seed=None, recipe_names=SEARCHED_
         "student_epochs": config.student_epochs,
         "distilled": distilled,
         "control": control,
-        "best_settings": best_settings,
-        "difference_points": round(100 * (best[OBJECTIVE] - control["best"][OBJECTIVE]), 2),
+        "difference_points": round(100 * (distilled["best"][OBJECTIVE] - control["best"][OBJECTIVE]), 2),
         "tuner_folder": folder,
-    }
-    _write_outputs(output_folder, best_settings, summary)
-    print(f"\n{format_results(distilled, control)}\n\n{verdict(distilled, control)}\n\n"
-          f"best.yaml and tune.json written to {output_folder}", flush=True)
-    return {
-        "best_settings": best_settings,
-        "distilled_val_accuracy": best[OBJECTIVE],
-        "control_val_accuracy": control["best"][OBJECTIVE],
-        "control_settings": control["best"]["settings"],
     }
 
 
@@ -236,7 +240,9 @@ def _new_tuner_folder(output_folder):
     root = os.path.join(output_folder, "tuner")
     os.makedirs(root, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-")
-    return tempfile.mkdtemp(prefix=stamp, dir=root)
+    folder = tempfile.mkdtemp(prefix=stamp, dir=root)
+    os.chmod(folder, 0o755)  # mkdtemp's 0700 would hide the trials from other users
+    return folder
 
 
 def _best_yaml_values(config, settings):

@@ -91,7 +91,7 @@ def run_job(name, flag_values, build, job, columns=None):
         print(f"keras-kd {name}: {error}", file=sys.stderr)
         return 2
     output_dir = flag_values["output_dir"].value
-    problem = _output_dir_problem(output_dir, "overwrite" in flag_values and flag_values["overwrite"].value)
+    problem = output_dir_problem(output_dir, "overwrite" in flag_values and flag_values["overwrite"].value)
     if problem:
         print(f"keras-kd {name}: {problem}", file=sys.stderr)
         return 2
@@ -108,7 +108,7 @@ def run_job(name, flag_values, build, job, columns=None):
     return 0
 
 
-def _output_dir_problem(output_dir, overwrite):
+def output_dir_problem(output_dir, overwrite):
     """Why `output_dir` cannot take this run's outputs, or None: nothing of the user's is replaced unasked."""
     import os
 

@@ -12,7 +12,7 @@ import sys
 from absl import flags
 
 from keras_kd.cli.flags_util import build_config as build_config_from
-from keras_kd.cli.flags_util import _output_dir_problem, parse
+from keras_kd.cli.flags_util import output_dir_problem, parse
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_enum("dataset", "digits", ["digits", "fashion_mnist"], "Data set.", flag_values=FLAGS)
@@ -64,7 +64,7 @@ def run(argv):
     except (ValueError, RuntimeError, OSError) as error:
         print(f"keras-kd tune: {error}", file=sys.stderr)
         return 2
-    problem = _output_dir_problem(FLAGS.output_dir, FLAGS.overwrite)
+    problem = output_dir_problem(FLAGS.output_dir, FLAGS.overwrite)
     if problem:
         print(f"keras-kd tune: {problem}", file=sys.stderr)
         return 2

@@ -125,7 +125,7 @@ def test_bad_config_file_is_refused(tmp_path):
     assert result.returncode == 2 and "Known distillation losses" in result.stderr
 
 
-@pytest.mark.parametrize("subcommand", ["distill", "compress"])
+@pytest.mark.parametrize("subcommand", ["distill", "compress", "tune"])
 @pytest.mark.parametrize("flag", ["--help", "--helpfull", "-h"])
 def test_help_on_every_subcommand_exits_0_without_tensorflow(subcommand, flag):
     code = ("import sys; from keras_kd.cli.main import main\n"

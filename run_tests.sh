@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 python3 -m pip install -q -e ".[test]"
+python3 -m pip install -q --no-deps --require-hashes -r requirements-text.txt
 export TF_CPP_MIN_LOG_LEVEL=2
 echo "== engine: Keras 3 (TensorFlow backend) =="
 env -u TF_USE_LEGACY_KERAS python3 -m pytest -q "$@"

@@ -33,6 +33,8 @@ setup(
         "tf-keras": ["tf-keras>=2.16,<2.22"],
         "tfmot": ["tf-keras>=2.16,<2.22", "tensorflow-model-optimization==0.8.1"],
         "tune": ["keras-tuner==1.4.8"],
+        # The pretrained text teacher (keras_kd.models.minilm); its weights: requirements-text.txt.
+        "text": ["keras-hub==0.32.0", "safetensors"],
         # Everything the suite imports, so the README's test command works on a fresh machine.
         "test": [
             "pytest>=7",
@@ -40,6 +42,8 @@ setup(
             "tf-keras>=2.16,<2.22",
             "tensorflow-model-optimization==0.8.1",
             "keras-tuner==1.4.8",
+            "keras-hub==0.32.0",
+            "safetensors",
         ],
     },
     entry_points={"console_scripts": ["keras-kd=keras_kd.cli.main:entry_point"]},

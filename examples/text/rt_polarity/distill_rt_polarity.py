@@ -1,15 +1,17 @@
-"""Distil a fine-tuned pretrained sentence encoder (MiniLM, 22.7M parameters) into a tiny bag-of-embeddings student.
+"""Distil a fine-tuned pretrained sentence encoder (MiniLM, 22.7M parameters) into a 70x smaller word CNN.
 
 What it shows: distillation pays when the teacher knows more than the student's labels. The
 teacher is all-MiniLM-L6-v2, pretrained on a billion sentence pairs and fine-tuned here for one
-epoch on the training sentences; the student (TextVectorization ids -> 16-d embeddings
-averaged -> Dense(2), about 70x smaller) sees the same labelled sentences. The teacher also
-scores an augmented transfer set (Tang et al. 2019: words masked, random n-grams kept), which
-has no labels; the student learns from those soft targets too. The two models read different
+epoch on the training sentences; the student (TextVectorization ids -> 16-d embeddings -> one
+convolution of 64 filters over 3 words, max-pooled -> Dense(2), 70x fewer parameters) sees the
+same labelled sentences. The teacher also scores an augmented transfer set (Tang et al. 2019:
+words masked, random n-grams kept), which has no labels; the student learns from those soft
+targets too. The two models read different
 inputs (MiniLM word pieces, TextVectorization ids), so the student distils from the teacher's
 logits cached once per sentence (`keras_kd.TeacherCache`). It is compared with the same student
-trained from the labels alone: same initial weights, optimizer, batches and optimizer steps;
-each arm's learning rate (and, for distillation, alpha and T) chosen on a validation split.
+trained from the labels alone: same initial weights, optimizer, batch size and optimizer steps;
+each arm's learning rate (and, for distillation, alpha and T) chosen on a validation split with
+the first seed, then kept for the other seeds.
 
 Data: rt-polarity v1.0 (Pang and Lee 2005), 10,662 sentences, from `--data_dir`,
 $KERAS_KD_DATA_DIR or `../shared/data/rt-polarity`. There is no official split: the fixed one
@@ -45,7 +47,7 @@ import keras_kd
 from keras_kd.backend import IS_TF_KERAS, keras
 from keras_kd.report import ModelRow, accuracy, format_table, latency_ms, model_file_size
 from keras_kd.teacher_cache import TeacherCache, fingerprint
-from keras_kd.utils import count_params
+from keras_kd.utils import copy_model, count_params
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Folder with rt-polarity.pos and rt-polarity.neg.")
@@ -66,11 +68,12 @@ flags.DEFINE_float("p_ngram", 0.25, "Probability of keeping only a random n-gram
 flags.DEFINE_integer("vocabulary", 20000, "Student vocabulary size.")
 flags.DEFINE_integer("sequence_length", 48, "Student tokens per sentence.")
 flags.DEFINE_integer("embedding_dim", 16, "Student embedding size.")
-flags.DEFINE_integer("epochs", 10, "Student epochs over the transfer set (from labels: the same steps).")
-flags.DEFINE_integer("batch_size", 128, "Student batch size.")
-flags.DEFINE_list("learning_rates", ["1e-3", "3e-3"], "Student Adam learning rates tried on validation.")
-flags.DEFINE_list("alphas", ["0", "0.5"], "Label-loss weights tried on validation.")
-flags.DEFINE_list("temperatures", ["1", "2"], "Temperatures tried on validation.")
+flags.DEFINE_integer("filters", 64, "Student convolution filters (3 words wide).")
+flags.DEFINE_integer("epochs", 5, "Student epochs over the transfer set (from labels: the same steps).")
+flags.DEFINE_integer("batch_size", 256, "Student batch size.")
+flags.DEFINE_list("learning_rates", ["1e-3", "3e-3"], "Student Adam learning rates tried on validation (first seed).")
+flags.DEFINE_list("alphas", ["0", "0.5"], "Label-loss weights tried on validation (first seed).")
+flags.DEFINE_list("temperatures", ["1", "2"], "Temperatures tried on validation (first seed).")
 
 MASKED = "qqmaskedqq"  # a word outside the student's vocabulary: TextVectorization maps it to [UNK]
 TEACHER_MASK = "[MASK]"
@@ -125,7 +128,7 @@ def digest(*parts):
 # Teacher ---------------------------------------------------------------------------------------
 
 
-def teacher_logits(teacher, texts, batch_size=256):
+def teacher_logits(teacher, texts, batch_size=256, forward=None):
     """The teacher's logits, sentences sorted by length and each batch padded only to its longest.
 
     Mean pooling and attention ignore the padding, so this equals padding every sentence to
@@ -138,7 +141,7 @@ def teacher_logits(teacher, texts, batch_size=256):
     tokens = minilm_tokenize(list(texts), FLAGS.teacher_length)
     lengths = tokens["padding_mask"].sum(axis=1)
     order = np.argsort(lengths, kind="stable")
-    forward = tf.function(lambda x: teacher(x, training=False), reduce_retracing=True)
+    forward = forward or tf.function(lambda x: teacher(x, training=False), reduce_retracing=True)
     logits = np.zeros((len(texts), teacher.output_shape[-1]), dtype="float32")
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
@@ -147,18 +150,50 @@ def teacher_logits(teacher, texts, batch_size=256):
     return logits
 
 
+def padded_batches(tokens, labels, batch_size, seed):
+    """Shuffled batches of similar lengths, each padded only to its longest sentence (a multiple of 8).
+
+    The sentences are shuffled, cut into groups of 16 batches, sorted by length within a group,
+    and the batches shuffled again: random batches, about 40% fewer padded tokens than `--teacher_length`.
+    """
+    import tensorflow as tf
+
+    lengths = tokens["padding_mask"].sum(axis=1)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
+    batches = []
+    for start in range(0, len(order), 16 * batch_size):
+        group = order[start : start + 16 * batch_size]
+        group = group[np.argsort(lengths[group], kind="stable")]
+        batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+    batches = [batches[i] for i in rng.permutation(len(batches))]
+
+    def generate():
+        for rows in batches:
+            width = int(-(-lengths[rows].max() // 8) * 8)
+            yield {key: value[rows, :width] for key, value in tokens.items()}, labels[rows]
+
+    spec = tf.TensorSpec((None, None), tf.int32)
+    signature = ({key: spec for key in tokens}, tf.TensorSpec((None,), tf.int64))
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(batches))), len(batches)
+
+
 def fine_tune_teacher(x_fit, y_fit):
     """all-MiniLM-L6-v2 + mean pooling + Dense(2), fine-tuned on the fitting sentences (seed 0)."""
     from keras_kd.models.minilm import minilm_classifier, minilm_tokenize
 
     keras.utils.set_random_seed(0)
     teacher = minilm_classifier(num_classes=2, sequence_length=None, name="teacher")
-    steps = FLAGS.teacher_epochs * -(-len(x_fit) // FLAGS.teacher_batch_size)
-    schedule = keras.optimizers.schedules.PolynomialDecay(FLAGS.teacher_learning_rate, steps, 0.0)
+    tokens = minilm_tokenize(list(x_fit), FLAGS.teacher_length)
+    epochs = [padded_batches(tokens, y_fit.astype("int64"), FLAGS.teacher_batch_size, seed=epoch)
+              for epoch in range(FLAGS.teacher_epochs)]
+    schedule = keras.optimizers.schedules.PolynomialDecay(FLAGS.teacher_learning_rate,
+                                                          sum(steps for _, steps in epochs), 0.0)
     teacher.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.01),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    teacher.fit(minilm_tokenize(list(x_fit), FLAGS.teacher_length), y_fit, batch_size=FLAGS.teacher_batch_size,
-                epochs=FLAGS.teacher_epochs, verbose=2)
+    for epoch, (dataset, _) in enumerate(epochs):
+        teacher.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=2)  # shuffled above
     return teacher
 
 
@@ -172,7 +207,8 @@ def load_or_fine_tune_teacher(x_fit, y_fit, texts):
 
     settings = {"sentences": fingerprint(np.array(list(x_fit), dtype=str)), "labels": fingerprint(y_fit),
                 "epochs": FLAGS.teacher_epochs, "lr": FLAGS.teacher_learning_rate,
-                "batch": FLAGS.teacher_batch_size, "length": FLAGS.teacher_length, "seed": 0}
+                "batch": FLAGS.teacher_batch_size, "length": FLAGS.teacher_length, "seed": 0,
+                "recipe": "AdamW, linear decay, length-grouped batches"}
     key = digest(settings)
     os.makedirs(FLAGS.cache_dir, exist_ok=True)
     weights_path = os.path.join(FLAGS.cache_dir, f"minilm_rt_polarity_{key}.weights.h5")
@@ -184,18 +220,21 @@ def load_or_fine_tune_teacher(x_fit, y_fit, texts):
     else:
         teacher = fine_tune_teacher(x_fit, y_fit)
         temporary = os.path.join(FLAGS.cache_dir, f".partial_{key}.weights.h5")
-        teacher.save_weights(temporary)
+        copy_model(teacher).save_weights(temporary)  # the weights alone, not the optimizer's state
         os.replace(temporary, weights_path)
     timings["teacher_fine_tune_s"] = time.perf_counter() - start
 
+    import tensorflow as tf
+
     start = time.perf_counter()
     logits = {}
+    forward = tf.function(lambda x: teacher(x, training=False), reduce_retracing=True)
     for name, group in texts.items():
         path = os.path.join(FLAGS.cache_dir, f"logits_{key}_{name}_{digest(list(group))}.npz")
         if os.path.exists(path):
             logits[name] = TeacherCache.load(path).logits
             continue
-        logits[name] = teacher_logits(teacher, group)
+        logits[name] = teacher_logits(teacher, group, forward=forward)
         TeacherCache(logits[name], "teacher logits of " + name, len(group)).save(path)
     timings["teacher_logits_s"] = time.perf_counter() - start
     return teacher, logits, timings
@@ -221,9 +260,11 @@ def dict_latency_ms(model, example, runs=50, warmup=5):
 
 
 def student_model(name):
+    """Word embeddings, one convolution over 3 words, max over the sentence, logits: a few n-gram detectors."""
     inputs = keras.Input((FLAGS.sequence_length,), dtype="int64")
-    x = keras.layers.Embedding(FLAGS.vocabulary, FLAGS.embedding_dim, mask_zero=True)(inputs)
-    x = keras.layers.GlobalAveragePooling1D()(x)  # over the words, padding masked out
+    x = keras.layers.Embedding(FLAGS.vocabulary, FLAGS.embedding_dim)(inputs)
+    x = keras.layers.Conv1D(FLAGS.filters, 3, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalMaxPooling1D()(x)
     return keras.Model(inputs, keras.layers.Dense(2)(x), name=name)
 
 
@@ -281,30 +322,30 @@ def train_distilled(initial, x, y, cache, learning_rate, alpha, temperature, see
     return student, best
 
 
-def run_seed(seed, data):
-    """Both arms from the same initial weights; each arm's settings chosen on validation."""
+def run_seed(seed, data, grids):
+    """Both arms from the same initial weights; each arm's best settings of `grids` on validation."""
     keras.utils.set_random_seed(seed)
     initial = student_model("initial").get_weights()
     every = -(-len(data["x_fit"]) // FLAGS.batch_size)  # one pass over the labelled sentences
     trials = {"student_labels": [], "student_kd": []}
-    for lr in (float(v) for v in FLAGS.learning_rates):
-        model, best = train_from_labels(initial, data["x_labels"], data["y_labels"], lr, seed,
+    for settings in grids["student_labels"]:
+        model, best = train_from_labels(initial, data["x_labels"], data["y_labels"], settings["learning_rate"], seed,
                                         data["x_val"], data["y_val"], every)
-        trials["student_labels"].append(({"learning_rate": lr}, model, best))
-        for alpha in (float(v) for v in FLAGS.alphas):
-            for temperature in (float(v) for v in FLAGS.temperatures):
-                model, best = train_distilled(initial, data["x_transfer"], data["y_transfer"], data["cache"], lr,
-                                              alpha, temperature, seed, data["x_val"], data["y_val"], every)
-                trials["student_kd"].append(({"learning_rate": lr, "alpha": alpha, "temperature": temperature},
-                                             model, best))
+        trials["student_labels"].append((settings, model, best))
+    for settings in grids["student_kd"]:
+        model, best = train_distilled(initial, data["x_transfer"], data["y_transfer"], data["cache"],
+                                      settings["learning_rate"], settings["alpha"], settings["temperature"], seed,
+                                      data["x_val"], data["y_val"], every)
+        trials["student_kd"].append((settings, model, best))
     chosen, models, steps = {}, {}, {}
     for arm, candidates in trials.items():
         settings, model, best = max(candidates, key=lambda trial: trial[2].best)  # first of equals
         models[arm] = model
         steps[arm] = best.steps
         chosen[arm] = {**settings, "validation_accuracy": best.best, "best_step": best.best_step,
-                       "steps": best.steps,
-                       "tried": [{**s, "validation_accuracy": b.best} for s, _, b in candidates]}
+                       "steps": best.steps}
+        if len(candidates) > 1:
+            chosen[arm]["tried"] = [{**s, "validation_accuracy": b.best} for s, _, b in candidates]
         print(f"seed {seed} {arm}: chose {settings} (validation {100 * best.best:.2f} %, "
               f"best after {best.best_step} of {best.steps} steps)", flush=True)
     assert steps["student_labels"] == steps["student_kd"], steps  # same optimizer steps
@@ -319,7 +360,18 @@ def main(_):
     started = time.perf_counter()
     (train_text, train_labels), (x_test_text, y_test) = keras_kd.datasets.rt_polarity.load_data(FLAGS.data_dir)
     (x_fit_text, y_fit), (x_val_text, y_val) = validation_split(train_text, train_labels, FLAGS.validation_fraction)
+    vectorize = keras.layers.TextVectorization(max_tokens=FLAGS.vocabulary,
+                                               output_sequence_length=FLAGS.sequence_length)
+    vectorize.adapt(x_fit_text.astype(str))
+
+    def ids(texts):
+        return np.asarray(vectorize(np.asarray(texts).astype(str))).astype("int64")
+
     variants = augment(x_fit_text, FLAGS.augment, FLAGS.p_mask, FLAGS.p_ngram)
+    x_augmented = ids(render(variants, MASKED))
+    # A variant of punctuation only is empty to the student: it has nothing to learn from it.
+    kept = x_augmented.any(axis=1)
+    x_augmented, variants = x_augmented[kept], [v for v, keep in zip(variants, kept) if keep]
     teacher, logits, timings = load_or_fine_tune_teacher(
         x_fit_text, y_fit, {"fit": x_fit_text, "augmented": render(variants, TEACHER_MASK),
                             "validation": x_val_text, "test": x_test_text})
@@ -328,16 +380,9 @@ def main(_):
     print(f"teacher (fine-tuned once, seed 0): test {100 * teacher_accuracy['test']:.2f} %, validation "
           f"{100 * teacher_accuracy['validation']:.2f} %; {timings}", flush=True)
 
-    vectorize = keras.layers.TextVectorization(max_tokens=FLAGS.vocabulary,
-                                               output_sequence_length=FLAGS.sequence_length)
-    vectorize.adapt(x_fit_text.astype(str))
-
-    def ids(texts):
-        return np.asarray(vectorize(np.asarray(texts).astype(str))).astype("int64")
-
-    x_fit, x_augmented = ids(x_fit_text), ids(render(variants, MASKED))
+    x_fit = ids(x_fit_text)
     x_transfer, y_transfer = keras_kd.transfer_set((x_fit, y_fit), x_augmented, shuffle=False)
-    copies = len(x_transfer) // len(x_fit)
+    repeat = np.arange(len(x_transfer)) % len(x_fit)
     data = {
         "x_fit": x_fit, "x_val": ids(x_val_text), "y_val": y_val,
         "x_transfer": x_transfer, "y_transfer": y_transfer,
@@ -346,7 +391,7 @@ def main(_):
                               len(x_transfer)),
         # From labels: the labelled sentences repeated to the transfer set's size, so that the same
         # epochs and batch size make the same number of optimizer steps.
-        "x_labels": np.tile(x_fit, (copies, 1)), "y_labels": np.tile(y_fit, copies),
+        "x_labels": x_fit[repeat], "y_labels": y_fit[repeat],
     }
     assert len(data["x_labels"]) == len(x_transfer)
     x_test = ids(x_test_text)
@@ -355,8 +400,13 @@ def main(_):
                            dict_latency_ms(teacher, one_teacher_input))
 
     runs, chosen = {}, {}
-    for seed in (int(s) for s in FLAGS.seeds):
-        models, chosen[seed] = run_seed(seed, data)
+    grids = {"student_labels": [{"learning_rate": float(lr)} for lr in FLAGS.learning_rates],
+             "student_kd": [{"learning_rate": float(lr), "alpha": float(alpha), "temperature": float(t)}
+                            for lr in FLAGS.learning_rates for alpha in FLAGS.alphas for t in FLAGS.temperatures]}
+    for index, seed in enumerate(int(s) for s in FLAGS.seeds):
+        models, chosen[seed] = run_seed(seed, data, grids)
+        if index == 0:  # the settings chosen on validation with the first seed, kept for the others
+            grids = {arm: [{key: chosen[seed][arm][key] for key in grid[0]}] for arm, grid in grids.items()}
         rows = [teacher_row] + [ModelRow(name, count_params(model), model_file_size(model),
                                          accuracy(model, x_test, y_test), latency_ms(model, x_test[:1]))
                                 for name, model in models.items()]
@@ -386,9 +436,12 @@ def main(_):
                         "epochs": FLAGS.teacher_epochs, "learning_rate": FLAGS.teacher_learning_rate,
                         "batch_size": FLAGS.teacher_batch_size, "sequence_length": FLAGS.teacher_length,
                         "accuracy": teacher_accuracy, **timings},
-            "student": {"embedding_dim": FLAGS.embedding_dim, "vocabulary": FLAGS.vocabulary,
+            "student": {"model": f"TextVectorization ids -> Embedding({FLAGS.vocabulary}, {FLAGS.embedding_dim}) -> "
+                                 f"Conv1D({FLAGS.filters}, 3, relu) -> GlobalMaxPooling1D -> Dense(2)",
+                        "embedding_dim": FLAGS.embedding_dim, "vocabulary": FLAGS.vocabulary,
                         "epochs": FLAGS.epochs, "batch_size": FLAGS.batch_size,
-                        "optimizer_steps": chosen[next(iter(chosen))]["student_kd"]["steps"]},
+                        "optimizer_steps": chosen[next(iter(chosen))]["student_kd"]["steps"],
+                        "settings": "chosen on validation with the first seed, kept for the others"},
             "size_ratio": teacher_row.params / student_params,
             "augmentation": {"copies": FLAGS.augment, "p_mask": FLAGS.p_mask, "p_ngram": FLAGS.p_ngram},
             "chosen": {str(seed): value for seed, value in chosen.items()},

@@ -19,8 +19,7 @@ import numpy as np
 
 from keras_kd import models, recipes
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
-from keras_kd.experiment import (distill, load_split, scratch_epochs, split_data, train_on_labels,
-                                 train_or_load_teacher)
+from keras_kd.experiment import distill, load_split, scratch_epochs, split_data, train_on_labels, train_or_load_teacher
 from keras_kd.report import accuracy
 
 OBJECTIVE = "val_accuracy"
@@ -46,6 +45,10 @@ def import_keras_tuner():
 def check_tunable(config, max_trials=10, recipe_names=SEARCHED_RECIPES):
     """Raise a ValueError (or RuntimeError without KerasTuner) before any training if the search cannot run."""
     import_keras_tuner()
+    own = [name for name in ("train", "unlabeled", "validation", "test", "student_path") if getattr(config, name)]
+    if own:
+        raise ValueError(f"`tune` searches on the built-in data sets (`dataset`) only, for now; remove "
+                         f"{', '.join(own)} from the settings rather than have them ignored.")
     config.validate()
     if int(max_trials) < 1:
         raise ValueError(f"`max_trials` must be >= 1; received {max_trials!r}.")

@@ -80,6 +80,8 @@ def test_settings_that_cannot_be_tuned_are_refused_before_training(tmp_path, mon
         tuning.tune(DistillConfig(), str(tmp_path), recipe_names=("hinton", "magic"))
     with pytest.raises(ValueError, match="max_trials"):
         tuning.tune(DistillConfig(), str(tmp_path), max_trials=0)
+    with pytest.raises(ValueError, match="built-in data sets .* train, test"):
+        tuning.tune(DistillConfig(train="mine.npz", test="mine_test.npz"), str(tmp_path))
     assert os.listdir(tmp_path) == []
 
 

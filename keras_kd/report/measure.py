@@ -39,14 +39,15 @@ def latency_ms(model, example, runs=50, warmup=5):
     """Median milliseconds of one inference call at the batch size of `example` on this CPU.
 
     The call is traced once (a `tf.function` on TensorFlow) so that the figure is the
-    model's compute, not Python dispatch; warm-up calls are excluded.
+    model's compute, not Python dispatch; warm-up calls are excluded. `example` is an
+    array, or a dict of arrays for a model with named inputs.
     """
-    example = np.asarray(example)
+    example = {k: np.asarray(v) for k, v in example.items()} if isinstance(example, dict) else np.asarray(example)
     if is_tensorflow_backed():
         import tensorflow as tf
 
         forward = tf.function(lambda inputs: model(inputs, training=False))
-        inputs = tf.constant(example)
+        inputs = tf.nest.map_structure(tf.constant, example)
     else:
         forward = lambda inputs: model(inputs, training=False)  # noqa: E731
         inputs = example

@@ -36,7 +36,6 @@ References:
 import hashlib
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -240,22 +239,6 @@ def load_or_fine_tune_teacher(x_fit, y_fit, texts):
     return teacher, logits, timings
 
 
-def dict_latency_ms(model, example, runs=50, warmup=5):
-    """`keras_kd.report.latency_ms` for a model with a dict of inputs: traced once, median of `runs`."""
-    import tensorflow as tf
-
-    forward = tf.function(lambda inputs: model(inputs, training=False))
-    inputs = {key: tf.constant(value) for key, value in example.items()}
-    for _ in range(warmup):
-        np.asarray(forward(inputs))
-    timings = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        np.asarray(forward(inputs))
-        timings.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(timings)
-
-
 # Student ---------------------------------------------------------------------------------------
 
 
@@ -397,7 +380,7 @@ def main(_):
     x_test = ids(x_test_text)
     one_teacher_input = minilm_tokenize(list(x_test_text[:1]), FLAGS.teacher_length)
     teacher_row = ModelRow("teacher", count_params(teacher), model_file_size(teacher), teacher_accuracy["test"],
-                           dict_latency_ms(teacher, one_teacher_input))
+                           latency_ms(teacher, one_teacher_input))
 
     runs, chosen = {}, {}
     grids = {"student_labels": [{"learning_rate": float(lr)} for lr in FLAGS.learning_rates],

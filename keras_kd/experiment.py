@@ -163,6 +163,11 @@ def load_teacher(path, input_shape, num_classes, verbose=1):
             f"The teacher at {path!r} has {teacher.output_shape[-1]} outputs; the data has "
             f"{num_classes} classes."
         )
+    return as_logits_model(teacher, verbose)
+
+
+def as_logits_model(teacher, verbose=1):
+    """`teacher`, or the same model without its final softmax (with a notice)."""
     try:
         check_outputs_are_logits(teacher, "teacher")
     except ValueError:
@@ -382,12 +387,7 @@ def prepare(config, total_steps=3):
     """
     if config.train:
         _log(f"[1/{total_steps}] loading the teacher from {config.teacher_path}", config.verbose)
-        teacher = keras.models.load_model(config.teacher_path, compile=False)
-        try:
-            check_outputs_are_logits(teacher, "teacher")
-        except ValueError:
-            _log("The saved teacher ends in softmax; using its logits instead.", config.verbose)
-            teacher = strip_output_activation(teacher)
+        teacher = as_logits_model(keras.models.load_model(config.teacher_path, compile=False), config.verbose)
         split, test = _own_data(config, teacher)
         return split, test, teacher
     (x_train, y_train), test = load_split(config)

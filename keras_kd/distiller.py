@@ -14,7 +14,7 @@ from keras_kd.backend import (
     set_keras_mask,
 )
 from keras_kd.feature_distillation import FeatureDistillation, build_adapter, feature_model
-from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, TEACHER_LOGITS_KEY, unpack
+from keras_kd.inputs import unpack
 from keras_kd.teacher_cache import TeacherCache
 from keras_kd.transfer_data import fill_missing, label_mask, masked_weight
 from keras_kd.validation import (
@@ -483,12 +483,7 @@ class Distiller(keras.Model):
             )
         if self.features:
             raise ValueError("A teacher cache holds logits only; feature terms need the teacher to run.")
-        inputs, _, indices = unpack(x)
-        cache.check(inputs, argument="x")
-        packed = {INPUTS_KEY: inputs, TEACHER_LOGITS_KEY: cache.logits}
-        if indices is not None:
-            packed[INDEX_KEY] = indices
-        return packed
+        return cache.attach(x, argument="x")
 
     def _check_compiled(self):
         if self.distillation_loss_fn is None:

@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, TEACHER_LOGITS_KEY, unpack
+
 _FINGERPRINT_ROWS = 4096  # rows hashed: enough to tell data sets apart, fast on large ones
 
 
@@ -71,6 +73,15 @@ class TeacherCache:
                 f"The teacher cache was built from other data than `{argument}` (fingerprints "
                 "differ, same size): rebuild it from these inputs, in this order."
             )
+
+    def attach(self, x, argument="x"):
+        """`x` (checked against this cache) packed with its teacher logits, for `Distiller.fit`."""
+        inputs, _, indices = unpack(x)
+        self.check(inputs, argument=argument)
+        packed = {INPUTS_KEY: inputs, TEACHER_LOGITS_KEY: self.logits}
+        if indices is not None:
+            packed[INDEX_KEY] = indices
+        return packed
 
     def save(self, path):
         """Write the cache to an `.npz` file (atomically: a temporary file, then a rename)."""

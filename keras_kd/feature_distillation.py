@@ -1,7 +1,7 @@
 """`FeatureDistillation`: one feature-based loss term between a teacher layer and a student layer."""
 
 from keras_kd import losses as kd_losses
-from keras_kd.backend import is_graph_model, keras
+from keras_kd.backend import is_graph_model, keras, ops
 
 ADAPTER_KINDS = ("auto", "dense", "conv", None)
 
@@ -36,6 +36,30 @@ class FeatureDistillation:
         self.adapter = adapter
         self.name = name or f"{self.loss.name.replace('_loss', '')}_{student_layer}"
 
+    @classmethod
+    def coerce(cls, term):
+        """A term from a `FeatureDistillation` or its keyword arguments as a dict."""
+        if isinstance(term, cls):
+            return term
+        if isinstance(term, dict):
+            return cls(**term)
+        raise TypeError(f"`features` takes FeatureDistillation terms or dicts; received {term!r}.")
+
+    def __call__(self, adapter, teacher_features, student_features, indices=None, sample_weight=None,
+                 training=True):
+        """This term's loss on one batch; `adapter` maps the student's features (or is CRD's head)."""
+        if getattr(self.loss, "needs_indices", False):
+            if indices is None:
+                if training:
+                    raise ValueError(
+                        f"Feature term {self.name!r} ({type(self.loss).__name__}) keeps one memory row per "
+                        "training example: pass the inputs as keras_kd.with_indices(x)."
+                    )
+                return ops.zeros(())  # no memory rows to compare with: nothing to report
+            return adapter(teacher_features, student_features, indices, training=training)
+        return self.loss(teacher_features, adapter(student_features),
+                         sample_weight=sample_weight if self.loss.per_sample else None)
+
     def get_config(self):
         return {
             "loss": kd_losses.serialize(self.loss),
@@ -51,6 +75,27 @@ class FeatureDistillation:
         config = dict(config)
         config["loss"] = kd_losses.deserialize(config["loss"])
         return cls(**config)
+
+
+def feature_extractors(teacher, student, terms):
+    """`(teacher features model, student features model, adapters)`, or `(None, None, [])` without terms.
+
+    Each features model returns `[logits] + [each term's layer output]`; each term gets an
+    adapter (identity when none is needed) or, for CRD, its head of embeddings and memory.
+    """
+    if not terms:
+        return None, None, []
+    teacher_features = feature_model(teacher, [t.teacher_layer for t in terms], "teacher")
+    teacher_features.trainable = False
+    student_features = feature_model(student, [t.student_layer for t in terms], "student")
+    adapters = []
+    for term, teacher_out, student_out in zip(terms, teacher_features.outputs[1:], student_features.outputs[1:]):
+        if hasattr(term.loss, "build_head"):  # CRD: embeddings and memory banks
+            adapters.append(term.loss.build_head(student_out.shape, teacher_out.shape, f"{term.name}_head"))
+            continue
+        adapter = build_adapter(term, student_out.shape, teacher_out.shape)
+        adapters.append(adapter if adapter is not None else keras.layers.Identity(name=f"{term.name}_id"))
+    return teacher_features, student_features, adapters
 
 
 def feature_model(model, layer_names, argument):

@@ -62,25 +62,28 @@ def test_sample_weight_weighs_each_sample():
     ["kl_divergence", "kd", "KLDivergence", keras.losses.KLDivergence(), keras.losses.kl_divergence, None],
 )
 def test_kl_divergence_identifiers_resolve_to_the_stable_hinton_loss(identifier):
-    loss = losses.get(identifier).with_temperature(5.0)
+    loss = losses.get(identifier)
     assert isinstance(loss, losses.KDLoss)
     want = reference.hinton_kd(TEACHER, STUDENT, 5.0).mean()
-    assert float(loss(TEACHER, STUDENT)) == pytest.approx(want, rel=1e-4)
+    assert float(loss(TEACHER, STUDENT, temperature=5.0)) == pytest.approx(want, rel=1e-4)
 
 
 def test_other_keras_losses_apply_to_soft_targets_times_t_squared():
-    loss = losses.get("mse").with_temperature(2.0)
+    loss = losses.get("mse")
     assert isinstance(loss, losses.SoftTargetLoss)
     from scipy.special import softmax
 
     p_t, p_s = softmax(TEACHER / 2.0, axis=-1), softmax(STUDENT / 2.0, axis=-1)
     want = 4.0 * np.mean(np.mean((p_t - p_s) ** 2, axis=-1))
-    assert float(loss(TEACHER, STUDENT)) == pytest.approx(want, rel=1e-4)
+    assert float(loss(TEACHER, STUDENT, temperature=2.0)) == pytest.approx(want, rel=1e-4)
 
 
 def test_own_temperature_wins_over_the_distillers():
-    assert losses.KDLoss(temperature=7.0).with_temperature(2.0).temperature == 7.0
-    assert losses.KDLoss().with_temperature(2.0).effective_temperature == 2.0
+    at_seven = float(losses.KDLoss()(TEACHER, STUDENT, temperature=7.0))
+    assert float(losses.KDLoss(temperature=7.0)(TEACHER, STUDENT, temperature=2.0)) == pytest.approx(at_seven)
+    assert float(losses.KDLoss()(TEACHER, STUDENT, temperature=2.0)) != pytest.approx(at_seven)
+    assert float(losses.KDLoss()(TEACHER, STUDENT)) == pytest.approx(reference.hinton_kd(TEACHER, STUDENT, 1.0).mean(),
+                                                                     rel=1e-4)
 
 
 def test_unknown_name_lists_the_known_ones():

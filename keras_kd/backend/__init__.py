@@ -117,3 +117,58 @@ def set_keras_mask(tensor, mask):
 
         _set(tensor, mask)
     return tensor
+
+
+def scalar_variable(value, name):
+    """A non-trainable float32 scalar that steps read without retracing (alpha, temperature)."""
+    if IS_TF_KERAS:
+        import tensorflow as tf
+
+        return tf.Variable(float(value), trainable=False, dtype="float32", name=name)
+    return keras.Variable(float(value), trainable=False, dtype="float32", name=name)
+
+
+def replicas_in_sync():
+    """How many replicas of a `tf.distribute` strategy share each step (1 elsewhere).
+
+    JAX's distribution API computes the loss on global arrays, so it needs no scaling.
+    """
+    if not is_tensorflow_backed():
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def scale_loss_for_replicas(loss):
+    """Divide a per-replica mean by the replica count: the optimizer sums the replicas' gradients."""
+    replicas = replicas_in_sync()
+    return loss if replicas == 1 else loss * (1.0 / replicas)
+
+
+def unscale_loss_for_replicas(loss):
+    """The per-replica mean back from `scale_loss_for_replicas`, for logging."""
+    replicas = replicas_in_sync()
+    return loss if replicas == 1 else loss * float(replicas)
+
+
+def sum_over_replicas(value):
+    """`value` summed over the replicas of a `tf.distribute` step (itself elsewhere).
+
+    A mean over only some rows of the batch (the labelled ones) needs the global count
+    to equal one device's value.
+    """
+    if replicas_in_sync() == 1:
+        return value
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    return value if context is None else context.all_reduce("SUM", value)
+
+
+if IS_TF_KERAS:
+    from keras_kd.backend.tf_keras_steps import TfKerasSteps as EngineSteps  # noqa: E402,F401
+else:
+
+    class EngineSteps:
+        """Keras 3 runs the Distiller with its own train, test and predict steps on every backend."""

@@ -52,7 +52,7 @@ class AttentionTransferLoss(FeatureLoss):
         super().__init__(reduction=reduction, name=name, **kwargs)
         self.p = float(p)
 
-    def fn_kwargs(self):
+    def fn_kwargs(self, temperature):
         return {"p": self.p}
 
     def get_config(self):

@@ -4,7 +4,8 @@ A distillation loss is a Keras `Loss` whose first argument holds the teacher's o
 (logits, or features) and whose second holds the student's, so it serializes with
 `get_config` and can be passed wherever Keras takes a loss. Beyond Keras's signature it
 accepts `labels=` (DKD needs the class of each sample) and reduces with Keras's names.
-Temperature-based losses keep `temperature=None` to mean "use the Distiller's".
+Temperature-based losses keep `temperature=None` to mean "the one passed at call time":
+the Distiller passes its own to every call, so the temperature has one home.
 """
 
 from keras_kd.backend import IS_TF_KERAS, keras, ops
@@ -80,50 +81,30 @@ class DistillationLoss(keras.losses.Loss):
         if temperature is not None:
             validate_temperature(temperature, "temperature")
         self.temperature = temperature
-        self._bound_temperature = None
 
-    # Temperature -----------------------------------------------------------------------
-
-    @property
-    def effective_temperature(self):
-        """The temperature in force: its own, the Distiller's (bound), or 1.0."""
-        if self.temperature is not None:
-            return self.temperature
-        if self._bound_temperature is not None:
-            return self._bound_temperature
-        return 1.0
-
-    def with_temperature(self, temperature):
-        """A copy of this loss following `temperature` (a number or a variable), unless it fixed its own."""
-        if self.temperature is not None or not self.uses_temperature:
-            return self
-        copy = self.__class__.from_config(self.get_config())
-        copy._bound_temperature = temperature
-        return copy
-
-    # Calling ---------------------------------------------------------------------------
-
-    def fn_kwargs(self):
+    def fn_kwargs(self, temperature):
         """Keyword arguments of `fn` besides the tensors; the temperature by default."""
-        return {"temperature": self.effective_temperature} if self.uses_temperature else {}
+        return {"temperature": temperature} if self.uses_temperature else {}
 
-    def compute(self, teacher, student, labels=None):
+    def compute(self, teacher, student, labels=None, temperature=1.0):
         """One value per sample (or per batch when `per_sample` is False)."""
-        if self.needs_labels:
-            return self.fn(teacher, student, labels, **self.fn_kwargs())
-        return self.fn(teacher, student, **self.fn_kwargs())
+        tensors = (teacher, student, labels) if self.needs_labels else (teacher, student)
+        return self.fn(*tensors, **self.fn_kwargs(temperature))
 
     def call(self, y_true, y_pred):
         # Keras's protocol: y_true holds the teacher's outputs, y_pred the student's.
-        return self.compute(y_true, y_pred)
+        return self.compute(y_true, y_pred, temperature=self.temperature or 1.0)
 
-    def __call__(self, y_true, y_pred, sample_weight=None, labels=None):
+    def __call__(self, y_true, y_pred, sample_weight=None, labels=None, temperature=None):
+        """The reduced loss; `temperature` (the Distiller's) applies unless this loss fixed its own."""
         if self.needs_labels and labels is None:
             raise ValueError(
                 f"{type(self).__name__} needs the labels (it separates the target class); "
                 "the data passed to the Distiller has none."
             )
-        values = self.compute(y_true, y_pred, labels) if self.needs_labels else self.compute(y_true, y_pred)
+        if self.temperature is not None or temperature is None:
+            temperature = self.temperature or 1.0
+        values = self.compute(y_true, y_pred, labels, temperature=temperature)
         if not self.per_sample:
             if sample_weight is not None:
                 raise ValueError(

@@ -152,7 +152,7 @@ class CRDLoss(FeatureLoss):
         head.build_for(int(math.prod(student_shape[1:])), int(math.prod(teacher_shape[1:])))
         return head
 
-    def compute(self, teacher, student, labels=None):
+    def compute(self, teacher, student, labels=None, temperature=1.0):
         raise ValueError(
             "CRDLoss keeps a memory bank and trainable embeddings: use it inside a Distiller "
             "(FeatureDistillation('crd', ...)), with inputs from keras_kd.with_indices(x)."

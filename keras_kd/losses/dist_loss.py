@@ -56,8 +56,8 @@ class DISTLoss(DistillationLoss):
         self.beta = float(beta)
         self.gamma = float(gamma)
 
-    def fn_kwargs(self):
-        return {"beta": self.beta, "gamma": self.gamma, "temperature": self.effective_temperature}
+    def fn_kwargs(self, temperature):
+        return {"beta": self.beta, "gamma": self.gamma, "temperature": temperature}
 
     def get_config(self):
         return {**super().get_config(), "beta": self.beta, "gamma": self.gamma}

@@ -86,8 +86,8 @@ class DKDLoss(DistillationLoss):
         self.alpha = float(alpha)
         self.beta = float(beta)
 
-    def fn_kwargs(self):
-        return {"alpha": self.alpha, "beta": self.beta, "temperature": self.effective_temperature}
+    def fn_kwargs(self, temperature):
+        return {"alpha": self.alpha, "beta": self.beta, "temperature": temperature}
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha, "beta": self.beta}

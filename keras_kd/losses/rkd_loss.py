@@ -89,7 +89,7 @@ class RKDLoss(FeatureLoss):
         self.distance_weight = float(distance_weight)
         self.angle_weight = float(angle_weight)
 
-    def fn_kwargs(self):
+    def fn_kwargs(self, temperature):
         return {"distance_weight": self.distance_weight, "angle_weight": self.angle_weight}
 
     def get_config(self):

@@ -30,8 +30,7 @@ class SoftTargetLoss(DistillationLoss):
             **kwargs,
         )
 
-    def compute(self, teacher, student, labels=None):
-        temperature = self.effective_temperature
+    def compute(self, teacher, student, labels=None, temperature=1.0):
         teacher, student = as_float32(teacher, student)
         teacher_probs = ops.softmax(teacher / temperature, axis=-1)
         student_probs = ops.softmax(student / temperature, axis=-1)

@@ -1,0 +1,281 @@
+"""Writes //:BUILD from the source tree: one py_library per module, one py_test per test file.
+
+Each library's deps are the keras_kd modules its file imports (read with `ast`, imports inside
+functions included); every module also depends on `:keras_kd_init`, the package's
+`__init__.py`, which Python runs before any `keras_kd.*` import. `:keras_kd` is the whole
+public package. Third-party packages are not targets: they come from the interpreter that
+tools/bazel/python_interpreter.bzl finds.
+
+    python tools/bazel/generate_build.py          # rewrite BUILD
+    python tools/bazel/generate_build.py --check  # exit 1 if BUILD is out of date
+    python tools/bazel/generate_build.py --rev=HEAD  # from a commit, not the work tree
+
+Test files listed in SLOW run only when asked (`bazel test --test_tag_filters= //...`); the
+numbers are their wall times measured under Bazel on the 2-core build machine.
+"""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+# Test files that take longer than about 20 s on the 2-core build machine (measured under Bazel,
+# Keras 3 engine): tagged "slow", left out of `bazel test //...`.
+SLOW = {}
+
+# Test files that are not part of the library's suite at all: they need a fresh virtual
+# environment, a built docs site or a browser, and run in .ci/release_checks.sh.
+RELEASE_CHECKS = {"tests/test_packaging.py", "tests/test_docs_site.py"}
+
+TEST_DATA = '["pytest.ini"] + glob(["tests/data/**", "examples/configs/*.yaml"])'
+
+
+class Tree:
+    """The files of the work tree, or of a git revision (`--rev`), under ROOT."""
+
+    def __init__(self, rev=None):
+        self.rev = rev
+
+    def files(self, folder, pattern):
+        if self.rev is None:
+            return sorted((ROOT / folder).glob(pattern))
+        listed = subprocess.run(
+            ["git", "ls-tree", "-r", "--name-only", self.rev, folder],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        return sorted(
+            ROOT / name
+            for name in listed
+            if pathlib.PurePosixPath(name).match(pattern)
+            and (pattern.startswith("**") or "/" not in name[len(folder) + 1 :])
+        )
+
+    def read(self, path):
+        if self.rev is None:
+            return path.read_text()
+        rel = path.relative_to(ROOT).as_posix()
+        return subprocess.run(
+            ["git", "show", f"{self.rev}:{rel}"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+
+
+TREE = Tree()
+
+
+def module_name(path):
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_modules(path, name, modules):
+    """The keras_kd modules that `path` (module `name`) imports, anywhere in the file."""
+    is_package = path.name == "__init__.py"
+    found = set()
+    for node in ast.walk(ast.parse(TREE.read(path), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_package else name.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and name == "keras_kd":
+            found.add(node.value)  # the lazy table of keras_kd/__init__.py names its modules as strings
+    if name == "keras_kd":
+        found.update(f"keras_kd.{sub}" for sub in _lazy_submodules(path))
+    deps = set()
+    for module in found:
+        # `from keras_kd import losses` names a module; `from keras_kd.losses import KDLoss` a class.
+        while module and module not in modules:
+            module = module.rpartition(".")[0]
+        if module and module != name and module != "keras_kd":
+            deps.add(module)
+    return deps
+
+
+def _lazy_submodules(path):
+    for node in ast.walk(ast.parse(TREE.read(path))):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_SUBMODULES" for t in node.targets):
+            return [element.value for element in node.value.elts]
+    return []
+
+
+SUPPORT = ["tests/__init__.py", "tests/conftest.py", "tests/reference.py", "tests/bazel_pytest_main.py"]
+
+
+def test_imports(path):
+    """The `tests.*` modules a test file imports (another test file's helpers, for example)."""
+    found = set()
+    for node in ast.walk(ast.parse(TREE.read(path), str(path))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests."):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("tests."))
+    return found
+
+
+def strongly_connected(graph):
+    """The strongly connected components of `graph` (Tarjan), each a set of nodes."""
+    index, low, stack, on_stack, components = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in graph:
+                continue
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.add(member)
+                if member == node:
+                    break
+            components.append(component)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return components
+
+
+def render_list(items, indent):
+    if not items:
+        return "[]"
+    if len(items) == 1:
+        return f"[{items[0]}]"
+    pad = " " * indent
+    return "[\n" + "".join(f"{pad}    {item},\n" for item in items) + f"{pad}]"
+
+
+def quoted(items):
+    return [f'"{item}"' for item in items]
+
+
+def generate():
+    paths = TREE.files("keras_kd", "**/*.py")
+    modules = {module_name(path): path for path in paths}
+    out = [
+        "# Generated by tools/bazel/generate_build.py; edit that script, not this file.",
+        "# One py_library per module and one py_test per test file; Bazel's native rules, run offline",
+        "# (see WORKSPACE). Third-party packages come from the interpreter the toolchain finds.",
+        "",
+        'package(default_visibility = ["//visibility:public"])',
+        "",
+        'exports_files(["pytest.ini"])',
+        "",
+        "# keras_kd/__init__.py alone: Python runs it before any keras_kd.* module.",
+        "py_library(",
+        '    name = "keras_kd_init",',
+        '    srcs = ["keras_kd/__init__.py"],',
+        ")",
+        "",
+    ]
+    graph = {name: imported_modules(path, name, modules) for name, path in modules.items() if name != "keras_kd"}
+    target = {}  # module -> the target that holds it
+    for component in strongly_connected(graph):
+        for name in component:
+            target[name] = min(component, key=lambda n: (n.count("."), n))
+    for owner in sorted(set(target.values())):
+        members = sorted(n for n in target if target[n] == owner)
+        deps = {target[d] for n in members for d in graph[n] if d in target} - {owner}
+        deps = [":keras_kd_init"] + [f":{dep}" for dep in sorted(deps)]
+        srcs = [modules[n].relative_to(ROOT).as_posix() for n in members]
+        if len(members) > 1:
+            out.append(f"# {', '.join(members)} import each other: one target, as Bazel allows no cycle.")
+        out += [
+            "py_library(",
+            f'    name = "{owner}",',
+            f"    srcs = {render_list(quoted(srcs), 4)},",
+        ]
+        if owner == "keras_kd.cli":
+            out.append('    data = glob(["examples/configs/*.yaml"]),')
+        out += [f"    deps = {render_list(quoted(deps), 4)},", ")", ""]
+    public = sorted({target[m] for m in imported_modules(modules["keras_kd"], "keras_kd", modules)})
+    everything = sorted(set(target.values()))
+    out += [
+        "# The public package: keras_kd/__init__.py and every module it loads on first use.",
+        "py_library(",
+        '    name = "keras_kd",',
+        f"    deps = {render_list(quoted([':keras_kd_init'] + [':' + m for m in public]), 4)},",
+        ")",
+        "",
+        "# Every module of the package, the command line included (what the tests import).",
+        "py_library(",
+        '    name = "keras_kd_all",',
+        f"    deps = {render_list(quoted([':keras_kd'] + [':' + m for m in everything]), 4)},",
+        ")",
+        "",
+        "py_binary(",
+        '    name = "keras-kd",',
+        '    srcs = ["keras_kd/cli/main.py"],',
+        '    main = "keras_kd/cli/main.py",',
+        '    deps = [":keras_kd_all"],',
+        ")",
+        "",
+        "py_library(",
+        '    name = "test_support",',
+        "    testonly = True,",
+        f"    srcs = {render_list(quoted(SUPPORT), 4)},",
+        '    deps = [":keras_kd_all"],',
+        ")",
+        "",
+    ]
+    for test in TREE.files("tests", "test_*.py"):
+        rel = test.relative_to(ROOT).as_posix()
+        if rel in RELEASE_CHECKS:
+            continue
+        slow = rel in SLOW
+        helpers = sorted(f"tests/{m.split('.')[1]}.py" for m in test_imports(test) if m.count(".") == 1)
+        helpers = [h for h in helpers if h not in SUPPORT and h != rel]
+        out += [
+            "py_test(",
+            f'    name = "{test.stem}",',
+            f'    size = "{"large" if slow else "medium"}",',
+            f"    srcs = {render_list(quoted([rel, *helpers, 'tests/bazel_pytest_main.py']), 4)},",
+            '    main = "tests/bazel_pytest_main.py",',
+            f'    args = ["-q", "-p", "no:cacheprovider", "$(location {rel})"],',
+            f"    data = {TEST_DATA},",
+        ]
+        if slow:
+            out.append(f'    tags = ["slow"],  # {SLOW[rel]}')
+        out += ['    deps = [":test_support"],', ")", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main(argv):
+    global TREE
+    for arg in argv:
+        if arg.startswith("--rev="):
+            TREE = Tree(arg.split("=", 1)[1])
+    text = generate()
+    build = ROOT / "BUILD"
+    if "--check" in argv:
+        if build.read_text() != text:
+            print("BUILD is out of date: run python tools/bazel/generate_build.py", file=sys.stderr)
+            return 1
+        return 0
+    build.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

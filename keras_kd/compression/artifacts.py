@@ -56,7 +56,15 @@ def make_interpreter(path):
 
 
 class SavedModelRunner:
-    def __init__(self, path):
+    """Calls an exported SavedModel's serving signature on NumPy batches.
+
+    Args:
+        path: the SavedModel folder written by `keras_kd.compression.export`.
+
+    Calling the runner with a float batch returns the logits as a NumPy array.
+    """
+
+    def __init__(self, path: str):
         import tensorflow as tf
 
         from keras_kd.compression.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE
@@ -70,7 +78,17 @@ class SavedModelRunner:
 
 
 class TFLiteRunner:
-    def __init__(self, path):
+    """Runs a TFLite file on NumPy batches through the TFLite interpreter.
+
+    The input tensor is resized to each batch's length; int8 inputs and outputs are
+    quantized and dequantized with the file's own scale and zero point, so the runner takes
+    and returns float32 values whatever the file's types.
+
+    Args:
+        path: the `.tflite` file.
+    """
+
+    def __init__(self, path: str):
         self._interpreter = make_interpreter(path)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]

@@ -53,6 +53,8 @@ class CompressConfig(DistillConfig):
 
 @dataclasses.dataclass
 class StageRow:
+    """One row of the compression report: a stage's artifact, its size, accuracy and latency."""
+
     name: str
     artifact: str
     params: int

@@ -18,7 +18,21 @@ def validate_sparsity(value, argument):
 
 
 class PruningSchedule:
-    def __init__(self, begin_step, end_step, frequency):
+    """The base of the pruning schedules: when to prune, and to what sparsity.
+
+    Calling a schedule with a training step returns `(should_prune, sparsity)`; subclasses
+    define `sparsity(step)` and `final_sparsity`.
+
+    Args:
+        begin_step: the first step at which weights are pruned (>= 0).
+        end_step: the last such step, or -1 for no end.
+        frequency: prune every `frequency` steps from `begin_step` (>= 1).
+
+    Raises:
+        ValueError: a negative `begin_step`, an `end_step` before it, a `frequency` below 1.
+    """
+
+    def __init__(self, begin_step: int, end_step: int, frequency: int):
         if int(begin_step) < 0:
             raise ValueError(f"`begin_step` must be >= 0; received {begin_step!r}.")
         if int(end_step) != -1 and int(end_step) < int(begin_step):
@@ -27,7 +41,8 @@ class PruningSchedule:
             raise ValueError(f"`frequency` must be >= 1; received {frequency!r}.")
         self.begin_step, self.end_step, self.frequency = int(begin_step), int(end_step), int(frequency)
 
-    def should_prune(self, step):
+    def should_prune(self, step: int) -> bool:
+        """Whether weights are pruned at `step`."""
         in_range = step >= self.begin_step and (self.end_step < 0 or step <= self.end_step)
         return in_range and (step - self.begin_step) % self.frequency == 0
 

@@ -14,6 +14,7 @@ import numpy as np
 
 
 def run_saved_model(path, inputs):
+    """The outputs of the SavedModel at `path` on `inputs`, through its serving signature."""
     import tensorflow as tf
 
     from keras_kd.compression.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE
@@ -65,6 +66,7 @@ def outputs_in_fresh_process(kind, path, inputs, timeout=600):
 
 
 def main(argv):
+    """The fresh process's entry point: `argv` is `[prog, kind, path, inputs.npy, outputs.npy]`."""
     kind, path, inputs_path, outputs_path = argv[1:5]
     np.save(outputs_path, RUNNERS[kind](path, np.load(inputs_path)))
     return 0

@@ -117,7 +117,7 @@ def measure(path, kind, x_test, y_test, batch_size=64):
     runner = SavedModelRunner(path) if kind == "saved_model" else TFLiteRunner(path)
     predictions = []
     for start in range(0, len(x_test), batch_size):
-        predictions.append(np.argmax(runner(x_test[start:start + batch_size]), axis=-1))
+        predictions.append(np.argmax(runner(x_test[start : start + batch_size]), axis=-1))
     accuracy = float(np.mean(np.concatenate(predictions) == np.asarray(y_test).reshape(-1)))
     single, batch = x_test[:1], x_test[:batch_size]
     return {

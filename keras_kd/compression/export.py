@@ -92,8 +92,11 @@ def _check_exportable(model):
     if isinstance(model, Distiller):
         raise ValueError("Export the student alone (`distiller.student`), not the Distiller with its teacher.")
     # Pruning and clustering wrappers are training-time only; QAT wrappers are meant to export.
-    wrapped = [layer.name for layer in getattr(model, "layers", [])
-               if type(layer).__name__ in ("PruneLowMagnitude", "ClusterWeights")]
+    wrapped = [
+        layer.name
+        for layer in getattr(model, "layers", [])
+        if type(layer).__name__ in ("PruneLowMagnitude", "ClusterWeights")
+    ]
     if wrapped:
         raise ValueError(
             f"Layers {wrapped} still carry training wrappers; strip them first "
@@ -105,9 +108,7 @@ def _check_representative(model, data):
     expected = tuple(_input_spec(model).shape[1:])
     array = np.asarray(data, dtype="float32")
     if array.ndim < 1 or tuple(array.shape[1:]) != expected:
-        raise ValueError(
-            f"The representative data has shape {array.shape}; the model takes (batch,) + {expected}."
-        )
+        raise ValueError(f"The representative data has shape {array.shape}; the model takes (batch,) + {expected}.")
     if len(array) == 0:
         raise ValueError("The representative data holds no samples.")
     return array

@@ -93,8 +93,9 @@ def _log(message, verbose):
 
 def _distiller(student, teacher, config):
     distiller = Distiller(student=student, teacher=teacher)
-    distiller.compile(optimizer=keras.optimizers.Adam(config.learning_rate), metrics=["accuracy"],
-                      **config.compile_arguments())
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate), metrics=["accuracy"], **config.compile_arguments()
+    )
     return distiller
 
 
@@ -106,14 +107,22 @@ def prune_by_distillation(student, teacher, x, y, config):
     if IS_TF_KERAS:
         from keras_kd.compression import tfmot
 
-        wrapped = tfmot.prune(student, config.sparsity, schedule="polynomial", begin_step=0, end_step=end_step,
-                              frequency=frequency)
-        _distiller(wrapped, teacher, config).fit(x, y, epochs=config.prune_epochs, batch_size=config.batch_size,
-                                                 verbose=config.verbose, callbacks=tfmot.pruning_callbacks())
+        wrapped = tfmot.prune(
+            student, config.sparsity, schedule="polynomial", begin_step=0, end_step=end_step, frequency=frequency
+        )
+        _distiller(wrapped, teacher, config).fit(
+            x,
+            y,
+            epochs=config.prune_epochs,
+            batch_size=config.batch_size,
+            verbose=config.verbose,
+            callbacks=tfmot.pruning_callbacks(),
+        )
         return tfmot.strip(wrapped)
     pruning = MagnitudePruning(PolynomialDecay(0.0, config.sparsity, 0, end_step, frequency=frequency))
-    _distiller(student, teacher, config).fit(x, y, epochs=config.prune_epochs, batch_size=config.batch_size,
-                                             verbose=config.verbose, callbacks=[pruning])
+    _distiller(student, teacher, config).fit(
+        x, y, epochs=config.prune_epochs, batch_size=config.batch_size, verbose=config.verbose, callbacks=[pruning]
+    )
     return student
 
 
@@ -131,8 +140,9 @@ def qat_by_distillation(student, teacher, x, y, config, preserve):
     from keras_kd.compression import tfmot
 
     quantized = tfmot.quantize(student, preserve=preserve)
-    _distiller(quantized, teacher, config).fit(x, y, epochs=config.qat_epochs, batch_size=config.batch_size,
-                                               verbose=config.verbose)
+    _distiller(quantized, teacher, config).fit(
+        x, y, epochs=config.qat_epochs, batch_size=config.batch_size, verbose=config.verbose
+    )
     return quantized
 
 
@@ -150,8 +160,12 @@ def run_compress(config, output_folder):
     to_prune = snapshot(kd_student, "student_kd_pruned")
     to_prune.trainable = True
     final = prune_by_distillation(to_prune, teacher, x_train, y_train, config)
-    stages = [("teacher", teacher), ("student_scratch", scratch), ("student_kd", kd_student),
-              ("student_kd_pruned", final)]
+    stages = [
+        ("teacher", teacher),
+        ("student_scratch", scratch),
+        ("student_kd", kd_student),
+        ("student_kd_pruned", final),
+    ]
     preserve = "sparsity"
     if config.clusters is not None:
         final = cluster_by_distillation(_trainable_copy(final), teacher, x_train, y_train, config)
@@ -166,8 +180,10 @@ def run_compress(config, output_folder):
     rows, checks = [], {}
     for name, model in stages:
         if name == "teacher":
-            path, kind = export_saved_model(model, os.path.join(exports, "saved_model"), "teacher", version=1), \
-                "saved_model"
+            path, kind = (
+                export_saved_model(model, os.path.join(exports, "saved_model"), "teacher", version=1),
+                "saved_model",
+            )
         else:
             path, kind = os.path.join(exports, f"{name}.tflite"), "tflite float32"
             export_tflite(model, path, "float32")
@@ -181,11 +197,18 @@ def run_compress(config, output_folder):
     serving = export_saved_model(final, os.path.join(exports, "saved_model"), config.model_name, version=1)
     checks["serving_export"] = _fresh_process_difference("saved_model", serving, final, x_test)
     metadata = {
-        "engine": ENGINE_DESCRIPTION, "seed": config.seed, "sparsity": config.sparsity,
-        "prune_epochs": config.prune_epochs, "clusters": config.clusters, "qat": config.qat,
-        "recipe": config.recipe, "alpha": config.compile_arguments()["alpha"],
-        "temperature": config.compile_arguments()["temperature"], "student_epochs": config.student_epochs,
-        "labeled_examples": int(len(split.labeled[0])), "unlabeled_examples": int(len(split.pool)),
+        "engine": ENGINE_DESCRIPTION,
+        "seed": config.seed,
+        "sparsity": config.sparsity,
+        "prune_epochs": config.prune_epochs,
+        "clusters": config.clusters,
+        "qat": config.qat,
+        "recipe": config.recipe,
+        "alpha": config.compile_arguments()["alpha"],
+        "temperature": config.compile_arguments()["temperature"],
+        "student_epochs": config.student_epochs,
+        "labeled_examples": int(len(split.labeled[0])),
+        "unlabeled_examples": int(len(split.pool)),
         "teacher_epochs": None if config.teacher_path else config.teacher_epochs,
         "serving_export": os.path.relpath(serving, output_folder),
         "fresh_process_max_abs_difference": checks,
@@ -212,8 +235,11 @@ def _trainable_copy(model):
 
 def _weight_counts(model):
     """(weights, non-zero weights) over kernels and biases, leaving out QAT's quantizer ranges."""
-    values = [np.asarray(w.numpy()) for w in model.weights
-              if w.name.split("/")[-1].split(":")[0] in ("kernel", "bias", "depthwise_kernel", "pointwise_kernel")]
+    values = [
+        np.asarray(w.numpy())
+        for w in model.weights
+        if w.name.split("/")[-1].split(":")[0] in ("kernel", "bias", "depthwise_kernel", "pointwise_kernel")
+    ]
     if not values:
         return count_params(model), count_nonzero_params(model)
     return int(sum(v.size for v in values)), int(sum(np.count_nonzero(v) for v in values))

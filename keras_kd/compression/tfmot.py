@@ -22,12 +22,23 @@ def unsupported_layers(model):
     tfmot = _tfmot("Pruning with TF-MOT")
     from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
 
-    return [(layer.name, type(layer).__name__) for layer in model.layers
-            if not (PruneRegistry.supports(layer) or isinstance(layer, tfmot.sparsity.keras.PrunableLayer))]
+    return [
+        (layer.name, type(layer).__name__)
+        for layer in model.layers
+        if not (PruneRegistry.supports(layer) or isinstance(layer, tfmot.sparsity.keras.PrunableLayer))
+    ]
 
 
-def prune(model, target_sparsity, schedule="constant", begin_step=0, end_step=-1, frequency=100,
-          initial_sparsity=0.0, skip_unsupported=False):
+def prune(
+    model,
+    target_sparsity,
+    schedule="constant",
+    begin_step=0,
+    end_step=-1,
+    frequency=100,
+    initial_sparsity=0.0,
+    skip_unsupported=False,
+):
     """`prune_low_magnitude` on a Sequential or functional student, before distillation.
 
     Args:
@@ -48,13 +59,19 @@ def prune(model, target_sparsity, schedule="constant", begin_step=0, end_step=-1
     elif schedule == "polynomial":
         if end_step < 0:
             raise ValueError("The polynomial schedule needs `end_step` (the step where sparsity reaches its target).")
-        pruning_schedule = sparsity.PolynomialDecay(validate_sparsity(initial_sparsity, "initial_sparsity"),
-                                                    target_sparsity, begin_step, end_step, frequency=frequency)
+        pruning_schedule = sparsity.PolynomialDecay(
+            validate_sparsity(initial_sparsity, "initial_sparsity"),
+            target_sparsity,
+            begin_step,
+            end_step,
+            frequency=frequency,
+        )
     else:
         raise ValueError(f"`schedule` must be 'constant' or 'polynomial'; received {schedule!r}.")
     unsupported = {name for name, _ in unsupported_layers(model)}
-    weighted_unsupported = [(layer.name, type(layer).__name__) for layer in model.layers
-                            if layer.name in unsupported and layer.weights]
+    weighted_unsupported = [
+        (layer.name, type(layer).__name__) for layer in model.layers if layer.name in unsupported and layer.weights
+    ]
     if weighted_unsupported and not skip_unsupported:
         raise ValueError(
             f"TF-MOT cannot prune these layers: {weighted_unsupported} (its registry has no rule for "
@@ -90,8 +107,11 @@ def cluster(model, number_of_clusters, init="kmeans_plus_plus", preserve_sparsit
     if centroids is None:
         raise ValueError(f"Unknown centroid initialization {init!r}; try 'kmeans_plus_plus' or 'linear'.")
     return tfmot.clustering.keras.cluster_weights(
-        model, number_of_clusters=int(number_of_clusters), cluster_centroids_init=centroids,
-        preserve_sparsity=preserve_sparsity)
+        model,
+        number_of_clusters=int(number_of_clusters),
+        cluster_centroids_init=centroids,
+        preserve_sparsity=preserve_sparsity,
+    )
 
 
 def quantize(model, preserve=None):

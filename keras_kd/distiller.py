@@ -10,6 +10,7 @@ from keras_kd import recipes as kd_recipes
 from keras_kd.backend import (
     EngineSteps,
     assert_model_of_engine,
+    check_strategy_supported,
     keras,
     ops,
     register_serializable,
@@ -286,6 +287,7 @@ class Distiller(EngineSteps, keras.Model):
         return cache.attach(x, argument="x")
 
     def _check_compiled(self):
+        check_strategy_supported(getattr(self, "_distribute_strategy", None))
         if self.distillation_loss_fn is None:
             raise RuntimeError("Call `distiller.compile(...)` before `fit` or `evaluate`.")
 

@@ -1,7 +1,8 @@
 """Train one Distiller on one device and under a distribution strategy; print both results as JSON.
 
 Run in its own process (devices are fixed when TensorFlow or JAX starts):
-    python tests/distribution_worker.py mirrored|data_parallel|model_parallel|multi_worker [--mixed]
+    python tests/distribution_worker.py mirrored|data_parallel|model_parallel|multi_worker
+(multi_worker: one process per worker, each with its TF_CONFIG.)
 """
 
 import json
@@ -17,7 +18,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-if MODE in ("mirrored", "multi_worker"):
+if MODE == "multi_worker":  # one process per worker, TF_CONFIG set by the caller
+    import tensorflow as tf
+
+    STRATEGY = tf.distribute.MultiWorkerMirroredStrategy()  # before any other TensorFlow op
+elif MODE == "mirrored":
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -57,7 +62,9 @@ def run(scope, teacher_weights, student_weights):
         distiller.compile(optimizer=keras.optimizers.SGD(0.5), metrics=["accuracy"], alpha=0.3, temperature=2.0)
     before = distiller.evaluate(x, y, batch_size=BATCH, return_dict=True, verbose=0)
     history = distiller.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0).history
+    kernel = distiller.teacher.layers[0].kernel
     return {
+        "teacher_sharding": str(getattr(kernel.value, "sharding", "")),
         "evaluate": {key: float(value) for key, value in before.items()},
         "fit": {key: [float(v) for v in values] for key, values in history.items()},
         "student": [w.tolist() for w in distiller.student.get_weights()],
@@ -75,6 +82,16 @@ def main():
         strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(DEVICES)])
         many = run(strategy.scope(), teacher_weights, student_weights)
         replicas = strategy.num_replicas_in_sync
+    elif MODE == "multi_worker":
+        import contextlib
+
+        try:
+            many = run(STRATEGY.scope(), teacher_weights, student_weights)
+        except RuntimeError as error:  # Keras 3 refuses several workers
+            print("REFUSED " + str(error))
+            return
+        one = run(contextlib.nullcontext(), teacher_weights, student_weights)
+        replicas = STRATEGY.num_replicas_in_sync
     else:
         import contextlib
 

@@ -152,6 +152,27 @@ def unscale_loss_for_replicas(loss):
     return loss if replicas == 1 else loss * float(replicas)
 
 
+def check_strategy_supported(strategy):
+    """Raise a RuntimeError for a distribution strategy the active engine cannot train under.
+
+    Keras 3 does not run `fit` under `tf.distribute.MultiWorkerMirroredStrategy` with several
+    workers (its data arrives as PerReplica values it cannot convert: keras-team/keras#20585),
+    for any model.
+    """
+    if IS_TF_KERAS or not is_tensorflow_backed() or strategy is None:
+        return
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    if len(strategy.cluster_resolver.cluster_spec().as_dict().get("worker", [])) > 1:
+        raise RuntimeError(
+            "Keras 3 cannot train under tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585; "
+            "it fails for any Keras 3 model). For several machines use the tf_keras engine "
+            f"({switch_hint('tf_keras')}), or Keras 3 on JAX with keras.distribution (docs/distributed.md)."
+        )
+
+
 def sum_over_replicas(value):
     """`value` summed over the replicas of a `tf.distribute` step (itself elsewhere).
 

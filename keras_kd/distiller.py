@@ -5,26 +5,15 @@ on every backend (TensorFlow, JAX, PyTorch); what tf_keras alone needs is the
 `EngineSteps` mixin of `keras_kd.backend`, empty on Keras 3.
 """
 
+from keras_kd import backend, saving
 from keras_kd import losses as kd_losses
 from keras_kd import recipes as kd_recipes
-from keras_kd.backend import (
-    EngineSteps,
-    assert_model_of_engine,
-    check_strategy_supported,
-    keras,
-    ops,
-    register_serializable,
-    replicas_in_sync,
-    scalar_variable,
-    scale_loss_for_replicas,
-    set_keras_mask,
-    sum_over_replicas,
-)
+from keras_kd.backend import EngineSteps, keras, ops, register_serializable
 from keras_kd.feature_distillation import FeatureDistillation, feature_extractors
 from keras_kd.inputs import unpack
 from keras_kd.teacher_cache import TeacherCache
 from keras_kd.transfer_data import fill_missing, label_mask, masked_weight
-from keras_kd.validation import check_not_empty, check_outputs_are_logits, check_outputs_compatible, validate_alpha
+from keras_kd.validation import check_not_empty, checked_teachers, normalized_teacher_weights, validate_alpha
 
 
 @register_serializable("Distiller")
@@ -69,27 +58,19 @@ class Distiller(EngineSteps, keras.Model):
 
     def __init__(self, student, teacher, teacher_weights=None, features=None, **kwargs):
         super().__init__(**kwargs)
-        teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
-        if not teachers:
-            raise ValueError("`teacher` must be a model or a non-empty list of models.")
-        assert_model_of_engine(student, "student")
-        check_outputs_are_logits(student, "student")
-        for index, model in enumerate(teachers):
-            argument = "teacher" if len(teachers) == 1 else f"teacher[{index}]"
-            assert_model_of_engine(model, argument)
-            check_outputs_are_logits(model, argument)
-            check_outputs_compatible(model, student)
+        teachers = checked_teachers(student, teacher)
+        for model in teachers:
             model.trainable = False
         self.student = student
         self.teachers = teachers
-        self.teacher_weights = _normalized_teacher_weights(teacher_weights, len(teachers))
+        self.teacher_weights = normalized_teacher_weights(teacher_weights, len(teachers))
         self.features = [FeatureDistillation.coerce(term) for term in (features or [])]
         self._teacher_features, self._student_features, self.adapters = feature_extractors(
             self.teacher, student, self.features)
         # Alpha and temperature live in variables, so schedules change them without retracing.
         self._alpha_value, self._temperature_value = 0.5, kd_recipes.DEFAULT_TEMPERATURE
-        self._alpha = scalar_variable(self._alpha_value, "alpha")
-        self._temperature = scalar_variable(self._temperature_value, "temperature")
+        self._alpha = backend.scalar_variable(self._alpha_value, "alpha")
+        self._temperature = backend.scalar_variable(self._temperature_value, "temperature")
         self.student_loss_fn = self.distillation_loss_fn = self.augmentation = None
         self._saved_compile_config = None
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
@@ -202,7 +183,7 @@ class Distiller(EngineSteps, keras.Model):
             total = total + ops.sum(ops.stack([ops.cast(r, "float32") for r in self.student.losses]))
         self.student_loss_tracker.update_state(student_loss, sample_weight=batch_size)
         self.distillation_loss_tracker.update_state(distillation_loss, sample_weight=batch_size)
-        return scale_loss_for_replicas(total)
+        return backend.scale_loss_for_replicas(total)
 
     def _teacher_outputs(self, x, cached_logits):
         """Logits (one teacher's, the cache's, or several teachers' mixture as logits at T) and features."""
@@ -232,9 +213,9 @@ class Distiller(EngineSteps, keras.Model):
             return ops.zeros_like(like)
         # Per-row values (a Keras loss's `call`), so that Keras's own replica scaling is not applied twice.
         per_row = getattr(self.student_loss_fn, "call", self.student_loss_fn)(fill_missing(y, mask), y_pred)
-        labelled = ops.maximum(sum_over_replicas(ops.sum(mask)), 1.0)  # on all replicas: one device's mean
+        labelled = ops.maximum(backend.sum_over_replicas(ops.sum(mask)), 1.0)  # on all replicas: one device's mean
         total = ops.sum(ops.cast(per_row, "float32") * masked_weight(mask, sample_weight))
-        return total * replicas_in_sync() / labelled
+        return total * backend.replicas_in_sync() / labelled
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Keras's metrics on labelled rows only; unlabelled data reports the loss terms alone."""
@@ -244,7 +225,7 @@ class Distiller(EngineSteps, keras.Model):
         if sample_weight is not None:
             sample_weight = masked_weight(mask, sample_weight)  # for `weighted_metrics`
         # Unweighted metrics read the Keras mask of the predictions, on every engine.
-        y_pred = set_keras_mask(y_pred * 1.0, ops.cast(mask, "bool"))
+        y_pred = backend.set_keras_mask(y_pred * 1.0, ops.cast(mask, "bool"))
         return super().compute_metrics(x, fill_missing(y, mask), y_pred, sample_weight=sample_weight)
 
     @property
@@ -276,116 +257,44 @@ class Distiller(EngineSteps, keras.Model):
     def _attach_cache(self, x, cache):
         if not isinstance(cache, TeacherCache):
             raise TypeError(f"`teacher_cache` must be a keras_kd.TeacherCache; received {type(cache).__name__}.")
-        if self.augmentation is not None:
+        if self.augmentation is not None or self.features:
             raise ValueError(
-                "A teacher cache holds the teacher's outputs on the original inputs, but this "
-                "distiller augments each batch (function matching): the teacher must see the "
-                "augmented view. Drop `augmentation` or `teacher_cache`."
+                "A teacher cache holds the teacher's logits on the original inputs, but this distiller "
+                + ("augments each batch (function matching: the teacher must see the augmented view). Drop "
+                   "`augmentation` or `teacher_cache`." if self.augmentation is not None else
+                   "has feature terms, which need the teacher to run.")
             )
-        if self.features:
-            raise ValueError("A teacher cache holds logits only; feature terms need the teacher to run.")
         return cache.attach(x, argument="x")
 
     def _check_compiled(self):
-        check_strategy_supported(getattr(self, "_distribute_strategy", None))
+        backend.check_strategy_supported(getattr(self, "_distribute_strategy", None))
         if self.distillation_loss_fn is None:
             raise RuntimeError("Call `distiller.compile(...)` before `fit` or `evaluate`.")
 
-    # Serialization --------------------------------------------------------------------
+    # Serialization (keras_kd/saving.py) -------------------------------------------------
 
     def get_config(self):
-        config = super().get_config()
-        teachers = [_without_compile_config(keras.layers.serialize(t)) for t in self.teachers]
-        config.update({
-            "student": _without_compile_config(keras.layers.serialize(self.student)),
-            "teacher": teachers[0] if len(teachers) == 1 else teachers,
-            "teacher_weights": list(self.teacher_weights) if len(teachers) > 1 else None,
-            "features": [term.get_config() for term in self.features] or None,
-        })
-        return config
+        return {**super().get_config(), **saving.distiller_config(self)}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        student = keras.layers.deserialize(config.pop("student"), custom_objects=custom_objects)
-        teacher = config.pop("teacher")
-        teacher = [keras.layers.deserialize(t, custom_objects=custom_objects) for t in
-                   (teacher if isinstance(teacher, list) else [teacher])]
-        features = [FeatureDistillation.from_config(f) for f in (config.pop("features", None) or [])]
-        saved_compile_config = config.pop("compile_config", None)  # tf_keras SavedModels carry it
-        distiller = cls(student=student, teacher=teacher if len(teacher) > 1 else teacher[0],
-                        features=features or None, **config)
-        distiller._saved_compile_config = saved_compile_config
+        arguments, saved_compile_config = saving.distiller_arguments(config, custom_objects)
+        distiller = cls(**arguments)
+        distiller._saved_compile_config = saved_compile_config  # tf_keras SavedModels carry it
         return distiller
 
     def get_compile_config(self):
         if self.distillation_loss_fn is None:
             return super().get_compile_config()
-        serialize = keras.saving.serialize_keras_object
-        return {
-            "optimizer": serialize(self.optimizer),
-            "metrics": _map_nested(serialize, _plain(self._user_metrics)),
-            "student_loss_fn": serialize(self.student_loss_fn),
-            "distillation_loss_fn": kd_losses.serialize(self.distillation_loss_fn),
-            "alpha": self.alpha,
-            "temperature": self.temperature,
-            "augmentation": keras.layers.serialize(self.augmentation) if self.augmentation is not None else None,
-        }
+        return saving.compile_config(self)
 
     @staticmethod
     def compile_arguments(config):
         """`compile`'s keyword arguments from `get_compile_config()`'s output."""
-        deserialize = keras.saving.deserialize_keras_object
-        augmentation = config.get("augmentation")
-        return {
-            "optimizer": deserialize(config["optimizer"]),
-            "metrics": _map_nested(deserialize, config["metrics"]),
-            "student_loss_fn": deserialize(config["student_loss_fn"]),
-            "distillation_loss_fn": kd_losses.deserialize(config["distillation_loss_fn"]),
-            "alpha": config["alpha"],
-            "temperature": config["temperature"],
-            "augmentation": keras.layers.deserialize(augmentation) if augmentation is not None else False,
-        }
+        return saving.compile_arguments(config)
 
     def compile_from_config(self, config):
-        self.compile(**self.compile_arguments(config))
+        self.compile(**saving.compile_arguments(config))
         # Create the optimizer's slots (the student's variables exist already) so that a
         # saved optimizer state can load into them.
         self.optimizer.build(self.trainable_variables)
-
-
-def _normalized_teacher_weights(weights, count):
-    if weights is None:
-        return [1.0 / count] * count
-    weights = [float(w) for w in weights]
-    if len(weights) != count or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError(
-            f"`teacher_weights` must be {count} non-negative numbers with a positive sum, one "
-            f"per teacher; received {weights}."
-        )
-    return [w / sum(weights) for w in weights]
-
-
-def _plain(value):
-    """Undo tf_keras's tracking wrappers (ListWrapper, _DictWrapper) before serializing."""
-    if isinstance(value, dict) or type(value).__name__ == "_DictWrapper":
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListWrapper":
-        return [_plain(item) for item in value]
-    return value
-
-
-def _map_nested(function, value):
-    """Apply `function` to each metric in a (possibly nested) list or dict of metrics."""
-    if value is None or isinstance(value, str):
-        return value  # Metric names serialize as themselves.
-    if isinstance(value, dict) and "class_name" not in value:
-        return {key: _map_nested(function, item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_map_nested(function, item) for item in value]
-    return function(value)
-
-
-def _without_compile_config(config):
-    """The models' own training setups are not the Distiller's: do not restore them."""
-    return {key: value for key, value in config.items() if key != "compile_config"}

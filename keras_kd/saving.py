@@ -1,14 +1,18 @@
-"""Loading a saved Distiller, optimizer state included, on either engine.
+"""Saving and loading a Distiller: its config, its compile settings, and its optimizer state.
 
-Keras 3 and tf_keras `.keras` files restore everything through `keras.models.load_model`.
-A tf_keras SavedModel folder keeps the optimizer's slots in its checkpoint, but tf_keras
-recompiles with a fresh optimizer; `load_distiller` reads the slots back so that training
-resumes exactly where it stopped.
+The Distiller's models and compile settings become configs here (both engines' saving
+paths, `.keras` files and tf_keras SavedModels, go through these functions), so the maths
+in `distiller.py` reads on its own. Keras 3 and tf_keras `.keras` files restore everything
+through `keras.models.load_model`. A tf_keras SavedModel folder keeps the optimizer's
+slots in its checkpoint, but tf_keras recompiles with a fresh optimizer; `load_distiller`
+reads the slots back so that training resumes exactly where it stopped.
 """
 
 import os
 
+from keras_kd import losses as kd_losses
 from keras_kd.backend import IS_TF_KERAS, keras
+from keras_kd.feature_distillation import FeatureDistillation
 
 
 def load_distiller(path, custom_objects=None):
@@ -29,3 +33,83 @@ def load_distiller(path, custom_objects=None):
         model.optimizer.build(model.trainable_variables)
         tf.train.Checkpoint(root=model).read(checkpoint_prefix).expect_partial()
     return model
+
+
+def distiller_config(distiller):
+    """The constructor's arguments: student, teacher(s), teacher weights, feature terms."""
+    teachers = [_without_compile_config(keras.layers.serialize(t)) for t in distiller.teachers]
+    return {
+        "student": _without_compile_config(keras.layers.serialize(distiller.student)),
+        "teacher": teachers[0] if len(teachers) == 1 else teachers,
+        "teacher_weights": list(distiller.teacher_weights) if len(teachers) > 1 else None,
+        "features": [term.get_config() for term in distiller.features] or None,
+    }
+
+
+def distiller_arguments(config, custom_objects=None):
+    """`(constructor keyword arguments, saved compile config or None)` from `distiller_config`'s output."""
+    config = dict(config)
+    student = keras.layers.deserialize(config.pop("student"), custom_objects=custom_objects)
+    teacher = config.pop("teacher")
+    teachers = [keras.layers.deserialize(t, custom_objects=custom_objects)
+                for t in (teacher if isinstance(teacher, list) else [teacher])]
+    features = [FeatureDistillation.from_config(f) for f in (config.pop("features", None) or [])]
+    saved_compile_config = config.pop("compile_config", None)
+    arguments = {"student": student, "teacher": teachers if len(teachers) > 1 else teachers[0],
+                 "features": features or None, **config}
+    return arguments, saved_compile_config
+
+
+def compile_config(distiller):
+    """The settings of `Distiller.compile`, serialized."""
+    serialize = keras.saving.serialize_keras_object
+    augmentation = distiller.augmentation
+    return {
+        "optimizer": serialize(distiller.optimizer),
+        "metrics": _map_nested(serialize, _plain(distiller._user_metrics)),
+        "student_loss_fn": serialize(distiller.student_loss_fn),
+        "distillation_loss_fn": kd_losses.serialize(distiller.distillation_loss_fn),
+        "alpha": distiller.alpha,
+        "temperature": distiller.temperature,
+        "augmentation": keras.layers.serialize(augmentation) if augmentation is not None else None,
+    }
+
+
+def compile_arguments(config):
+    """`Distiller.compile`'s keyword arguments from `compile_config`'s output."""
+    deserialize = keras.saving.deserialize_keras_object
+    augmentation = config.get("augmentation")
+    return {
+        "optimizer": deserialize(config["optimizer"]),
+        "metrics": _map_nested(deserialize, config["metrics"]),
+        "student_loss_fn": deserialize(config["student_loss_fn"]),
+        "distillation_loss_fn": kd_losses.deserialize(config["distillation_loss_fn"]),
+        "alpha": config["alpha"],
+        "temperature": config["temperature"],
+        "augmentation": keras.layers.deserialize(augmentation) if augmentation is not None else False,
+    }
+
+
+def _plain(value):
+    """Undo tf_keras's tracking wrappers (ListWrapper, _DictWrapper) before serializing."""
+    if isinstance(value, dict) or type(value).__name__ == "_DictWrapper":
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListWrapper":
+        return [_plain(item) for item in value]
+    return value
+
+
+def _map_nested(function, value):
+    """Apply `function` to each metric in a (possibly nested) list or dict of metrics."""
+    if value is None or isinstance(value, str):
+        return value  # Metric names serialize as themselves.
+    if isinstance(value, dict) and "class_name" not in value:
+        return {key: _map_nested(function, item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_map_nested(function, item) for item in value]
+    return function(value)
+
+
+def _without_compile_config(config):
+    """The models' own training setups are not the Distiller's: do not restore them."""
+    return {key: value for key, value in config.items() if key != "compile_config"}

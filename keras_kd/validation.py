@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_kd.backend import is_graph_model, keras
+from keras_kd.backend import assert_model_of_engine, is_graph_model, keras
 
 _PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid", "log_softmax")
 
@@ -109,3 +109,36 @@ def check_not_empty(data, argument):
             f"`{argument}` holds no samples, so there is nothing to train or evaluate on. "
             "Check the data loading and any filtering, split or `take()` applied to it."
         )
+
+
+def normalized_teacher_weights(weights, count):
+    """Several teachers' weights, checked and scaled to sum to 1 (equal when None)."""
+    if weights is None:
+        return [1.0 / count] * count
+    weights = [float(w) for w in weights]
+    if len(weights) != count or any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(
+            f"`teacher_weights` must be {count} non-negative numbers with a positive sum, one "
+            f"per teacher; received {weights}."
+        )
+    return [w / sum(weights) for w in weights]
+
+
+def checked_teachers(student, teacher):
+    """`teacher` (one model or a list) as a list, each checked against the student.
+
+    Raises:
+        TypeError: a model that is not a Keras model of the active engine.
+        ValueError: no teacher, a model ending in softmax, output shapes that differ.
+    """
+    teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
+    if not teachers:
+        raise ValueError("`teacher` must be a model or a non-empty list of models.")
+    assert_model_of_engine(student, "student")
+    check_outputs_are_logits(student, "student")
+    for index, model in enumerate(teachers):
+        argument = "teacher" if len(teachers) == 1 else f"teacher[{index}]"
+        assert_model_of_engine(model, argument)
+        check_outputs_are_logits(model, argument)
+        check_outputs_compatible(model, student)
+    return teachers

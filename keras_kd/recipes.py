@@ -86,7 +86,7 @@ RECIPES = {
 }
 
 
-def get(identifier):
+def get(identifier: "str | Recipe | None") -> Recipe:
     """A `Recipe` from its name (or a `Recipe`); an unknown name raises a ValueError listing the known ones."""
     if isinstance(identifier, Recipe):
         return identifier

@@ -15,7 +15,7 @@ from keras_kd.backend import IS_TF_KERAS, keras
 from keras_kd.feature_distillation import FeatureDistillation
 
 
-def load_distiller(path, custom_objects=None):
+def load_distiller(path: "str | os.PathLike", custom_objects: "dict | None" = None):
     """Load a `Distiller` (or any model) saved with `.save(path)`, ready to resume training.
 
     Args:

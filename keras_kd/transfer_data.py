@@ -16,7 +16,7 @@ MISSING_LABEL = -1
 """The class index that marks an example without a label."""
 
 
-def transfer_set(labeled, unlabeled, shuffle=True, seed=0):
+def transfer_set(labeled, unlabeled, shuffle: bool = True, seed: int = 0):
     """Labelled examples and an unlabelled pool as one `(x, y)` to pass to `Distiller.fit`.
 
     Args:

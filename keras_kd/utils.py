@@ -56,11 +56,11 @@ def snapshot(model, name=None):
     return copy
 
 
-def count_params(model):
+def count_params(model) -> int:
     """Number of weights in `model`, trainable and not."""
     return int(sum(np.prod(w.shape) for w in model.weights))
 
 
-def count_nonzero_params(model):
+def count_nonzero_params(model) -> int:
     """Number of weights in `model` that are not exactly zero (after pruning, say)."""
     return int(sum(np.count_nonzero(np.asarray(w.numpy())) for w in model.weights))

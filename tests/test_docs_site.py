@@ -184,11 +184,22 @@ def test_every_page_renders_with_its_images(site, server, shots):
     assert len(list(shots.glob("*.png"))) >= len(listed)
 
 
-def test_the_concepts_figure_is_the_script_s(site):
+def test_the_concepts_figure_is_the_script_s(site, tmp_path):
     """docs/images/temperature_softening.png is what docs/figures/temperature_softening.py draws."""
+    import matplotlib.image
+
+    drawn = tmp_path / "drawn.png"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "figures" / "temperature_softening.py"), str(drawn)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
     built = site / "images" / "temperature_softening.png"
-    width, height = png_size(built.read_bytes())
-    assert (width, height) == (1210, 462)
+    assert png_size(built.read_bytes()) == png_size(drawn.read_bytes())
+    difference = abs(matplotlib.image.imread(built) - matplotlib.image.imread(drawn)).mean()
+    assert difference < 0.01, f"the committed figure differs from the script's: rerun {result.args[1]}"
     assert 'src="../images/temperature_softening.png"' in (site / "concepts" / "index.html").read_text()
 
 

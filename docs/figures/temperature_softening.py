@@ -1,6 +1,6 @@
 """Draws docs/images/temperature_softening.png: how the temperature T softens a teacher's output.
 
-    python docs/figures/temperature_softening.py
+    python docs/figures/temperature_softening.py [OUTPUT.png]
 
 The logits are one illustrative teacher output for a Fashion-MNIST image of a shirt (chosen
 by hand, not measured): confident about "shirt", with "T-shirt/top", "pullover" and "coat" as
@@ -9,6 +9,7 @@ is how much of the probability lies outside the top class, and the entropy, as T
 """
 
 import os
+import sys
 
 import matplotlib
 
@@ -66,4 +67,4 @@ def main(output=OUTPUT):
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:2])

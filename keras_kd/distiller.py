@@ -83,7 +83,6 @@ class Distiller(EngineSteps, keras.Model):
         return self.teachers[0]
 
     # Python mirrors of the variables: readable inside a traced step on every backend.
-
     @property
     def alpha(self):
         return self._alpha_value
@@ -145,6 +144,11 @@ class Distiller(EngineSteps, keras.Model):
         self._user_metrics = metrics
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
+    def build(self, input_shape=None):
+        if self.augmentation is not None and not getattr(self.augmentation, "built", True):
+            self.augmentation.build(input_shape)  # the models are built; the augmentation may not be
+        self.built = True
+
     def call(self, inputs, training=None):
         return self.student(unpack(inputs)[0], training=training)
 
@@ -193,14 +197,9 @@ class Distiller(EngineSteps, keras.Model):
         if self._teacher_features is not None:  # the first teacher's logits come with its features
             first, *features = [ops.stop_gradient(f) for f in self._teacher_features(x, training=False)]
         logits = [first if (i == 0 and features) else model(x, training=False) for i, model in enumerate(self.teachers)]
-        if len(logits) == 1:
-            return ops.stop_gradient(logits[0]), features
-        # softmax(T * log(sum_i w_i softmax(t_i / T)) / T) = sum_i w_i softmax(t_i / T).
-        log_mix = ops.logsumexp(ops.stack([
-            ops.log_softmax(ops.cast(t, "float32") / self._temperature, axis=-1) + ops.log(w)
-            for t, w in zip(logits, self.teacher_weights)
-        ]), axis=0)
-        return ops.stop_gradient(log_mix * self._temperature), features
+        if len(logits) > 1:
+            logits = [kd_losses.mixture_logits(logits, self.teacher_weights, self._temperature)]
+        return ops.stop_gradient(logits[0]), features
 
     def _label_loss(self, y, y_pred, mask, sample_weight, like):
         """The student loss averaged over labelled rows only (transfer sets mark the rest missing)."""
@@ -272,7 +271,6 @@ class Distiller(EngineSteps, keras.Model):
             raise RuntimeError("Call `distiller.compile(...)` before `fit` or `evaluate`.")
 
     # Serialization (keras_kd/saving.py) -------------------------------------------------
-
     def get_config(self):
         return {**super().get_config(), **saving.distiller_config(self)}
 

@@ -12,7 +12,7 @@ from keras_kd.losses.attention_transfer_loss import (
     attention_map,
     attention_transfer_loss,
 )
-from keras_kd.losses.base import DistillationLoss, validate_temperature
+from keras_kd.losses.base import DistillationLoss, mixture_logits, validate_temperature
 from keras_kd.losses.crd_loss import CRDHead, CRDLoss, nce_loss
 from keras_kd.losses.dist_loss import DISTLoss, dist_loss
 from keras_kd.losses.dkd_loss import DKDLoss, dkd_loss
@@ -242,5 +242,6 @@ __all__ = [
     "kd_loss",
     "known_names",
     "serialize",
+    "mixture_logits",
     "validate_temperature",
 ]

@@ -38,6 +38,17 @@ def as_float32(*tensors):
     return tuple(ops.cast(ops.convert_to_tensor(t), "float32") for t in tensors)
 
 
+def mixture_logits(logits, weights, temperature):
+    """Several teachers' logits as one: the weighted mean of their softened distributions, as logits at T.
+
+    softmax(mixture / T) = sum_i w_i softmax(t_i / T), computed in log space.
+    """
+    log_mix = ops.logsumexp(ops.stack([
+        ops.log_softmax(ops.cast(t, "float32") / temperature, axis=-1) + ops.log(w) for t, w in zip(logits, weights)
+    ]), axis=0)
+    return log_mix * temperature
+
+
 def reduce_values(values, sample_weight, reduction):
     """Weigh per-sample `values` by `sample_weight` and reduce them as Keras does."""
     if sample_weight is not None:

@@ -5,9 +5,11 @@ figures are produced the same way.
 """
 
 import dataclasses
+import functools
 import math
 import os
 import time
+import types
 
 import numpy as np
 
@@ -18,11 +20,11 @@ from keras_kd.callbacks import DistillationScheduler, DurationEstimate
 from keras_kd.datasets import user_data
 from keras_kd.distiller import Distiller
 from keras_kd.feature_distillation import FeatureDistillation
-from keras_kd.inputs import with_indices
+from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, with_indices
 from keras_kd.losses import LogitsCrossentropy
 from keras_kd.report import ModelRow, accuracy, latency_ms, model_file_size
 from keras_kd.teacher_cache import TeacherCache
-from keras_kd.transfer_data import transfer_set
+from keras_kd.transfer_data import MISSING_LABEL, transfer_set
 from keras_kd.utils import count_params, strip_output_activation
 from keras_kd.validation import UsageError, check_outputs_are_logits, validate_alpha
 
@@ -73,8 +75,8 @@ class DistillConfig:
             raise ValueError(f"Unknown config keys {unknown}; known keys: {', '.join(sorted(known))}.")
         return cls(**values)
 
-    def _validate_own_data(self):
-        if not (self.train and self.test):
+    def _validate_own_data(self, require_test=True):
+        if not (self.train and (self.test or not require_test)):
             raise ValueError("Your own data needs both `train` (labelled) and `test`; `unlabeled` and "
                              "`validation` are optional.")
         if not self.teacher_path:
@@ -108,7 +110,8 @@ class DistillConfig:
                 arguments[key] = value
         return arguments
 
-    def validate(self):
+    def validate(self, require_test=True):
+        """Raise a ValueError for any setting that cannot run (`require_test`: own data needs `test`)."""
         recipes.get(self.recipe)  # raises, listing the known recipes
         if self.alpha is not None:
             validate_alpha(self.alpha)
@@ -119,7 +122,7 @@ class DistillConfig:
         if not 0.0 <= float(self.validation_split) < 1.0:
             raise ValueError(f"`validation_split` must lie in [0, 1); received {self.validation_split!r}.")
         if self.train or self.test or self.unlabeled or self.validation:
-            self._validate_own_data()
+            self._validate_own_data(require_test)
         elif self.student_path:
             self._validate_student()
         if self.dataset not in datasets.LOADERS:
@@ -176,16 +179,31 @@ def as_logits_model(teacher, verbose=1):
     return teacher
 
 
+def _is_dataset(x):
+    import tensorflow as tf
+
+    return isinstance(x, tf.data.Dataset)
+
+
+def _batching(x, config):
+    """`fit`'s batching: the config's batch size for arrays; a dataset is batched and shuffled already."""
+    return {"shuffle": False} if _is_dataset(x) else {"batch_size": config.batch_size}
+
+
 def train_on_labels(model, x, y, config, epochs, validation_data=None, validation_freq=1):
-    """Train `model` on labels alone with the settings every row of the report shares."""
+    """Train `model` on labels alone with the settings every row of the report shares.
+
+    `x, y` are arrays, or `x` is a `tf.data.Dataset` of `(x, y)` batches and `y` is None.
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=LogitsCrossentropy(),
         metrics=["accuracy"],
     )
     model.fit(
-        x, y, epochs=epochs, batch_size=config.batch_size, validation_data=validation_data, verbose=config.verbose,
+        x, y, epochs=epochs, validation_data=validation_data, verbose=config.verbose,
         callbacks=[DurationEstimate(model.name)] if config.verbose else [], validation_freq=validation_freq,
+        **_batching(x, config),
     )
     return model
 
@@ -202,12 +220,21 @@ def _feature_terms(config, num_examples):
     return terms
 
 
-def distill(student, teacher, x, y, config, validation_data=None):
+def needs_indices(config):
+    """True if a feature term of `config` keeps a per-example memory (CRD): the data carry indices."""
+    return any(getattr(term.loss, "needs_indices", False) for term in _feature_terms(config, 1))
+
+
+def distill(student, teacher, x, y, config, validation_data=None, num_examples=None):
     """Train `student` from `teacher` with the run's recipe, alpha and temperature.
 
-    `y` may mark unlabelled rows with `MISSING_LABEL` (a transfer set).
+    `y` may mark unlabelled rows with `MISSING_LABEL` (a transfer set). `x` may also be a
+    `tf.data.Dataset` of `(x, y)` batches (`y` None, `num_examples` its size, its `x` already
+    carrying indices where `needs_indices(config)`); with `config.teacher_cache` it must yield
+    the same batches on every pass (see `StreamingSplit.transfer_data`).
     """
-    terms = _feature_terms(config, len(x))
+    streaming = _is_dataset(x)
+    terms = _feature_terms(config, num_examples if streaming else len(x))
     distiller = Distiller(student=student, teacher=teacher, features=terms or None)
     distiller.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
@@ -218,12 +245,11 @@ def distill(student, teacher, x, y, config, validation_data=None):
     if config.alpha_schedule is not None or config.temperature_schedule is not None:
         callbacks.append(DistillationScheduler(alpha=config.alpha_schedule, temperature=config.temperature_schedule))
     cache = TeacherCache.build(teacher, x) if config.teacher_cache else None
-    if any(getattr(term.loss, "needs_indices", False) for term in terms):
+    if any(getattr(term.loss, "needs_indices", False) for term in terms) and not streaming:
         x = with_indices(x)  # validation data stays plain: CRD reports 0 there (no memory rows)
     distiller.fit(
-        x, y, epochs=config.student_epochs, batch_size=config.batch_size,
-        validation_data=validation_data, verbose=config.verbose, callbacks=callbacks,
-        teacher_cache=cache,
+        x, y, epochs=config.student_epochs, validation_data=validation_data, verbose=config.verbose,
+        callbacks=callbacks, teacher_cache=cache, **_batching(x, config),
     )
     return distiller.student
 
@@ -236,7 +262,7 @@ def load_split(config):
 
 @dataclasses.dataclass
 class DataSplit:
-    """The training data as the run uses it.
+    """The training data as the run uses it, as NumPy arrays (the built-in data sets).
 
     The teacher trains on every label of `train`; the students get the labels of `labeled`
     only, and the distilled student also the teacher's outputs on `pool` (labels hidden).
@@ -252,6 +278,185 @@ class DataSplit:
     def transfer_set(self):
         """The distilled student's data: the labelled examples plus the pool, labels marked missing."""
         if len(self.pool) == 0:
+            return self.labeled
+        return transfer_set(self.labeled, self.pool, seed=0)
+
+    @property
+    def num_labeled(self):
+        return len(self.labeled[0])
+
+    @property
+    def num_pool(self):
+        return len(self.pool)
+
+    @property
+    def num_validation(self):
+        return len(self.validation[0]) if self.validation is not None else 0
+
+    @property
+    def num_train(self):
+        return len(self.train[0])
+
+    @property
+    def input_shape(self):
+        return tuple(self.train[0].shape[1:])
+
+    def labeled_data(self, config):
+        """`(x, y)` for `fit`: the labelled examples (Keras shuffles and batches them)."""
+        return self.labeled
+
+    def transfer_data(self, config, indices=False):
+        """`(x, y)` for `fit`: the transfer set (`indices`: `distill` adds them to arrays itself)."""
+        return self.transfer_set
+
+    def validation_data(self, config):
+        return self.validation
+
+    def validation_accuracy(self, model):
+        return accuracy(model, *self.validation)
+
+
+class StreamingSplit:
+    """Your own data as the run uses it: indices into the files, streamed as `tf.data` per epoch.
+
+    The split is made on indices (the files are listed in a fixed order): `keep` are the
+    training examples (the students get all their labels), `held_out` the validation
+    examples taken from `--train` (or all of `--validation`), and the pool is every example
+    of `--unlabeled`. Each training dataset shuffles a table of (file, index, label) rows,
+    a cheap full permutation of indices, and only then reads and decodes the files in
+    parallel, batches and prefetches them, so no split is ever held in memory decoded.
+
+    The array views (`train`, `labeled`, `pool`, `validation`, `transfer_set`) read the
+    files into memory on first use; the job's training does not use them (a later stage
+    that takes arrays, such as `keras-kd compress`'s pruning and int8 export, does).
+    """
+
+    def __init__(self, source, keep, pool_source=None, validation_source=None, held_out=None, seed=0):
+        self.source, self.keep = source, np.asarray(keep, "int64")
+        self.pool_source = pool_source
+        self.validation_source, self.held_out = validation_source, held_out
+        self.seed = seed
+
+    # Sizes, without reading any file -------------------------------------------------
+
+    @property
+    def num_train(self):
+        return len(self.keep)
+
+    num_labeled = num_train  # own data: the students get every training label
+
+    @property
+    def num_pool(self):
+        return self.pool_source.num_examples if self.pool_source is not None else 0
+
+    @property
+    def num_validation(self):
+        if self.validation_source is None:
+            return 0
+        return len(self.held_out) if self.held_out is not None else self.validation_source.num_examples
+
+    @property
+    def input_shape(self):
+        return self.source.example_shape
+
+    @property
+    def train_labels(self):
+        return self.source.labels[self.keep]
+
+    # Datasets ------------------------------------------------------------------------
+
+    def _stream(self, rows, config, shuffle, reshuffle=True, indices=False):
+        """Batches of `(x, y)` from `rows` = (source number, example index, label) arrays."""
+        import tensorflow as tf
+
+        sources = [self.source, self.pool_source, self.validation_source]
+        which, index, label = (np.asarray(column, "int64") for column in rows)
+        used = sorted(set(which.tolist()))
+        branch = np.zeros(len(sources), "int64")
+        branch[used] = np.arange(len(used))
+        which = branch[which]  # the sources read, numbered 0, 1, ... for `switch_case`
+        dtype = self.source.dtype
+
+        def read(source_number, i):
+            branches = [lambda n=n: tf.cast(sources[n].decode(i), dtype) for n in used]
+            if len(branches) == 1:
+                return branches[0]()
+            return tf.switch_case(tf.cast(source_number, "int32"), branches)
+
+        def example(position, source_number, i, y):
+            x = read(source_number, i)
+            return ({INPUTS_KEY: x, INDEX_KEY: position} if indices else x), y
+
+        dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(which), dtype="int64"), which, index, label))
+        if shuffle:
+            dataset = dataset.shuffle(len(which), seed=self.seed, reshuffle_each_iteration=reshuffle)
+        dataset = dataset.map(example, num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def labeled_data(self, config):
+        """`(dataset, None)`: the labelled examples, reshuffled every epoch."""
+        rows = (np.zeros(len(self.keep)), self.keep, self.train_labels)
+        return self._stream(rows, config, shuffle=True), None
+
+    def transfer_data(self, config, indices=False):
+        """`(dataset, None)`: the labelled examples and the pool (labels `MISSING_LABEL`), shuffled.
+
+        With `config.teacher_cache` the order is shuffled once and then kept for every epoch,
+        as a `TeacherCache` on a dataset needs (arrays are reshuffled every epoch with their
+        cached logits; a stream of files cannot carry logits through a reshuffle). `indices`
+        adds each example's row number (for CRD's memory).
+        """
+        rows = [np.zeros(len(self.keep)), self.keep, self.train_labels]
+        if self.num_pool:
+            rows = [np.concatenate([rows[0], np.ones(self.num_pool)]),
+                    np.concatenate([rows[1], np.arange(self.num_pool)]),
+                    np.concatenate([rows[2], np.full(self.num_pool, MISSING_LABEL)])]
+        return self._stream(rows, config, shuffle=True, reshuffle=not config.teacher_cache, indices=indices), None
+
+    def validation_data(self, config):
+        """A dataset of the validation batches, in file order; None without validation data."""
+        if self.validation_source is None:
+            return None
+        held_out = self.held_out if self.held_out is not None else np.arange(self.validation_source.num_examples)
+        rows = (np.full(len(held_out), 2), held_out, self.validation_source.labels[held_out])
+        return self._stream(rows, config, shuffle=False)
+
+    def validation_accuracy(self, model, batch_size=256):
+        """Top-1 accuracy of `model` on the validation examples, read batch by batch."""
+        data = self.validation_data(types.SimpleNamespace(batch_size=batch_size))
+        correct = total = 0
+        for x, y in data:
+            predicted = np.argmax(np.asarray(model(x, training=False)), axis=-1)
+            correct += int(np.sum(predicted == np.asarray(y)))
+            total += len(predicted)
+        return correct / total
+
+    # Arrays, read on first use (for stages that need them) ----------------------------
+
+    @functools.cached_property
+    def train(self):
+        return self.source.arrays(self.keep), self.train_labels
+
+    @property
+    def labeled(self):
+        return self.train
+
+    @functools.cached_property
+    def pool(self):
+        if self.pool_source is None:
+            return self.train[0][:0]
+        return self.pool_source.arrays().astype(self.train[0].dtype)
+
+    @functools.cached_property
+    def validation(self):
+        if self.validation_source is None:
+            return None
+        held_out = self.held_out if self.held_out is not None else np.arange(self.validation_source.num_examples)
+        return self.validation_source.arrays(held_out), self.validation_source.labels[held_out]
+
+    @property
+    def transfer_set(self):
+        if self.num_pool == 0:
             return self.labeled
         return transfer_set(self.labeled, self.pool, seed=0)
 
@@ -283,8 +488,8 @@ def split_data(config, x_train, y_train):
 
 def scratch_epochs(config, split):
     """Epochs that give the student from labels as many optimizer steps as the distilled student."""
-    steps = config.student_epochs * math.ceil(len(split.transfer_set[0]) / config.batch_size)
-    return math.ceil(steps / math.ceil(len(split.labeled[0]) / config.batch_size))
+    steps = config.student_epochs * math.ceil((split.num_labeled + split.num_pool) / config.batch_size)
+    return math.ceil(steps / math.ceil(split.num_labeled / config.batch_size))
 
 
 def train_or_load_teacher(config, split, total_steps=3):
@@ -300,96 +505,124 @@ def train_or_load_teacher(config, split, total_steps=3):
     return train_on_labels(teacher, x_train, y_train, config, config.teacher_epochs, split.validation)
 
 
+def distill_on_split(student, teacher, config, split):
+    """`distill` on the split's transfer data (arrays, or a stream of files)."""
+    x, y = split.transfer_data(config, indices=needs_indices(config))
+    return distill(student, teacher, x, y, config, split.validation_data(config),
+                   num_examples=split.num_labeled + split.num_pool)
+
+
 def teacher_and_students(config, split, teacher, total_steps=3, build_student=None):
     """The student from labels alone and the distilled student, from the same initial weights
     and with the same number of optimizer steps, so that only their training differs.
 
     Args:
+        split: a `DataSplit` (arrays) or a `StreamingSplit` (your own files, as `tf.data`).
         build_student: `build_student(name)` -> a fresh student; default the dataset's preset.
 
     Returns:
         `(student_scratch, student_kd)`.
     """
     verbose = config.verbose
-    x_train, y_train = split.train
-    input_shape, num_classes = x_train.shape[1:], int(teacher.output_shape[-1])
+    input_shape, num_classes = split.input_shape, int(teacher.output_shape[-1])
     if build_student is None:
         def build_student(name):
             return models.build_model(config.dataset, "student", input_shape, num_classes, name)
     scratch = build_student("student_scratch")
     initial_weights = scratch.get_weights()
     epochs = scratch_epochs(config, split)
-    _log(f"[2/{total_steps}] training the student from {len(split.labeled[0])} labels alone for {epochs} "
+    _log(f"[2/{total_steps}] training the student from {split.num_labeled} labels alone for {epochs} "
          "epochs (as many steps as the distilled student)", verbose)
     # Its many short epochs are validated about as often as the distilled student's.
-    train_on_labels(scratch, *split.labeled, config, epochs, split.validation,
+    train_on_labels(scratch, *split.labeled_data(config), config, epochs, split.validation_data(config),
                     validation_freq=max(1, epochs // config.student_epochs))
-    x_transfer, y_transfer = split.transfer_set
-    _log(f"[3/{total_steps}] distilling the student ({config.recipe}) on {len(split.labeled[0])} labelled "
-         f"and {len(split.pool)} unlabelled examples for {config.student_epochs} epochs", verbose)
+    _log(f"[3/{total_steps}] distilling the student ({config.recipe}) on {split.num_labeled} labelled "
+         f"and {split.num_pool} unlabelled examples for {config.student_epochs} epochs", verbose)
     if recipes.get(config.recipe).assistant:
         _log("      first a teacher assistant from the teacher, then the student from the assistant", verbose)
         assistant = models.build_model(config.dataset, "assistant", input_shape, num_classes)
-        teacher = distill(assistant, teacher, x_transfer, y_transfer, config, split.validation)
+        teacher = distill_on_split(assistant, teacher, config, split)
     kd_student = build_student("student_kd")
     kd_student.set_weights(initial_weights)
-    distill(kd_student, teacher, x_transfer, y_transfer, config, split.validation)
+    distill_on_split(kd_student, teacher, config, split)
     return scratch, kd_student
 
 
-def _check_fits(model, argument, x, num_classes):
-    """A clear error, before training, when `model` cannot read `x` or has the wrong class count."""
+def _check_fits(model, argument, example_shape, num_classes):
+    """A clear error, before training, when `model` cannot read inputs of `example_shape` or has the
+    wrong class count."""
     expected = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
-    if expected is not None and len(expected) == x.ndim - 1 and any(
-            e is not None and e != d for e, d in zip(expected, x.shape[1:])):
+    if expected is not None and len(expected) == len(example_shape) and any(
+            e is not None and d is not None and e != d for e, d in zip(expected, example_shape)):
         raise UsageError(f"The {argument} takes inputs of shape {expected}, but the data has shape "
-                         f"{tuple(x.shape[1:])}.")
+                         f"{tuple(example_shape)}.")
     outputs = model.output_shape[-1]
     if outputs != num_classes:
         raise UsageError(f"The {argument} has {outputs} outputs, but the teacher and data have {num_classes} classes.")
 
 
-def _own_data(config, teacher):
-    """`(split, (x_test, y_test))` from the user's files, checked against the teacher."""
-    input_shape, num_classes = tuple(teacher.input_shape[1:]), teacher.output_shape[-1]
+def _open(config, path, teacher, expect_labels=True):
+    try:
+        return user_data.open_data(path, tuple(teacher.input_shape[1:]), config.label_column, expect_labels)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
-    def read(path, expect_labels=True):
-        try:
-            x, y, _ = user_data.load(path, input_shape, config.label_column, expect_labels)
-        except ValueError as error:
-            raise UsageError(str(error)) from None
-        return x, y
 
-    x_train, y_train = read(config.train)
-    if y_train.min() < 0 or y_train.max() >= num_classes:
-        raise UsageError(f"`train` has labels from {y_train.min()} to {y_train.max()}, but the teacher has "
+def _own_split(config, teacher):
+    """A `StreamingSplit` of the user's training files, checked against the teacher (no test set)."""
+    num_classes = teacher.output_shape[-1]
+    source = _open(config, config.train, teacher)
+    labels = source.labels
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise UsageError(f"`train` has labels from {labels.min()} to {labels.max()}, but the teacher has "
                          f"{num_classes} classes (labels 0 to {num_classes - 1}).")
-    _check_fits(teacher, "teacher", x_train, num_classes)
-    pool = read(config.unlabeled, expect_labels=False)[0] if config.unlabeled else x_train[:0]
+    _check_fits(teacher, "teacher", source.example_shape, num_classes)
+    pool = _open(config, config.unlabeled, teacher, expect_labels=False) if config.unlabeled else None
+    if pool is not None and (pool.kind == "text") != (source.kind == "text"):
+        raise UsageError("`unlabeled` and `train` must hold the same kind of input (text, or numbers).")
+    if pool is not None:
+        _check_fits(teacher, "teacher", pool.example_shape, num_classes)
+    keep, validation, held_out = np.arange(source.num_examples), None, None
     if config.validation:
-        validation = read(config.validation)
+        validation = _open(config, config.validation, teacher)
     elif config.validation_split > 0:
-        held_out = _stratified_choice(y_train, config.validation_split, np.random.default_rng(config.seed))
-        keep = np.setdiff1d(np.arange(len(x_train)), held_out)
-        validation = (x_train[held_out], y_train[held_out])
-        x_train, y_train = x_train[keep], y_train[keep]
-    else:
-        validation = None
-    split = DataSplit((x_train, y_train), (x_train, y_train), pool, validation)
-    return split, read(config.test)
+        held_out = _stratified_choice(labels, config.validation_split, np.random.default_rng(config.seed))
+        keep, validation = np.setdiff1d(keep, held_out), source
+    return StreamingSplit(source, keep, pool, validation, held_out, seed=config.seed)
+
+
+def load_teacher_for_own_data(config, total_steps=3):
+    _log(f"[1/{total_steps}] loading the teacher from {config.teacher_path}", config.verbose)
+    return as_logits_model(keras.models.load_model(config.teacher_path, compile=False), config.verbose)
+
+
+def prepare_training(config, total_steps=3):
+    """The run's training data split and teacher, from a built-in data set or the user's files.
+
+    The test set is not read (`keras-kd tune` searches without it).
+
+    Returns:
+        `(split, teacher)`: a `DataSplit` of arrays, or for your own files a `StreamingSplit`.
+    """
+    if config.train:
+        teacher = load_teacher_for_own_data(config, total_steps)
+        return _own_split(config, teacher), teacher
+    (x_train, y_train), _ = load_split(config)
+    split = split_data(config, x_train, y_train)
+    return split, train_or_load_teacher(config, split, total_steps)
 
 
 def prepare(config, total_steps=3):
     """The run's data split, test set and teacher, from a built-in data set or the user's files.
 
     Returns:
-        `(split, (x_test, y_test), teacher)`.
+        `(split, (x_test, y_test), teacher)`; the test set as arrays, read once for the report.
     """
     if config.train:
-        _log(f"[1/{total_steps}] loading the teacher from {config.teacher_path}", config.verbose)
-        teacher = as_logits_model(keras.models.load_model(config.teacher_path, compile=False), config.verbose)
-        split, test = _own_data(config, teacher)
-        return split, test, teacher
+        teacher = load_teacher_for_own_data(config, total_steps)
+        split = _own_split(config, teacher)
+        test = _open(config, config.test, teacher)
+        return split, (test.arrays(), test.labels), teacher
     (x_train, y_train), test = load_split(config)
     split = split_data(config, x_train, y_train)
     return split, test, train_or_load_teacher(config, split, total_steps)
@@ -399,12 +632,12 @@ def student_builder(config, split, num_classes):
     """`build(name)` -> a fresh student: the preset, or a copy of the user's model with its weights."""
     if not config.student_path:
         return None
-    input_shape = split.train[0].shape[1:]
+    input_shape = split.input_shape
     if config.student_path in models.PRESETS:
         return lambda name: models.build_model(config.student_path, "student", input_shape, num_classes, name)
     template = keras.models.load_model(config.student_path, compile=False)
     check_outputs_are_logits(template, "student")
-    _check_fits(template, "student", split.train[0], num_classes)
+    _check_fits(template, "student", input_shape, num_classes)
 
     def build(name):
         # Loaded afresh each time: both students start from the file's weights, and layers
@@ -446,14 +679,14 @@ def run_distill(config, output_folder):
         "seed": config.seed,
         "alpha": compile_arguments["alpha"],
         "temperature": compile_arguments["temperature"],
-        "labeled_examples": int(len(split.labeled[0])),
-        "unlabeled_examples": int(len(split.pool)),
-        "validation_examples": int(len(split.validation[0])) if split.validation else 0,
+        "labeled_examples": int(split.num_labeled),
+        "unlabeled_examples": int(split.num_pool),
+        "validation_examples": int(split.num_validation),
         "scratch_epochs": scratch_epochs(config, split),
         "teacher_epochs": config.teacher_epochs if not config.teacher_path else None,
         "student_epochs": config.student_epochs,
         "batch_size": config.batch_size,
-        "train_examples": int(len(split.train[0])),
+        "train_examples": int(split.num_train),
         "data": {name: getattr(config, name) for name in ("train", "unlabeled", "validation", "test")
                  if getattr(config, name)} or config.dataset,
         "test_examples": int(len(x_test)),

@@ -2,7 +2,19 @@
 
 Valid for data without random augmentation: the teacher's output for each example does
 not change between epochs. The cache stores a fingerprint of the inputs it was built
-from and refuses other inputs; Keras shuffles the cached logits together with the inputs.
+from and refuses other inputs.
+
+Two kinds of data:
+
+- NumPy arrays: Keras shuffles the cached logits together with the inputs, so the arrays
+  may be shuffled by `fit` as usual.
+- A finite `tf.data.Dataset` of `(x, y[, sample_weight])` batches (or of `x` batches) that
+  yields the same batches in the same order on every pass: build it before any `shuffle`,
+  or shuffle with `reshuffle_each_iteration=False`. The cache hashes every batch's inputs
+  as they stream (nothing is held in memory but the logits and one hash per batch), keeps
+  the logits batch by batch (a smaller last batch included), and, during training, checks
+  each batch's hash again before handing it its logits, so that a dataset whose order
+  changes between epochs stops with an error instead of training on misaligned targets.
 """
 
 import hashlib
@@ -13,6 +25,9 @@ import numpy as np
 from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, TEACHER_LOGITS_KEY, unpack
 
 _FINGERPRINT_ROWS = 4096  # rows hashed: enough to tell data sets apart, fast on large ones
+_ORDER_FIX = ("A dataset that reshuffles on every pass cannot be cached: build the cache from the dataset before "
+              "`shuffle` (and shuffle nothing after it), or use `shuffle(..., reshuffle_each_iteration=False)`, "
+              "or shuffle=False in the keras.utils loaders.")
 
 
 def fingerprint(x):
@@ -25,43 +40,131 @@ def fingerprint(x):
     return digest.hexdigest()
 
 
+def _is_dataset(x):
+    try:
+        import tensorflow as tf
+    except ImportError:  # pragma: no cover - Keras 3 without TensorFlow
+        return False
+    return isinstance(x, tf.data.Dataset)
+
+
+def _split_element(element):
+    """`(x, rest)` of one dataset element: `(x, y[, w])` tuples, or `x` alone."""
+    if isinstance(element, tuple):
+        return element[0], element[1:]
+    return element, ()
+
+
+def _batch_hash(inputs):
+    """One int64 per input tensor of a batch: a hash of its serialized bytes (shape, dtype, values)."""
+    import tensorflow as tf
+
+    return tf.stack([tf.strings.to_hash_bucket_fast(tf.io.serialize_tensor(leaf), 2**62)
+                     for leaf in tf.nest.flatten(inputs)])
+
+
+def _batch_size(inputs):
+    import tensorflow as tf
+
+    return int(tf.shape(tf.nest.flatten(inputs)[0])[0])
+
+
+def _dataset_fingerprint(batch_sizes, batch_hashes):
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(np.asarray(batch_sizes, "int64").tobytes())
+    digest.update(np.asarray(batch_hashes, "int64").tobytes())
+    return digest.hexdigest()
+
+
+def _check_finite(dataset, argument):
+    import tensorflow as tf
+
+    if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
+        raise ValueError(f"`{argument}` is an infinite dataset (`repeat()`); a teacher cache needs one finite pass: "
+                         "cache the dataset before `repeat`, and let `fit(epochs=...)` repeat it.")
+
+
 class TeacherCache:
-    """Teacher logits for every example of a fixed array of inputs.
+    """Teacher logits for every example of fixed inputs: NumPy arrays, or a finite `tf.data.Dataset`.
 
     Example:
     >>> cache = TeacherCache.build(teacher, x_train)          # one pass of the teacher
     >>> distiller.fit(x_train, y_train, epochs=10, teacher_cache=cache)
     >>> cache.save("teacher_logits.npz")                       # for large sets, or later runs
+
+    With a dataset in a fixed order (batched, not reshuffled between passes):
+    >>> dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).prefetch(tf.data.AUTOTUNE)
+    >>> cache = TeacherCache.build(teacher, dataset)
+    >>> distiller.fit(dataset, epochs=10, teacher_cache=cache)
     """
 
-    def __init__(self, logits, input_fingerprint, num_examples):
+    def __init__(self, logits, input_fingerprint, num_examples, batch_sizes=None, batch_hashes=None):
         self.logits = np.asarray(logits, dtype="float32")
         self.input_fingerprint = input_fingerprint
         self.num_examples = int(num_examples)
+        # Built from a dataset: the size and input hashes of each batch, in order.
+        self.batch_sizes = None if batch_sizes is None else np.asarray(batch_sizes, "int64")
+        self.batch_hashes = None if batch_hashes is None else np.asarray(batch_hashes, "int64")
         if len(self.logits) != self.num_examples:
             raise ValueError(f"The cache holds {len(self.logits)} rows of logits for {num_examples} examples.")
+        if self.batch_sizes is not None and int(self.batch_sizes.sum()) != self.num_examples:
+            raise ValueError(f"The cache's batches hold {int(self.batch_sizes.sum())} examples, its logits "
+                             f"{self.num_examples}.")
+
+    @property
+    def from_dataset(self):
+        """True if the cache was built from a `tf.data.Dataset` (batch by batch)."""
+        return self.batch_sizes is not None
 
     @classmethod
     def build(cls, teacher, x, batch_size=256):
-        """Run `teacher` (or a list of teachers, averaged as logits) once over `x` in inference mode."""
-        x = np.asarray(x)
-        if len(x) == 0:
-            raise ValueError("`x` holds no samples: there is nothing to cache.")
+        """Run `teacher` once over `x` in inference mode.
+
+        Args:
+            teacher: one Keras model with logits outputs (cache an ensemble by caching its model).
+            x: an array of inputs, or a finite `tf.data.Dataset` of batches `(x, y[, w])` or `x`
+                in a fixed order; it is read once, batch by batch.
+            batch_size: the teacher's batch size for arrays (a dataset keeps its own batches).
+        """
         teachers = teacher if isinstance(teacher, (list, tuple)) else [teacher]
         if len(teachers) != 1:
             raise ValueError("TeacherCache.build takes one teacher; cache an ensemble by caching its model.")
         model = teachers[0]
+        if _is_dataset(x):
+            return cls._build_from_dataset(model, x)
+        x = np.asarray(x)
+        if len(x) == 0:
+            raise ValueError("`x` holds no samples: there is nothing to cache.")
         logits = np.concatenate(
             [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
         )
         return cls(logits, fingerprint(x), len(x))
 
+    @classmethod
+    def _build_from_dataset(cls, model, dataset):
+        _check_finite(dataset, "x")
+        logits, sizes, hashes = [], [], []
+        for element in dataset:
+            inputs, _, _ = unpack(_split_element(element)[0])
+            batch_logits = np.asarray(model(inputs, training=False))
+            logits.append(batch_logits)
+            sizes.append(len(batch_logits))
+            hashes.append(np.asarray(_batch_hash(inputs)))
+        if not logits:
+            raise ValueError("`x` holds no samples: there is nothing to cache.")
+        return cls(np.concatenate(logits), _dataset_fingerprint(sizes, hashes), sum(sizes), sizes, np.stack(hashes))
+
     def check(self, x, argument="x"):
-        """Raise a ValueError unless `x` is the data this cache was built from."""
+        """Raise a ValueError unless `x` is the data this cache was built from (in the same order)."""
+        if _is_dataset(x):
+            return self._check_dataset(x, argument)
+        if self.from_dataset:
+            raise ValueError(f"The teacher cache was built from a tf.data.Dataset; `{argument}` is a "
+                             f"{type(x).__name__}: pass that dataset, or rebuild the cache from `{argument}`.")
         if isinstance(x, dict) or not hasattr(x, "__len__"):
             raise ValueError(
                 f"A teacher cache works with `{argument}` as one NumPy array (the one it was built "
-                f"from); received {type(x).__name__}."
+                f"from) or a tf.data.Dataset; received {type(x).__name__}."
             )
         if len(x) != self.num_examples:
             raise ValueError(
@@ -74,8 +177,41 @@ class TeacherCache:
                 "differ, same size): rebuild it from these inputs, in this order."
             )
 
+    def _check_dataset(self, dataset, argument):
+        """One pass over `dataset` (inputs only, no teacher), compared batch by batch with the cache."""
+        if not self.from_dataset:
+            raise ValueError(f"The teacher cache was built from arrays; `{argument}` is a tf.data.Dataset: pass "
+                             f"those arrays, or rebuild the cache with TeacherCache.build(teacher, {argument}).")
+        _check_finite(dataset, argument)
+        count = 0
+        for count, element in enumerate(dataset, start=1):
+            if count > len(self.batch_sizes):
+                break
+            inputs, _, _ = unpack(_split_element(element)[0])
+            size = _batch_size(inputs)
+            if size != self.batch_sizes[count - 1] or not np.array_equal(np.asarray(_batch_hash(inputs)),
+                                                                         self.batch_hashes[count - 1]):
+                raise ValueError(
+                    f"The teacher cache was built from a dataset whose batch {count - 1} differs from batch "
+                    f"{count - 1} of `{argument}` (other inputs, another order or other batch sizes). {_ORDER_FIX} "
+                    f"If the data changed, rebuild the cache with TeacherCache.build(teacher, {argument})."
+                )
+        if count != len(self.batch_sizes):
+            raise ValueError(
+                f"The teacher cache was built from a dataset of {len(self.batch_sizes)} batches, but `{argument}` "
+                f"yields {'more' if count > len(self.batch_sizes) else count}: rebuild the cache with "
+                f"TeacherCache.build(teacher, {argument})."
+            )
+
     def attach(self, x, argument="x"):
-        """`x` (checked against this cache) packed with its teacher logits, for `Distiller.fit`."""
+        """`x` (checked against this cache) packed with its teacher logits, for `Distiller.fit`.
+
+        Arrays give `{"inputs": x, "teacher_logits": logits[, "index": ...]}`; a dataset gives a
+        dataset whose `x` is that dict, batch by batch, each batch's inputs checked against the
+        hash recorded when the cache was built (an error if they differ, e.g. after a reshuffle).
+        """
+        if _is_dataset(x):
+            return self._attach_to_dataset(x, argument)
         inputs, _, indices = unpack(x)
         self.check(inputs, argument=argument)
         packed = {INPUTS_KEY: inputs, TEACHER_LOGITS_KEY: self.logits}
@@ -83,16 +219,41 @@ class TeacherCache:
             packed[INDEX_KEY] = indices
         return packed
 
+    def _attach_to_dataset(self, dataset, argument):
+        import tensorflow as tf
+
+        self._check_dataset(dataset, argument)
+        logits = tf.constant(self.logits)
+        offsets = np.concatenate([[0], np.cumsum(self.batch_sizes)[:-1]]).astype("int64")
+        batches = tf.data.Dataset.from_tensor_slices((offsets, self.batch_sizes, self.batch_hashes))
+        message = (f"A batch of `{argument}` differs from the one the teacher cache was built from: the dataset "
+                   f"yields another order (or other data) on this pass. {_ORDER_FIX}")
+
+        def pack(element, batch):
+            offset, size, expected = batch
+            x, rest = _split_element(element)
+            inputs, _, indices = unpack(x)
+            same = tf.debugging.assert_equal(_batch_hash(inputs), expected, message=message)
+            with tf.control_dependencies([same]):
+                packed = {INPUTS_KEY: inputs, TEACHER_LOGITS_KEY: tf.identity(logits[offset:offset + size])}
+            if indices is not None:
+                packed[INDEX_KEY] = indices
+            return (packed, *rest) if rest else packed
+
+        return tf.data.Dataset.zip((dataset, batches)).map(pack).prefetch(tf.data.AUTOTUNE)
+
     def save(self, path):
         """Write the cache to an `.npz` file (atomically: a temporary file, then a rename)."""
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         temporary = os.path.join(folder, f".{os.path.basename(path)}.partial.npz")
+        extra = {"batch_sizes": self.batch_sizes, "batch_hashes": self.batch_hashes} if self.from_dataset else {}
         np.savez(temporary, logits=self.logits, fingerprint=np.array(self.input_fingerprint),
-                 num_examples=np.array(self.num_examples))
+                 num_examples=np.array(self.num_examples), **extra)
         os.replace(temporary, path)
 
     @classmethod
     def load(cls, path):
         with np.load(path) as data:
-            return cls(data["logits"], str(data["fingerprint"]), int(data["num_examples"]))
+            batches = (data["batch_sizes"], data["batch_hashes"]) if "batch_sizes" in data else (None, None)
+            return cls(data["logits"], str(data["fingerprint"]), int(data["num_examples"]), *batches)

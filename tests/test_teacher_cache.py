@@ -1,0 +1,146 @@
+"""`TeacherCache` on `tf.data` datasets (and still on arrays): same training as the teacher running,
+logits lined up batch by batch, datasets in another order or with other content refused."""
+
+import numpy as np
+import pytest
+
+import keras_kd
+from keras_kd.backend import keras
+from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, TEACHER_LOGITS_KEY, with_indices
+from tests.conftest import make_mlp, weights_of
+
+tf = pytest.importorskip("tensorflow")
+
+BATCH = 20  # 96 examples: four batches of 20 and a last one of 16
+
+
+def _dataset(x, y, batch=BATCH):
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).prefetch(tf.data.AUTOTUNE)
+
+
+def _distill(student, teacher, data, y=None, cache=None, epochs=2):
+    distiller = keras_kd.Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.1), alpha=0.3, temperature=3.0)
+    keras.utils.set_random_seed(5)
+    extra = {"batch_size": 16} if y is not None else {"shuffle": False}  # a dataset keeps its order
+    distiller.fit(data, y, epochs=epochs, verbose=0, teacher_cache=cache, **extra)
+    return distiller
+
+
+def _twins():
+    first, second = make_mlp(4), make_mlp(4)
+    second.set_weights(first.get_weights())
+    return first, second
+
+
+def test_training_from_a_cache_on_a_dataset_matches_the_teacher_running(data, teacher):
+    x, y = data
+    running, cached = _twins()
+    initial = weights_of(running)
+    _distill(running, teacher, _dataset(x, y))
+    _distill(cached, teacher, _dataset(x, y), cache=keras_kd.TeacherCache.build(teacher, _dataset(x, y)))
+    for a, b, start in zip(weights_of(running), weights_of(cached), initial):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(a, start)  # it trained
+
+
+def test_misaligned_logits_would_train_differently(data, teacher):
+    """The comparison above can fail: logits one batch off give other weights."""
+    x, y = data
+    running, shifted = _twins()
+    _distill(running, teacher, _dataset(x, y))
+    cache = keras_kd.TeacherCache.build(teacher, _dataset(x, y))
+    cache.logits = np.roll(cache.logits, BATCH, axis=0)  # every batch gets its neighbour's logits
+    _distill(shifted, teacher, _dataset(x, y), cache=cache)
+    assert not all(np.allclose(a, b, atol=1e-4) for a, b in zip(weights_of(running), weights_of(shifted)))
+
+
+def test_logits_line_up_with_each_batch_including_a_smaller_last_one(data, teacher):
+    x, y = data
+    cache = keras_kd.TeacherCache.build(teacher, _dataset(x, y))
+    assert cache.batch_sizes.tolist() == [20, 20, 20, 20, 16] and cache.num_examples == 96
+    expected = np.asarray(teacher(x, training=False))
+    np.testing.assert_allclose(cache.logits, expected, rtol=1e-5, atol=1e-6)
+    seen = 0
+    for packed, labels in cache.attach(_dataset(x, y)):
+        batch = len(labels)
+        np.testing.assert_array_equal(packed[INPUTS_KEY], x[seen:seen + batch])
+        np.testing.assert_array_equal(labels, y[seen:seen + batch])
+        np.testing.assert_allclose(packed[TEACHER_LOGITS_KEY], expected[seen:seen + batch], rtol=1e-5, atol=1e-6)
+        seen += batch
+    assert seen == len(x)
+
+
+def test_a_dataset_that_reshuffles_each_pass_is_refused(data, teacher, student):
+    x, y = data
+    reshuffled = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=3).batch(BATCH)
+    cache = keras_kd.TeacherCache.build(teacher, reshuffled)
+    distiller = keras_kd.Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="reshuffles on every pass.*before `shuffle`"):
+        distiller.fit(reshuffled, teacher_cache=cache, verbose=0)
+    # Shuffled once, the same order on every pass: accepted.
+    fixed = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=3, reshuffle_each_iteration=False)
+    fixed = fixed.batch(BATCH)
+    distiller.fit(fixed, epochs=2, teacher_cache=keras_kd.TeacherCache.build(teacher, fixed), verbose=0)
+
+
+def test_other_content_sizes_and_kinds_are_refused(data, teacher):
+    x, y = data
+    cache = keras_kd.TeacherCache.build(teacher, _dataset(x, y))
+    with pytest.raises(ValueError, match="batch 0 differs"):
+        cache.check(_dataset(x + 1.0, y))
+    with pytest.raises(ValueError, match="batch 0 differs"):
+        cache.check(_dataset(x, y, batch=32))
+    with pytest.raises(ValueError, match="5 batches, but `x` yields 3"):
+        cache.check(_dataset(x[:60], y[:60]))
+    with pytest.raises(ValueError, match="infinite dataset"):
+        cache.check(_dataset(x, y).repeat())
+    with pytest.raises(ValueError, match="built from a tf.data.Dataset"):
+        cache.check(x)
+    with pytest.raises(ValueError, match="built from arrays"):
+        keras_kd.TeacherCache.build(teacher, x).check(_dataset(x, y))
+
+
+def test_a_reshuffle_after_the_checked_passes_stops_training(data, teacher, student):
+    """Order checked again batch by batch while training: a dataset that changes on a later pass fails."""
+    x, y = data
+    passes = []
+
+    def generate():
+        passes.append(1)
+        order = np.arange(len(x)) if len(passes) <= 2 else np.arange(len(x))[::-1]  # build, check, then reversed
+        for i in order:
+            yield x[i], y[i]
+
+    signature = (tf.TensorSpec((x.shape[1],), tf.float32), tf.TensorSpec((), tf.int64))
+    changing = tf.data.Dataset.from_generator(generate, output_signature=signature).batch(BATCH)
+    cache = keras_kd.TeacherCache.build(teacher, changing)
+    distiller = keras_kd.Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer="adam")
+    with pytest.raises(Exception, match="differs from the one the teacher cache was built from"):
+        distiller.fit(changing, epochs=1, teacher_cache=cache, verbose=0)
+
+
+def test_indices_pass_through_and_a_saved_cache_round_trips(tmp_path, data, teacher):
+    x, y = data
+    indexed = tf.data.Dataset.from_tensor_slices((with_indices(x), y)).batch(BATCH)
+    cache = keras_kd.TeacherCache.build(teacher, indexed)
+    packed, _ = next(iter(cache.attach(indexed)))
+    np.testing.assert_array_equal(packed[INDEX_KEY], np.arange(BATCH))
+    cache.save(str(tmp_path / "cache.npz"))
+    loaded = keras_kd.TeacherCache.load(str(tmp_path / "cache.npz"))
+    assert loaded.from_dataset and loaded.input_fingerprint == cache.input_fingerprint
+    np.testing.assert_array_equal(loaded.batch_sizes, cache.batch_sizes)
+    loaded.check(indexed)
+
+
+def test_arrays_still_work(data, teacher):
+    x, y = data
+    running, cached = _twins()
+    _distill(running, teacher, x, y)
+    _distill(cached, teacher, x, y, cache=keras_kd.TeacherCache.build(teacher, x))
+    for a, b in zip(weights_of(running), weights_of(cached)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="fingerprints"):
+        keras_kd.TeacherCache.build(teacher, x).check(x[::-1].copy())

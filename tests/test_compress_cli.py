@@ -5,12 +5,13 @@ import os
 
 import pytest
 
-from keras_kd.backend import IS_TF_KERAS
+from keras_kd.backend import BACKEND, IS_TF_KERAS, is_tensorflow_backed
 from tests.test_cli import run_cli
 
 QUICK = ["--teacher_epochs=2", "--student_epochs=2", "--prune_epochs=2", "--sparsity=0.5", "--verbose=0"]
 
 
+@pytest.mark.skipif(not is_tensorflow_backed(), reason="compress exports SavedModels and TFLite: TensorFlow")
 def test_compress_on_digits(tmp_path):
     out = tmp_path / "run"
     extra = ["--clusters=4", "--qat"] if IS_TF_KERAS else []
@@ -44,4 +45,11 @@ def test_compress_refuses_bad_input(tmp_path):
     assert result.returncode == 2 and "sparsity" in result.stderr
     result = run_cli("compress", "--clusters=1", f"--output_dir={tmp_path / 'x'}", timeout=120)
     assert result.returncode == 2 and "clusters" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(is_tensorflow_backed(), reason="the TensorFlow backend compresses")
+def test_compress_on_another_backend_is_refused_before_training(tmp_path):
+    result = run_cli("compress", f"--output_dir={tmp_path / 'x'}", *QUICK, timeout=120)
+    assert result.returncode == 2 and f"the active backend is {BACKEND}" in result.stderr
     assert not (tmp_path / "x").exists()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_kd
-from keras_kd.backend import IS_TF_KERAS, keras
+from keras_kd.backend import BACKEND, IS_TF_KERAS, is_tensorflow_backed, keras
 from keras_kd.compression import (
     ConstantSparsity,
     MagnitudePruning,
@@ -24,6 +24,7 @@ from keras_kd.compression.verify import outputs_in_fresh_process
 RNG = np.random.default_rng(5)
 tf_keras_only = pytest.mark.skipif(not IS_TF_KERAS, reason="TF-MOT runs on the tf_keras engine")
 keras3_only = pytest.mark.skipif(IS_TF_KERAS, reason="Keras 3 feature")
+tensorflow_only = pytest.mark.skipif(not is_tensorflow_backed(), reason="SavedModel and TFLite need TensorFlow")
 
 
 @pytest.fixture
@@ -152,6 +153,7 @@ def test_tfmot_bad_input():
 
 # Export ---------------------------------------------------------------------------------
 
+@tensorflow_only
 def test_saved_model_in_tf_serving_layout_reloads_in_a_fresh_process(tmp_path, digits_pair):
     x, *_ , student = digits_pair
     base = tmp_path / "serving"
@@ -177,6 +179,7 @@ def _saved_model_cli():
     return beside if os.path.exists(beside) else "saved_model_cli"
 
 
+@tensorflow_only
 def test_export_refuses_bad_targets(tmp_path, digits_pair):
     *_, teacher, student = digits_pair
     export_saved_model(student, str(tmp_path), "m", version=3)
@@ -192,6 +195,7 @@ def test_export_refuses_bad_targets(tmp_path, digits_pair):
     assert not (tmp_path / "s.tflite").exists()
 
 
+@tensorflow_only
 @pytest.mark.parametrize("mode, int8_io, tolerance", [
     ("float32", False, 1e-5), ("float16", False, 1e-2), ("dynamic", False, 0.05), ("int8", False, 0.1),
     ("int8", True, 0.1)])
@@ -226,3 +230,13 @@ def test_tfmot_names_a_layer_it_cannot_wrap_and_can_skip_it():
     pruned = tfmot.prune(model, 0.5, skip_unsupported=True)
     kinds = {layer.name: type(layer).__name__ for layer in pruned.layers}
     assert kinds["scale"] == "Scale" and kinds["prune_low_magnitude_logits"] == "PruneLowMagnitude"
+
+
+@pytest.mark.skipif(is_tensorflow_backed(), reason="the TensorFlow backend exports")
+def test_export_on_another_backend_says_how_and_writes_nothing(tmp_path, digits_pair):
+    *_, student = digits_pair
+    with pytest.raises(RuntimeError, match=f"needs the TensorFlow backend; the active backend is {BACKEND}"):
+        export_saved_model(student, str(tmp_path / "models"), "m")
+    with pytest.raises(RuntimeError, match="KERAS_BACKEND=tensorflow"):
+        export_tflite(student, str(tmp_path / "s.tflite"))
+    assert list(tmp_path.iterdir()) == []

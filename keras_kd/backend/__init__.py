@@ -94,6 +94,17 @@ def assert_tf_keras(feature):
         )
 
 
+def assert_tensorflow_backend(feature):
+    """Raise for a feature that writes TensorFlow graphs (SavedModel, TFLite) on another backend."""
+    if not is_tensorflow_backed():
+        raise RuntimeError(
+            f"{feature} writes a TensorFlow graph and needs the TensorFlow backend; the active backend is "
+            f"{BACKEND}. Save the student with `student.save('student.keras')` here, then export it from a "
+            "process started with KERAS_BACKEND=tensorflow (keras-kd compress --student=student.keras, or "
+            "keras_kd.compression.export_saved_model(keras.models.load_model('student.keras'), ...))."
+        )
+
+
 def register_serializable(name):
     """Register a class for (de)serialization under package 'keras_kd' on either engine."""
     return keras.utils.register_keras_serializable(package="keras_kd", name=name)

@@ -14,7 +14,7 @@ import tempfile
 
 import numpy as np
 
-from keras_kd.backend import IS_TF_KERAS
+from keras_kd.backend import IS_TF_KERAS, assert_tensorflow_backend
 
 TFLITE_MODES = ("float32", "float16", "dynamic", "int8")
 SIGNATURE = "serving_default"
@@ -63,8 +63,9 @@ def export_saved_model(model, base_dir, name="student", version=None):
 
     Raises:
         ValueError: `base_dir` is a file, the version exists, or a Distiller was passed.
+        RuntimeError: a Keras 3 backend other than TensorFlow (the message says how to export).
     """
-    _check_exportable(model)
+    _check_exportable(model, "SavedModel export")
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):
         raise ValueError(f"Export path {base_dir!r} is a file; give a folder for TF Serving's base path.")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
@@ -86,10 +87,9 @@ def export_saved_model(model, base_dir, name="student", version=None):
     return target
 
 
-def _check_exportable(model):
-    from keras_kd.distiller import Distiller
-
-    if isinstance(model, Distiller):
+def _check_exportable(model, feature):
+    assert_tensorflow_backend(feature)
+    if hasattr(model, "teachers") and hasattr(model, "student"):  # a Distiller
         raise ValueError("Export the student alone (`distiller.student`), not the Distiller with its teacher.")
     # Pruning and clustering wrappers are training-time only; QAT wrappers are meant to export.
     wrapped = [
@@ -131,7 +131,7 @@ def export_tflite(model, path, mode="float32", representative_data=None, int8_io
     """
     import tensorflow as tf
 
-    _check_exportable(model)
+    _check_exportable(model, "TFLite export")
     if mode not in TFLITE_MODES:
         raise ValueError(f"`mode` must be one of {TFLITE_MODES}; received {mode!r}.")
     if os.path.isdir(path):

@@ -98,9 +98,16 @@ class MagnitudePruning(keras.callbacks.Callback):
         for _, kernel in kernels:
             self.masks.setdefault(id(kernel), np.ones(kernel.shape, dtype="float32"))
 
+    def _sync_variables(self):
+        # JAX's fit keeps the weights in its own state during an epoch; bring them back first.
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:
+            sync()
+
     def on_train_batch_begin(self, batch, logs=None):
         prune_now, sparsity = self.schedule(self.step)
         if prune_now:
+            self._sync_variables()
             for _, kernel in self._kernels:
                 self.masks[id(kernel)] = magnitude_mask(kernel.numpy(), sparsity)
             self._apply()
@@ -110,9 +117,11 @@ class MagnitudePruning(keras.callbacks.Callback):
         self._apply()
 
     def on_epoch_end(self, epoch, logs=None):
+        self._sync_variables()
         if logs is not None:
             logs["sparsity"] = sparsity_of(self.target_model())["overall"]
 
     def _apply(self):
+        self._sync_variables()
         for _, kernel in self._kernels:
             kernel.assign(kernel.numpy() * self.masks[id(kernel)])

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from keras_kd.backend import ENGINE_DESCRIPTION, IS_TF_KERAS, keras
+from keras_kd.backend import ENGINE_DESCRIPTION, IS_TF_KERAS, assert_tensorflow_backend, keras
 from keras_kd.compression import artifacts
 from keras_kd.compression.export import export_saved_model, export_tflite
 from keras_kd.compression.magnitude_pruning import MagnitudePruning
@@ -49,6 +49,7 @@ class CompressConfig(DistillConfig):
                 "Clustering and quantization-aware training use TF-MOT, which needs the tf_keras engine: "
                 f"set TF_USE_LEGACY_KERAS=1 before Python starts (active: {ENGINE_DESCRIPTION})."
             )
+        assert_tensorflow_backend("keras-kd compress (its outputs are SavedModels and TFLite files)")
 
 
 @dataclasses.dataclass

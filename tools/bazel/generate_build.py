@@ -29,7 +29,7 @@ SLOW = {}
 # environment, a built docs site or a browser, and run in .ci/release_checks.sh.
 RELEASE_CHECKS = {"tests/test_packaging.py", "tests/test_docs_site.py"}
 
-TEST_DATA = '["pytest.ini"] + glob(["tests/data/**", "examples/configs/*.yaml"])'
+TEST_DATA = '["pytest.ini"] + glob(["tests/data/**", "examples/configs/**/*.yaml"])'
 
 
 class Tree:
@@ -207,7 +207,7 @@ def generate():
             f"    srcs = {render_list(quoted(srcs), 4)},",
         ]
         if owner == "keras_kd.cli":
-            out.append('    data = glob(["examples/configs/*.yaml"]),')
+            out.append('    data = glob(["examples/configs/**/*.yaml"]),')
         out += [f"    deps = {render_list(quoted(deps), 4)},", ")", ""]
     public = sorted({target[m] for m in imported_modules(modules["keras_kd"], "keras_kd", modules)})
     everything = sorted(set(target.values()))

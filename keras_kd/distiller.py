@@ -76,6 +76,7 @@ class Distiller(EngineSteps, keras.Model):
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.feature_loss_trackers = [keras.metrics.Mean(name=f"{term.name}_loss") for term in self.features]
+        self.built = True  # its models exist; an augmentation layer builds on its first batch
 
     @property
     def teacher(self):
@@ -143,11 +144,6 @@ class Distiller(EngineSteps, keras.Model):
         self.augmentation = augmentation or None
         self._user_metrics = metrics
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
-
-    def build(self, input_shape=None):
-        if self.augmentation is not None and not getattr(self.augmentation, "built", True):
-            self.augmentation.build(input_shape)  # the models are built; the augmentation may not be
-        self.built = True
 
     def call(self, inputs, training=None):
         return self.student(unpack(inputs)[0], training=training)

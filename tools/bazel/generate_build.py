@@ -10,8 +10,8 @@ tools/bazel/python_interpreter.bzl finds.
     python tools/bazel/generate_build.py --check  # exit 1 if BUILD is out of date
     python tools/bazel/generate_build.py --rev=HEAD  # from a commit, not the work tree
 
-Test files listed in SLOW run only when asked (`bazel test --test_tag_filters= //...`); the
-numbers are their wall times measured under Bazel on the 2-core build machine.
+Modules that import each other share one py_library (Bazel allows no cycle). Test files are
+tagged "slow" unless MEASURED_SECONDS below has them at FAST_SECONDS or less.
 """
 
 import ast

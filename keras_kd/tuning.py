@@ -6,6 +6,10 @@ same budget (trials, epochs, initial weights) over its own setting, the learning
 are scored on the validation examples held out of the training data. The test set is never
 loaded into the search, so it stays an unbiased measure for a later `keras-kd distill`.
 
+Your own data (`train`, `unlabeled`, `validation`, with `teacher` and `student`) is prepared by
+the distill job's own code (`experiment.prepare_training`): the same validation split, the same
+streamed `tf.data` pipelines; `test` is refused rather than read.
+
 KerasTuner is imported inside the functions: `import keras_kd` does not need it.
 """
 
@@ -19,7 +23,15 @@ import numpy as np
 
 from keras_kd import models, recipes
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
-from keras_kd.experiment import distill, load_split, scratch_epochs, split_data, train_on_labels, train_or_load_teacher
+from keras_kd.experiment import (
+    DataSplit,
+    distill,
+    needs_indices,
+    prepare_training,
+    scratch_epochs,
+    student_builder,
+    train_on_labels,
+)
 from keras_kd.report import accuracy
 
 OBJECTIVE = "val_accuracy"
@@ -31,6 +43,8 @@ LEARNING_RATE_RANGE = (3e-4, 1e-2)
 BEST_KEYS = ("dataset", "recipe", "alpha", "temperature", "learning_rate", "teacher_epochs", "student_epochs",
              "batch_size", "labeled_fraction", "validation_split", "seed")
 """The keys of `best.yaml`: flag names of `keras-kd distill`, so `--config=best.yaml` reruns the setting."""
+OWN_DATA_KEYS = ("train", "unlabeled", "validation", "label_column")
+"""With your own data, these too (and `teacher`, `student`); `dataset` and `labeled_fraction` do not apply."""
 
 
 def import_keras_tuner():
@@ -45,18 +59,23 @@ def import_keras_tuner():
 def check_tunable(config, max_trials=10, recipe_names=SEARCHED_RECIPES):
     """Raise a ValueError (or RuntimeError without KerasTuner) before any training if the search cannot run."""
     import_keras_tuner()
-    own = [name for name in ("train", "unlabeled", "validation", "test", "student_path") if getattr(config, name)]
-    if own:
-        raise ValueError(f"`tune` searches on the built-in data sets (`dataset`) only, for now; remove "
-                         f"{', '.join(own)} from the settings rather than have them ignored.")
-    config.validate()
+    if config.test:
+        raise ValueError("`tune` never reads the test set: remove `test` from the settings, and give it to "
+                         "`keras-kd distill --config=best.yaml --test=...` afterwards.")
+    own_data = bool(config.train or config.unlabeled or config.validation)
+    if own_data and not config.train:
+        raise ValueError("Your own data needs `train` (labelled); `unlabeled` and `validation` are optional.")
+    config.validate(require_test=False)
     if int(max_trials) < 1:
         raise ValueError(f"`max_trials` must be >= 1; received {max_trials!r}.")
-    if not config.validation_split > 0:
+    if not config.validation and not config.validation_split > 0:
         raise ValueError("`tune` scores each setting on validation data held out of the training data; "
-                         f"`validation_split` must be > 0 (received {config.validation_split!r}).")
+                         f"`validation_split` must be > 0 (received {config.validation_split!r}), or give "
+                         "`validation` data.")
     for name in recipe_names:
-        recipes.get(name)  # raises, listing the known recipes
+        if recipes.get(name).assistant and own_data:  # raises, listing the known recipes, for unknown names
+            raise ValueError(f"The {name} recipe builds its assistant from a data set's preset; with your own "
+                             "data, leave it out of the searched recipes.")
     searched = [name for name in ("distillation_loss", "alpha_schedule", "temperature_schedule")
                 if getattr(config, name) is not None]
     if searched:
@@ -94,20 +113,19 @@ def tune(config, output_folder, max_trials=10, seed=None, recipe_names=SEARCHED_
     check_output_folder(output_folder)
     seed = config.seed if seed is None else seed
     keras.utils.set_random_seed(config.seed)
-    (x_train, y_train), _ = load_split(config)  # the test set is left out of the search
-    split = split_data(config, x_train, y_train)
-    teacher = train_or_load_teacher(config, split, total_steps=3)
-    initial_weights = _build(config, split, "student").get_weights()
+    split, teacher = prepare_training(config, total_steps=3)  # the test set is left out of the search
+    build = _student_builder(config, split, teacher)
+    initial_weights = build("student").get_weights()
     folder = _new_tuner_folder(output_folder)
     quiet = dataclasses.replace(config, verbose=0)  # KerasTuner reports each trial instead
 
     _log(config, f"[2/3] searching {max_trials} distillation settings ({', '.join(recipe_names)}) on "
-                 f"{len(split.validation[0])} validation examples")
+                 f"{split.num_validation} validation examples")
     distilled = _search("distilled", _distillation_space(recipe_names), max_trials, seed, folder, config.verbose,
-                        lambda settings: _distilled_accuracy(quiet, settings, split, teacher, initial_weights))
+                        lambda settings: _distilled_accuracy(quiet, settings, split, teacher, build, initial_weights))
     _log(config, f"[3/3] searching {max_trials} learning rates for the student from labels alone (the control)")
     control = _search("control", _control_space(), max_trials, seed, folder, config.verbose,
-                      lambda settings: _control_accuracy(quiet, settings, split, initial_weights))
+                      lambda settings: _control_accuracy(quiet, settings, split, build, initial_weights))
 
     best_settings = _best_yaml_values(config, distilled["best"]["settings"])
     summary = _summary(config, split, teacher, distilled, control, max_trials, seed, folder)
@@ -127,13 +145,15 @@ def _summary(config, split, teacher, distilled, control, max_trials, seed, folde
     """What `tune.json` records: the run's settings and every trial of both searches."""
     return {
         "engine": ENGINE_DESCRIPTION,
-        "dataset": config.dataset,
+        "dataset": config.dataset if not config.train else None,
+        "data": {name: getattr(config, name) for name in ("train", "unlabeled", "validation")
+                 if getattr(config, name)} or config.dataset,
         "objective": f"{OBJECTIVE} (max) on the validation examples held out of the training data; "
                      "the test set is not used",
         "max_trials": int(max_trials),
         "seed": seed,
-        "validation_examples": int(len(split.validation[0])),
-        "teacher_val_accuracy": accuracy(teacher, *split.validation),
+        "validation_examples": int(split.num_validation),
+        "teacher_val_accuracy": _score(teacher, split),
         "scratch_epochs": scratch_epochs(config, split),
         "student_epochs": config.student_epochs,
         "distilled": distilled,
@@ -210,32 +230,43 @@ def _search(name, space, max_trials, seed, folder, verbose, evaluate):
     return {"trials": trials, "best": next(trial for trial in trials if trial["trial_id"] == best_id)}
 
 
-def _build(config, split, role):
-    x_train, y_train = split.train
-    return models.build_model(config.dataset, role, x_train.shape[1:], int(np.max(y_train)) + 1)
+def _student_builder(config, split, teacher):
+    """`build(name)` -> a fresh student: `config.student_path` (a file or preset), else the dataset's preset."""
+    num_classes = int(teacher.output_shape[-1])
+    return student_builder(config, split, num_classes) or (
+        lambda name: models.build_model(config.dataset, "student", split.input_shape, num_classes, name))
 
 
-def _distilled_accuracy(config, settings, split, teacher, initial_weights):
+def _score(model, split):
+    """Validation accuracy: the arrays of a built-in data set, or your own files read batch by batch."""
+    if isinstance(split, DataSplit):
+        return accuracy(model, *split.validation)
+    return split.validation_accuracy(model)
+
+
+def _distilled_accuracy(config, settings, split, teacher, build, initial_weights):
     """Validation accuracy of a student distilled with `settings` from the shared initial weights."""
     trial_config = dataclasses.replace(config, **settings)
     keras.utils.set_random_seed(config.seed)  # same shuffling in every trial: only the settings differ
-    x, y = split.transfer_set
+    x, y = split.transfer_data(trial_config, indices=needs_indices(trial_config))
+    size = split.num_labeled + split.num_pool
     if recipes.get(trial_config.recipe).assistant:
-        teacher = distill(_build(config, split, "assistant"), teacher, x, y, trial_config)
-    student = _build(config, split, "student")
+        assistant = models.build_model(config.dataset, "assistant", split.input_shape, int(teacher.output_shape[-1]))
+        teacher = distill(assistant, teacher, x, y, trial_config, num_examples=size)
+    student = build("student")
     student.set_weights(initial_weights)
-    distill(student, teacher, x, y, trial_config)
-    return accuracy(student, *split.validation)
+    distill(student, teacher, x, y, trial_config, num_examples=size)
+    return _score(student, split)
 
 
-def _control_accuracy(config, settings, split, initial_weights):
+def _control_accuracy(config, settings, split, build, initial_weights):
     """Validation accuracy of the student from labels alone, with as many steps as a distilled trial."""
     trial_config = dataclasses.replace(config, **settings)
     keras.utils.set_random_seed(config.seed)
-    student = _build(config, split, "student")
+    student = build("student")
     student.set_weights(initial_weights)
-    train_on_labels(student, *split.labeled, trial_config, scratch_epochs(config, split))
-    return accuracy(student, *split.validation)
+    train_on_labels(student, *split.labeled_data(trial_config), trial_config, scratch_epochs(config, split))
+    return _score(student, split)
 
 
 def _new_tuner_folder(output_folder):
@@ -249,12 +280,18 @@ def _new_tuner_folder(output_folder):
 
 
 def _best_yaml_values(config, settings):
-    values = {key: getattr(config, key) for key in BEST_KEYS}
+    keys = BEST_KEYS
+    if config.train:
+        keys = [key for key in BEST_KEYS if key not in ("dataset", "labeled_fraction")]
+        keys += [key for key in OWN_DATA_KEYS if getattr(config, key)]
+    values = {key: getattr(config, key) for key in keys}
     values.update(settings)
     if config.data_dir:
         values["data_dir"] = config.data_dir
     if config.teacher_path:
         values["teacher"] = config.teacher_path
+    if config.student_path:
+        values["student"] = config.student_path
     return {key: value.item() if isinstance(value, np.generic) else value for key, value in values.items()}
 
 

@@ -71,7 +71,7 @@ def test_settings_that_cannot_be_tuned_are_refused_before_training(tmp_path, mon
     def no_training(*args, **kwargs):
         raise AssertionError("trained before checking the settings")
 
-    monkeypatch.setattr(tuning, "train_or_load_teacher", no_training)
+    monkeypatch.setattr(tuning, "prepare_training", no_training)
     with pytest.raises(ValueError, match="validation_split"):
         tuning.tune(DistillConfig(validation_split=0.0), str(tmp_path))
     with pytest.raises(ValueError, match="alpha_schedule"):
@@ -80,8 +80,10 @@ def test_settings_that_cannot_be_tuned_are_refused_before_training(tmp_path, mon
         tuning.tune(DistillConfig(), str(tmp_path), recipe_names=("hinton", "magic"))
     with pytest.raises(ValueError, match="max_trials"):
         tuning.tune(DistillConfig(), str(tmp_path), max_trials=0)
-    with pytest.raises(ValueError, match="built-in data sets .* train, test"):
+    with pytest.raises(ValueError, match="never reads the test set"):
         tuning.tune(DistillConfig(train="mine.npz", test="mine_test.npz"), str(tmp_path))
+    with pytest.raises(ValueError, match="give the trained teacher"):
+        tuning.tune(DistillConfig(train=str(tmp_path)), str(tmp_path))
     assert os.listdir(tmp_path) == []
 
 
@@ -117,3 +119,54 @@ def test_cli_help_exits_0_without_tensorflow():
                             env=dict(os.environ, PYTHONPATH=os.getcwd()), timeout=60)
     assert "exit 0" in result.stdout and "--max_trials" in result.stdout
     assert "tensorflow imported False" in result.stdout
+
+
+def test_cli_tune_on_your_own_image_folders_then_distill_with_best_yaml(tmp_path):
+    """Own data through the distill job's preparation: scored on --validation only, no test set read."""
+    from keras_kd.backend import keras
+    from keras_kd.datasets import user_data
+    from tests.test_user_data import _image_model, _save_pair, _write_images
+
+    _write_images(tmp_path / "train", 36)
+    _write_images(tmp_path / "validation", 15)
+    _write_images(tmp_path / "pool", 18, labeled=False)
+    x, y, _ = user_data.load(str(tmp_path / "train"), (8, 8, 1))
+    teacher, student = _save_pair(tmp_path, _image_model, x, y)
+    x_val, y_val, _ = user_data.load(str(tmp_path / "validation"), (8, 8, 1))
+    teacher_logits = keras.models.load_model(teacher, compile=False).predict(x_val, verbose=0)
+    expected_teacher_accuracy = float(np.mean(np.argmax(teacher_logits, axis=-1) == y_val))
+
+    out = tmp_path / "tune"
+    data = [f"--train={tmp_path / 'train'}", f"--unlabeled={tmp_path / 'pool'}",
+            f"--validation={tmp_path / 'validation'}"]
+    result = run_cli("tune", f"--teacher={teacher}", f"--student={student}", *data, f"--output_dir={out}",
+                     "--max_trials=2", "--student_epochs=1", "--verbose=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| student | recipe |" in result.stdout
+    summary = json.loads((out / "tune.json").read_text())
+    assert summary["validation_examples"] == 15 and summary["data"]["train"] == str(tmp_path / "train")
+    assert summary["teacher_val_accuracy"] == pytest.approx(expected_teacher_accuracy)
+    assert len(summary["distilled"]["trials"]) == 2 and len(summary["control"]["trials"]) == 2
+    for trial in summary["distilled"]["trials"] + summary["control"]["trials"]:
+        assert round(trial["val_accuracy"] * 15) == pytest.approx(trial["val_accuracy"] * 15)  # k of 15 examples
+
+    from keras_kd.cli.distill import load_yaml
+
+    values = load_yaml(str(out / "best.yaml"))
+    assert values["train"] == str(tmp_path / "train") and values["student_path"] == student
+    assert values["teacher_path"] == teacher and "test" not in values and "dataset" not in values
+    rerun = run_cli("distill", f"--config={out / 'best.yaml'}", f"--test={tmp_path / 'validation'}",
+                    "--student_epochs=1", "--verbose=0", f"--output_dir={tmp_path / 'distill'}")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    report = json.loads((tmp_path / "distill" / "report.json").read_text())
+    assert report["metadata"]["unlabeled_examples"] == 18 and report["metadata"]["validation_examples"] == 15
+
+
+def test_cli_tune_has_no_test_flag_and_refuses_own_data_problems(tmp_path):
+    result = run_cli("tune", f"--test={tmp_path}", f"--output_dir={tmp_path / 'run'}", timeout=120)
+    assert result.returncode == 2 and "test" in result.stderr and "Traceback" not in result.stderr
+    np.savez(tmp_path / "train.npz", x=np.zeros((10, 4), "float32"), y=np.zeros(10, "int64"))
+    result = run_cli("tune", f"--train={tmp_path / 'train.npz'}", "--student=digits",
+                     f"--output_dir={tmp_path / 'run'}", timeout=120)
+    assert result.returncode == 2 and "teacher" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -5,6 +5,10 @@ same size over the learning rate of the student from labels alone (the control),
 trial best first and whether distillation beat the control, and writes `best.yaml` (for
 `keras-kd distill --config=best.yaml`), `tune.json` and KerasTuner's projects (`tuner/`) into
 `--output_dir`. The test set is not used.
+
+Your own data: `--teacher=FILE.keras --student=FILE.keras|PRESET --train=DATA [--unlabeled=DATA]
+[--validation=DATA|--validation_split=0.1]`, the same forms as `keras-kd distill` (docs/cli.md),
+prepared by the same code; there is no `--test`.
 """
 
 import sys
@@ -28,6 +32,15 @@ flags.DEFINE_float("labeled_fraction", 0.1, "Share of the training examples whos
                    "the rest is an unlabelled pool the teacher scores (1: every label, no pool).", flag_values=FLAGS)
 flags.DEFINE_float("validation_split", 0.1, "Share of the training data held out to score each trial "
                    "(never the test set); must be > 0.", flag_values=FLAGS)
+flags.DEFINE_string("train", None, "Your labelled training data (the forms of keras-kd distill: .npz, .csv, or a "
+                    "folder of images, .txt or .wav files in one sub-folder per class). Needs --teacher, --student.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("unlabeled", None, "Your unlabelled data: the pool the teacher scores.", flag_values=FLAGS)
+flags.DEFINE_string("validation", None, "Your validation data, which scores each trial (else --validation_split "
+                    "of --train).", flag_values=FLAGS)
+flags.DEFINE_string("student", None, "The student: an untrained .keras model (every trial starts from its "
+                    "weights) or a preset name (digits, fashion_mnist, fsdd).", flag_values=FLAGS)
+flags.DEFINE_string("label_column", "label", "The class column of CSV data.", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed: data split, initial weights and the searches.", flag_values=FLAGS)
 flags.DEFINE_integer("max_trials", 10, "Trials of each search (distilled, and the control from labels).",
                      lower_bound=1, flag_values=FLAGS)
@@ -44,6 +57,8 @@ FLAG_FIELDS = {
     "dataset": "dataset", "data_dir": "data_dir", "teacher": "teacher_path",
     "teacher_epochs": "teacher_epochs", "student_epochs": "student_epochs", "batch_size": "batch_size",
     "labeled_fraction": "labeled_fraction", "validation_split": "validation_split", "seed": "seed",
+    "train": "train", "unlabeled": "unlabeled", "validation": "validation", "student": "student_path",
+    "label_column": "label_column",
 }
 
 
@@ -57,6 +72,7 @@ def run(argv):
     if not parse(FLAGS, argv):
         return 2
     from keras_kd.tuning import check_tunable, tune
+    from keras_kd.validation import UsageError
 
     try:
         config = build_config()
@@ -68,5 +84,9 @@ def run(argv):
     if problem:
         print(f"keras-kd tune: {problem}", file=sys.stderr)
         return 2
-    tune(config, FLAGS.output_dir, max_trials=FLAGS.max_trials)
+    try:
+        tune(config, FLAGS.output_dir, max_trials=FLAGS.max_trials)
+    except UsageError as error:  # your own data against the teacher: shapes, classes, labels
+        print(f"keras-kd tune: {error}", file=sys.stderr)
+        return 2
     return 0

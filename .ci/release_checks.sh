@@ -6,13 +6,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every step runs even when an earlier one failed (a lint error should not hide a broken wheel);
+# the script fails at the end, naming the steps that failed.
+failed=()
 timed() {
   local name="$1"
   shift
   echo "== $name =="
-  local start=$SECONDS
-  "$@"
-  echo "== $name: $((SECONDS - start)) s =="
+  local start=$SECONDS status=0
+  "$@" || status=$?
+  echo "== $name: $((SECONDS - start)) s, exit $status =="
+  if [ "$status" != 0 ]; then failed+=("$name"); fi
 }
 
 # The files whose formatting CI checks. Not yet the whole repository: the library's core modules
@@ -52,3 +56,9 @@ if ! command -v chromium >/dev/null; then
 fi
 timed "docs site (mkdocs build --strict, every page in Chromium) and the wheel in a new venv" \
   env KERAS_KD_RELEASE_CHECKS=1 python3 -m pytest -q -p no:cacheprovider tests/test_docs_site.py tests/test_packaging.py
+
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'release checks failed: %s\n' "${failed[@]}"
+  exit 1
+fi
+echo "release checks passed"

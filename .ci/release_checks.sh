@@ -54,8 +54,10 @@ fi
 if ! command -v chromium >/dev/null; then
   echo "note: chromium not installed; the page checks of the docs site will be skipped"
 fi
-timed "docs site (mkdocs build --strict, every page in Chromium) and the wheel in a new venv" \
-  env KERAS_KD_RELEASE_CHECKS=1 python3 -m pytest -q -p no:cacheprovider tests/test_docs_site.py tests/test_packaging.py
+timed "docs site: mkdocs build --strict, every page in headless Chromium" \
+  env KERAS_KD_RELEASE_CHECKS=1 python3 -m pytest -q -p no:cacheprovider tests/test_docs_site.py
+timed "wheel and sdist: python -m build, the wheel installed into a new venv" \
+  env KERAS_KD_RELEASE_CHECKS=1 python3 -m pytest -q -p no:cacheprovider tests/test_packaging.py
 
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'release checks failed: %s\n' "${failed[@]}"

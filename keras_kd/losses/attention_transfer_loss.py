@@ -47,13 +47,9 @@ class AttentionTransferLoss(FeatureLoss):
 
     fn = staticmethod(attention_transfer_loss)
     needs_same_shape = False
+    hyperparameters = ("p",)
 
     def __init__(self, p=2.0, reduction="sum_over_batch_size", name="attention_transfer_loss", **kwargs):
         super().__init__(reduction=reduction, name=name, **kwargs)
         self.p = float(p)
 
-    def fn_kwargs(self, temperature):
-        return {"p": self.p}
-
-    def get_config(self):
-        return {**super().get_config(), "p": self.p}

@@ -81,6 +81,8 @@ class DistillationLoss(keras.losses.Loss):
     uses_temperature = True
     needs_labels = False
     per_sample = True
+    # Constructor arguments that `fn` takes and `get_config` saves: each is named here once.
+    hyperparameters = ()
 
     def __init__(self, temperature=None, reduction="sum_over_batch_size", name=None, **kwargs):
         reduction = "sum_over_batch_size" if reduction in (None, "auto") else reduction
@@ -94,8 +96,11 @@ class DistillationLoss(keras.losses.Loss):
         self.temperature = temperature
 
     def fn_kwargs(self, temperature):
-        """Keyword arguments of `fn` besides the tensors; the temperature by default."""
-        return {"temperature": temperature} if self.uses_temperature else {}
+        """Keyword arguments of `fn` besides the tensors: the hyper-parameters and the temperature."""
+        kwargs = {name: getattr(self, name) for name in self.hyperparameters}
+        if self.uses_temperature:
+            kwargs["temperature"] = temperature
+        return kwargs
 
     def compute(self, teacher, student, labels=None, temperature=1.0):
         """One value per sample (or per batch when `per_sample` is False)."""
@@ -129,4 +134,5 @@ class DistillationLoss(keras.losses.Loss):
         config = super().get_config()
         config["reduction"] = self.kd_reduction
         config["temperature"] = self.temperature
+        config.update({name: getattr(self, name) for name in self.hyperparameters})
         return config

@@ -133,6 +133,7 @@ class CRDLoss(FeatureLoss):
     per_sample = False
     needs_same_shape = False
     needs_indices = True
+    hyperparameters = ("num_examples", "feature_dim", "num_negatives", "nce_temperature", "momentum", "seed")
 
     def __init__(self, num_examples, feature_dim=128, num_negatives=4096, nce_temperature=0.07, momentum=0.5,
                  seed=None, reduction="sum_over_batch_size", name="crd_loss", **kwargs):
@@ -157,8 +158,3 @@ class CRDLoss(FeatureLoss):
             "CRDLoss keeps a memory bank and trainable embeddings: use it inside a Distiller "
             "(FeatureDistillation('crd', ...)), with inputs from keras_kd.with_indices(x)."
         )
-
-    def get_config(self):
-        return {**super().get_config(), "num_examples": self.num_examples, "feature_dim": self.feature_dim,
-                "num_negatives": self.num_negatives, "nce_temperature": self.nce_temperature,
-                "momentum": self.momentum, "seed": self.seed}

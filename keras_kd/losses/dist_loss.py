@@ -49,6 +49,7 @@ class DISTLoss(DistillationLoss):
 
     fn = staticmethod(dist_loss)
     per_sample = False
+    hyperparameters = ("beta", "gamma")
 
     def __init__(self, beta=1.0, gamma=1.0, temperature=None, reduction="sum_over_batch_size",
                  name="dist_loss", **kwargs):
@@ -56,8 +57,3 @@ class DISTLoss(DistillationLoss):
         self.beta = float(beta)
         self.gamma = float(gamma)
 
-    def fn_kwargs(self, temperature):
-        return {"beta": self.beta, "gamma": self.gamma, "temperature": temperature}
-
-    def get_config(self):
-        return {**super().get_config(), "beta": self.beta, "gamma": self.gamma}

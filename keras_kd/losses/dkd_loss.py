@@ -1,5 +1,7 @@
 """Decoupled knowledge distillation (DKD): target-class and non-target-class parts weighed apart."""
 
+import warnings
+
 from keras_kd.backend import ops, register_serializable
 from keras_kd.losses.base import DistillationLoss, as_float32
 
@@ -29,8 +31,8 @@ def _target_log_probs(scaled_logits, mask):
     return log_p_target, log_p_other
 
 
-def dkd_loss(teacher_logits, student_logits, labels, alpha=1.0, beta=8.0, temperature=4.0):
-    """DKD = alpha * TCKD + beta * NCKD, each scaled by T^2, one value a sample.
+def dkd_loss(teacher_logits, student_logits, labels, target_weight=1.0, non_target_weight=8.0, temperature=4.0):
+    """DKD = target_weight * TCKD + non_target_weight * NCKD, each scaled by T^2, one value a sample.
 
     Formula:
         p = softmax(z / T);  b = (p[y], 1 - p[y])
@@ -43,8 +45,8 @@ def dkd_loss(teacher_logits, student_logits, labels, alpha=1.0, beta=8.0, temper
     Args:
         teacher_logits, student_logits: `(batch, classes)`.
         labels: `(batch,)` class indices or `(batch, classes)` one-hot.
-        alpha: weight of the target-class part (TCKD).
-        beta: weight of the non-target part (NCKD).
+        target_weight: weight of the target-class part (TCKD; the paper's alpha).
+        non_target_weight: weight of the non-target part (NCKD; the paper's beta).
         temperature: T > 0.
 
     Returns:
@@ -64,30 +66,33 @@ def dkd_loss(teacher_logits, student_logits, labels, alpha=1.0, beta=8.0, temper
     log_q_t = ops.log_softmax(_without_target(t, mask), axis=-1)
     log_q_s = ops.log_softmax(_without_target(s, mask), axis=-1)
     nckd = ops.sum(ops.exp(log_q_t) * (log_q_t - log_q_s) * (1.0 - mask), axis=-1)
-    return (alpha * tckd + beta * nckd) * temperature**2
+    return (target_weight * tckd + non_target_weight * nckd) * temperature**2
 
 
 @register_serializable("DKDLoss")
 class DKDLoss(DistillationLoss):
     """Decoupled KD as a loss; needs the labels, which the Distiller passes.
 
+    In keras-kd `alpha` is always the Distiller's label-loss weight, so the paper's alpha and
+    beta are called `target_weight` and `non_target_weight` here; `alpha=` and `beta=` still
+    work for one release, with a DeprecationWarning.
+
     Args:
-        alpha: weight of the target-class part; 1.0 in the paper.
-        beta: weight of the non-target part; 8.0 on CIFAR-100, 0.5 on ImageNet in the paper.
+        target_weight: weight of the target-class part; 1.0 in the paper (its alpha).
+        non_target_weight: weight of the non-target part (the paper's beta); 8.0 on CIFAR-100,
+            0.5 on ImageNet in the paper.
         temperature: T, or `None` for the Distiller's (the paper uses 4 on CIFAR-100).
     """
 
     fn = staticmethod(dkd_loss)
     needs_labels = True
+    hyperparameters = ("target_weight", "non_target_weight")
 
-    def __init__(self, alpha=1.0, beta=8.0, temperature=None, reduction="sum_over_batch_size",
-                 name="dkd_loss", **kwargs):
+    def __init__(self, target_weight=1.0, non_target_weight=8.0, temperature=None, reduction="sum_over_batch_size",
+                 name="dkd_loss", alpha=None, beta=None, **kwargs):
         super().__init__(temperature=temperature, reduction=reduction, name=name, **kwargs)
-        self.alpha = float(alpha)
-        self.beta = float(beta)
-
-    def fn_kwargs(self, temperature):
-        return {"alpha": self.alpha, "beta": self.beta, "temperature": temperature}
-
-    def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha, "beta": self.beta}
+        if alpha is not None or beta is not None:
+            warnings.warn("DKDLoss(alpha=, beta=) is deprecated (in keras-kd, alpha is the label-loss weight): "
+                          "use target_weight= and non_target_weight=.", DeprecationWarning, stacklevel=2)
+        self.target_weight = float(target_weight if alpha is None else alpha)
+        self.non_target_weight = float(non_target_weight if beta is None else beta)

@@ -82,6 +82,7 @@ class RKDLoss(FeatureLoss):
     fn = staticmethod(rkd_loss)
     per_sample = False
     needs_same_shape = False
+    hyperparameters = ("distance_weight", "angle_weight")
 
     def __init__(self, distance_weight=25.0, angle_weight=50.0, reduction="sum_over_batch_size",
                  name="rkd_loss", **kwargs):
@@ -89,9 +90,3 @@ class RKDLoss(FeatureLoss):
         self.distance_weight = float(distance_weight)
         self.angle_weight = float(angle_weight)
 
-    def fn_kwargs(self, temperature):
-        return {"distance_weight": self.distance_weight, "angle_weight": self.angle_weight}
-
-    def get_config(self):
-        return {**super().get_config(), "distance_weight": self.distance_weight,
-                "angle_weight": self.angle_weight}

@@ -187,3 +187,120 @@ def test_own_data_problems_are_refused_before_training(tmp_path, problem, messag
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "run")
+
+
+def _loader_reference(kind, folder, labeled=True):
+    """The examples as Keras's own loader gives them (shuffle=False), for comparison."""
+    common = {"labels": "inferred" if labeled else None, "batch_size": None, "shuffle": False}
+    if kind == "images":
+        dataset = keras.utils.image_dataset_from_directory(str(folder), image_size=(8, 8), color_mode="grayscale",
+                                                           **common)
+    elif kind == "audio":
+        dataset = keras.utils.audio_dataset_from_directory(str(folder), output_sequence_length=400, **common)
+    else:
+        dataset = keras.utils.text_dataset_from_directory(str(folder), **common)
+    xs, ys = [], []
+    for element in dataset:
+        x, y = element if labeled else (element, None)
+        xs.append(np.asarray(x))
+        ys.append(None if y is None else int(y))
+    return np.stack(xs), ys
+
+
+@pytest.mark.parametrize("kind", ["images", "audio", "text"])
+def test_examples_read_by_index_equal_keras_loaders_output(tmp_path, kind):
+    if kind == "images":
+        _write_images(tmp_path / "data", 13)
+    elif kind == "audio":
+        _write_wavs(tmp_path / "data", 8)
+    else:
+        for i in range(7):
+            (tmp_path / "data" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+            (tmp_path / "data" / f"c{i % 2}" / f"{i}.txt").write_text(f"text number {i}")
+    shape = {"images": (8, 8, 1), "audio": (400, 1), "text": None}[kind]
+    source = user_data.open_data(str(tmp_path / "data"), shape)
+    x_ref, y_ref = _loader_reference(kind, tmp_path / "data")
+    if kind == "images":
+        x_ref = x_ref / 255.0
+    assert source.labels.tolist() == y_ref
+    some = np.array([4, 0, 6, 2])  # any order of indices
+    got = np.stack([np.asarray(x) for x in source.inputs(some)])
+    np.testing.assert_array_equal(got, x_ref[some].astype(got.dtype))
+
+
+def _own_split(tmp_path, teacher_cache=False):
+    from keras_kd.experiment import DistillConfig, _own_split
+
+    _write_images(tmp_path / "train", 30)
+    _write_images(tmp_path / "pool", 12, labeled=False)
+    teacher = _image_model(8, "teacher")
+    config = DistillConfig(train=str(tmp_path / "train"), unlabeled=str(tmp_path / "pool"), batch_size=8,
+                           validation_split=0.2, teacher_cache=teacher_cache)
+    return _own_split(config, teacher), config
+
+
+def _epoch(dataset):
+    xs, ys = [], []
+    for x, y in dataset:
+        xs.append(np.asarray(x))
+        ys.append(np.asarray(y))
+    return np.concatenate(xs), np.concatenate(ys), [len(y) for y in ys]
+
+
+def test_own_data_streams_the_split_as_prefetched_batches(tmp_path):
+    import tensorflow as tf
+
+    from keras_kd import MISSING_LABEL
+
+    split, config = _own_split(tmp_path)
+    x_all, y_all, _ = user_data.load(str(tmp_path / "train"), (8, 8, 1))
+    x_pool, _, _ = user_data.load(str(tmp_path / "pool"), (8, 8, 1), expect_labels=False)
+    # Validation held out of training: 20 % of each class of 10, the rest trains.
+    assert split.num_validation == 6 and split.num_train == 24 and split.num_pool == 12
+    held_out = set(split.held_out.tolist())
+    assert held_out.isdisjoint(split.keep.tolist()) and held_out | set(split.keep.tolist()) == set(range(30))
+
+    transfer, y = split.transfer_data(config)
+    assert y is None and isinstance(transfer, tf.data.Dataset)
+    assert "Prefetch" in type(transfer).__name__
+    first_x, first_y, sizes = _epoch(transfer)
+    second_x, _, _ = _epoch(transfer)
+    assert sizes == [8, 8, 8, 8, 4]  # 36 examples in batches of 8, a smaller last one
+    # Every training example once with its label, every pool example once marked missing.
+    labeled_rows = {x.tobytes(): int(label) for x, label in zip(x_all[split.keep], y_all[split.keep])}
+    pool_rows = {x.tobytes() for x in x_pool}
+    seen = {x.tobytes(): int(label) for x, label in zip(first_x, first_y)}
+    assert len(seen) == 36
+    assert {k: v for k, v in seen.items() if v != MISSING_LABEL} == labeled_rows
+    assert {k for k, v in seen.items() if v == MISSING_LABEL} == pool_rows
+    assert not np.array_equal(first_x, second_x)  # reshuffled each epoch
+
+    validation_x, validation_y, _ = _epoch(split.validation_data(config))
+    np.testing.assert_array_equal(validation_x, x_all[split.held_out])
+    np.testing.assert_array_equal(validation_y, y_all[split.held_out])
+
+
+def test_with_a_teacher_cache_the_transfer_order_is_fixed_and_cached(tmp_path):
+    from keras_kd import TeacherCache
+
+    split, config = _own_split(tmp_path, teacher_cache=True)
+    transfer, _ = split.transfer_data(config)
+    first_x, _, _ = _epoch(transfer)
+    second_x, _, _ = _epoch(transfer)
+    np.testing.assert_array_equal(first_x, second_x)  # the cache needs the same batches every pass
+    teacher = _image_model(8, "teacher")
+    cache = TeacherCache.build(teacher, transfer)
+    np.testing.assert_allclose(cache.logits, np.asarray(teacher(first_x)), rtol=1e-5, atol=1e-6)
+    cache.check(transfer)
+
+
+def test_teacher_cache_from_a_yaml_config_on_image_folders(tmp_path):
+    _write_images(tmp_path / "train", 30)
+    _write_images(tmp_path / "test", 12)
+    _write_images(tmp_path / "pool", 12, labeled=False)
+    x, y, _ = user_data.load(str(tmp_path / "train"), (8, 8, 1))
+    teacher, student = _save_pair(tmp_path, _image_model, x, y)
+    (tmp_path / "cache.yaml").write_text("teacher_cache: true\n")
+    report = _distill(tmp_path, teacher, student, tmp_path / "train", tmp_path / "test",
+                      f"--unlabeled={tmp_path / 'pool'}", f"--config={tmp_path / 'cache.yaml'}")
+    assert "teacher cache" in report["metadata"]["method"] and report["metadata"]["unlabeled_examples"] == 12

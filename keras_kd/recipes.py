@@ -8,6 +8,8 @@ recipe's. Where each recipe pays, and the measurements behind that, are in
 
 import dataclasses
 
+from keras_kd.registry import Registry
+
 DEFAULT_RECIPE = "hinton"
 DEFAULT_TEMPERATURE = 2.0
 """The one default temperature (the `hinton` recipe's), chosen on validation data (see the docs)."""
@@ -48,9 +50,8 @@ class Recipe:
         }
 
 
-RECIPES = {
-    recipe.name: recipe
-    for recipe in (
+RECIPES = Registry("recipe")
+for _recipe in (
         Recipe(
             name="hinton",
             summary="KL of softened outputs plus labels; pays when the teacher knows more than the "
@@ -82,8 +83,8 @@ RECIPES = {
             assistant=True,
             reference="Mirzadeh et al., 'Improved Knowledge Distillation via Teacher Assistant', AAAI 2020.",
         ),
-    )
-}
+):
+    RECIPES.add(_recipe.name, _recipe)
 
 
 def get(identifier: "str | Recipe | None") -> Recipe:
@@ -92,9 +93,7 @@ def get(identifier: "str | Recipe | None") -> Recipe:
         return identifier
     if identifier is None:
         identifier = DEFAULT_RECIPE
-    if not isinstance(identifier, str) or identifier not in RECIPES:
-        raise ValueError(f"Unknown recipe {identifier!r}; known recipes: {', '.join(sorted(RECIPES))}.")
-    return RECIPES[identifier]
+    return RECIPES.lookup(identifier)
 
 
 def build_augmentation(name):

@@ -6,6 +6,11 @@ change them every epoch without retracing the training step.
 
 import math
 
+from keras_kd.registry import Registry
+
+# By class name or in lower case: {"name": "warmup", ...} in a YAML config.
+SCHEDULES = Registry("schedule", case_sensitive=False)
+
 
 class Schedule:
     """Base: `schedule(epoch) -> value`, with `get_config`/`from_config`."""
@@ -21,6 +26,7 @@ class Schedule:
         return cls(**config)
 
 
+@SCHEDULES.register()
 class Constant(Schedule):
     """The same value every epoch."""
 
@@ -47,6 +53,7 @@ class _Ramp(Schedule):
         return self.start + (self.end - self.start) * self.shape(fraction)
 
 
+@SCHEDULES.register()
 class Linear(_Ramp):
     """A straight line from `start` to `end` over `epochs` epochs."""
 
@@ -55,6 +62,7 @@ class Linear(_Ramp):
         return fraction
 
 
+@SCHEDULES.register()
 class Cosine(_Ramp):
     """Half a cosine from `start` to `end` over `epochs` epochs."""
 
@@ -63,6 +71,7 @@ class Cosine(_Ramp):
         return 0.5 * (1.0 - math.cos(math.pi * fraction))
 
 
+@SCHEDULES.register()
 class WarmUp(Linear):
     """Linear warm-up to `end` over `epochs` epochs, as DKD ramps its loss in over 20 epochs.
 
@@ -71,7 +80,6 @@ class WarmUp(Linear):
     """
 
 
-SCHEDULES = {cls.__name__: cls for cls in (Constant, Linear, Cosine, WarmUp)}
 
 
 def get(identifier):
@@ -82,9 +90,5 @@ def get(identifier):
         return Constant(identifier)
     if isinstance(identifier, dict):
         spec = dict(identifier)
-        name = spec.pop("name", None)
-        lookup = {key.lower(): cls for key, cls in SCHEDULES.items()}
-        if name is None or name.lower() not in lookup:
-            raise ValueError(f"Unknown schedule {name!r}; known: {', '.join(SCHEDULES)}.")
-        return lookup[name.lower()](**spec)
+        return SCHEDULES.lookup(spec.pop("name", None))(**spec)
     raise ValueError(f"Could not interpret schedule {identifier!r}.")

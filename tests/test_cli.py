@@ -122,7 +122,7 @@ def test_bad_config_file_is_refused(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("distillation_loss: nonsense\n")
     result = run_cli("distill", f"--config={config}", f"--output_dir={tmp_path / 'run'}", timeout=120)
-    assert result.returncode == 2 and "Known distillation losses" in result.stderr
+    assert result.returncode == 2 and "known distillation losses" in result.stderr
 
 
 @pytest.mark.parametrize("subcommand", ["distill", "compress", "tune"])

@@ -47,5 +47,5 @@ def test_unknown_config_key_lists_the_known_ones():
 
 
 def test_unknown_loss_name_in_config():
-    with pytest.raises(ValueError, match="Known distillation losses"):
+    with pytest.raises(ValueError, match="known distillation losses"):
         DistillConfig(distillation_loss="hinton2").validate()

@@ -84,7 +84,7 @@ def test_own_temperature_wins_over_the_distillers():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match="Known distillation losses: .*kd"):
+    with pytest.raises(ValueError, match="known distillation losses: .*kd"):
         losses.get("no_such_loss")
 
 

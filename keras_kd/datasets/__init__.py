@@ -5,19 +5,19 @@ float32 in [0, 1] with a channel axis, labels as int64 class indices.
 """
 
 from keras_kd.datasets import digits, fashion_mnist, fsdd, rt_polarity
+from keras_kd.registry import Registry
 
 # The data sets the CLI and the model presets know; text has its own example (its teacher reads
 # other inputs than its student).
-LOADERS = {"digits": digits.load_data, "fashion_mnist": fashion_mnist.load_data, "fsdd": fsdd.load_standardized}
+LOADERS = Registry("dataset")
+LOADERS.add("digits", digits.load_data)
+LOADERS.add("fashion_mnist", fashion_mnist.load_data)
+LOADERS.add("fsdd", fsdd.load_standardized)
 
 
 def load(name, **kwargs):
     """Load the data set called `name` (see `LOADERS`); keyword arguments go to its loader."""
-    if name not in LOADERS:
-        raise ValueError(
-            f"Unknown dataset {name!r}; known datasets: {', '.join(sorted(LOADERS))}."
-        )
-    return LOADERS[name](**kwargs)
+    return LOADERS.lookup(name)(**kwargs)
 
 
 __all__ = ["LOADERS", "digits", "fashion_mnist", "fsdd", "load", "rt_polarity"]

@@ -12,7 +12,7 @@ from keras_kd.losses.attention_transfer_loss import (
     attention_map,
     attention_transfer_loss,
 )
-from keras_kd.losses.base import DistillationLoss, mixture_logits, validate_temperature
+from keras_kd.losses.base import LOSSES, DistillationLoss, mixture_logits, register_loss, validate_temperature
 from keras_kd.losses.crd_loss import CRDHead, CRDLoss, nce_loss
 from keras_kd.losses.dist_loss import DISTLoss, dist_loss
 from keras_kd.losses.dkd_loss import DKDLoss, dkd_loss
@@ -30,43 +30,13 @@ from keras_kd.losses.response_losses import (
 from keras_kd.losses.rkd_loss import RKDLoss, rkd_angle_loss, rkd_distance_loss, rkd_loss
 from keras_kd.losses.soft_target_loss import SoftTargetLoss
 
-# Names a user may give for each distillation loss class.
-_ALIASES = {
-    "kd": KDLoss,
-    "hinton": KDLoss,
-    "kd_loss": KDLoss,
-    "kl_divergence": KDLoss,
-    "kld": KDLoss,
-    "kl": KDLoss,
-    "kullback_leibler_divergence": KDLoss,
-    "KLDivergence": KDLoss,
-    "dkd": DKDLoss,
-    "dist": DISTLoss,
-    "soft_target_crossentropy": SoftTargetCrossentropy,
-    "soft_ce": SoftTargetCrossentropy,
-    "logits_mse": LogitsMSE,
-    "fitnets": FitNetsLoss,
-    "hint": FitNetsLoss,
-    "attention_transfer": AttentionTransferLoss,
-    "at": AttentionTransferLoss,
-    "rkd": RKDLoss,
-    "pkt": PKTLoss,
-    "crd": CRDLoss,
-}
-
-_CLASSES = {
-    cls.__name__: cls
-    for cls in (
-        KDLoss, SoftTargetLoss, DKDLoss, DISTLoss, SoftTargetCrossentropy, LogitsMSE,
-        FitNetsLoss, AttentionTransferLoss, RKDLoss, PKTLoss, CRDLoss,
-    )
-}
-_ALIASES.update(_CLASSES)
+# Every loss class is registered where it is defined (`@register_loss`), by class name and short names.
+_CLASSES = {cls.__name__: cls for cls in LOSSES.values()}
 
 
 def known_names():
     """The distillation-loss names `get` accepts, sorted."""
-    return sorted(_ALIASES)
+    return LOSSES.names()
 
 
 def _is_kl_divergence(loss):
@@ -104,18 +74,14 @@ def get(identifier):
             return deserialize(identifier)
         return from_spec(identifier)
     if isinstance(identifier, str):
-        if identifier in _ALIASES:
-            return _ALIASES[identifier]()
+        if identifier in LOSSES:
+            return LOSSES[identifier]()
         try:
             keras_loss = keras.losses.get(identifier)
         except (ValueError, TypeError):
             keras_loss = None
         if keras_loss is None:
-            raise ValueError(
-                f"Could not interpret distillation loss identifier: {identifier!r}. "
-                f"Known distillation losses: {', '.join(known_names())}; any Keras loss name "
-                "(applied to temperature-softened probabilities) also works."
-            )
+            LOSSES.lookup(identifier)  # raises, listing the known names
         identifier = keras_loss
     if _is_kl_divergence(identifier):
         return KDLoss(reduction=_reduction_of(identifier))
@@ -169,13 +135,7 @@ def from_spec(spec):
     lists what is accepted.
     """
     spec = dict(spec)
-    name = spec.pop("name", None) or spec.pop("key", None)
-    if name not in _ALIASES:
-        raise ValueError(
-            f"Could not interpret distillation loss {name!r}. Known distillation losses: "
-            f"{', '.join(known_names())}."
-        )
-    cls = _ALIASES[name]
+    cls = LOSSES.lookup(spec.pop("name", None) or spec.pop("key", None))
     try:
         return cls(**spec)
     except TypeError as error:
@@ -183,7 +143,7 @@ def from_spec(spec):
 
         accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
         raise ValueError(
-            f"Bad arguments for distillation loss {name!r} ({cls.__name__}): {error}. "
+            f"Bad arguments for distillation loss {cls.__name__}: {error}. "
             f"It accepts: {', '.join(accepted)}."
         ) from None
 
@@ -242,6 +202,8 @@ __all__ = [
     "kd_loss",
     "known_names",
     "serialize",
+    "LOSSES",
     "mixture_logits",
+    "register_loss",
     "validate_temperature",
 ]

@@ -1,7 +1,7 @@
 """Attention transfer: match where in the image each network's activations concentrate."""
 
-from keras_kd.backend import ops, register_serializable
-from keras_kd.losses.base import as_float32
+from keras_kd.backend import ops
+from keras_kd.losses.base import as_float32, register_loss
 from keras_kd.losses.feature_base import FeatureLoss, flatten_features
 
 _EPS = 1e-12
@@ -41,7 +41,7 @@ def attention_transfer_loss(teacher_features, student_features, p=2.0):
     return ops.mean(ops.square(difference), axis=-1)
 
 
-@register_serializable("AttentionTransferLoss")
+@register_loss("attention_transfer", "at")
 class AttentionTransferLoss(FeatureLoss):
     """Attention transfer between two convolutional feature maps (NHWC); weight ~1000 as in the paper's code."""
 

@@ -8,9 +8,23 @@ Temperature-based losses keep `temperature=None` to mean "the one passed at call
 the Distiller passes its own to every call, so the temperature has one home.
 """
 
-from keras_kd.backend import IS_TF_KERAS, keras, ops
+from keras_kd.backend import IS_TF_KERAS, keras, ops, register_serializable
+from keras_kd.registry import Registry
 
 REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "none")
+
+# Every distillation loss by its class name and its short names ("kd", "dkd", ...).
+LOSSES = Registry("distillation loss", "distillation losses")
+
+
+def register_loss(*aliases):
+    """Class decorator: serializable under package keras_kd, and in `LOSSES` by class name and `aliases`."""
+
+    def decorator(cls):
+        register_serializable(cls.__name__)(cls)
+        return LOSSES.register(cls.__name__, *aliases)(cls)
+
+    return decorator
 
 
 def init_keras_loss(parent, reduction, name, kwargs):

@@ -3,7 +3,7 @@
 import math
 
 from keras_kd.backend import IS_TF_KERAS, keras, ops, register_serializable
-from keras_kd.losses.base import as_float32
+from keras_kd.losses.base import as_float32, register_loss
 from keras_kd.losses.feature_base import FeatureLoss, flatten_features
 
 _EPS = 1e-7
@@ -113,7 +113,7 @@ class CRDHead(keras.layers.Layer):
                 "momentum": self.momentum, "seed": self.seed}
 
 
-@register_serializable("CRDLoss")
+@register_loss("crd")
 class CRDLoss(FeatureLoss):
     """CRD between two embeddings of any sizes; the data must carry each example's index.
 

@@ -1,7 +1,7 @@
 """DIST: distillation from a stronger teacher by Pearson correlation of class relations."""
 
-from keras_kd.backend import ops, register_serializable
-from keras_kd.losses.base import DistillationLoss, as_float32
+from keras_kd.backend import ops
+from keras_kd.losses.base import DistillationLoss, as_float32, register_loss
 
 _EPS = 1e-8
 
@@ -37,7 +37,7 @@ def dist_loss(teacher_logits, student_logits, beta=1.0, gamma=1.0, temperature=1
     return temperature**2 * (beta * inter + gamma * intra)
 
 
-@register_serializable("DISTLoss")
+@register_loss("dist")
 class DISTLoss(DistillationLoss):
     """DIST as a loss (a batch-level value: no per-sample weights).
 

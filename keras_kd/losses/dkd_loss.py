@@ -2,8 +2,8 @@
 
 import warnings
 
-from keras_kd.backend import ops, register_serializable
-from keras_kd.losses.base import DistillationLoss, as_float32
+from keras_kd.backend import ops
+from keras_kd.losses.base import DistillationLoss, as_float32, register_loss
 
 
 def class_mask(labels, logits):
@@ -69,7 +69,7 @@ def dkd_loss(teacher_logits, student_logits, labels, target_weight=1.0, non_targ
     return (target_weight * tckd + non_target_weight * nckd) * temperature**2
 
 
-@register_serializable("DKDLoss")
+@register_loss("dkd")
 class DKDLoss(DistillationLoss):
     """Decoupled KD as a loss; needs the labels, which the Distiller passes.
 

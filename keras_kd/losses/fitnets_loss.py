@@ -1,7 +1,7 @@
 """FitNets hints: the student's (adapted) intermediate features regress the teacher's."""
 
-from keras_kd.backend import ops, register_serializable
-from keras_kd.losses.base import as_float32
+from keras_kd.backend import ops
+from keras_kd.losses.base import as_float32, register_loss
 from keras_kd.losses.feature_base import FeatureLoss, flatten_features
 
 
@@ -23,7 +23,7 @@ def fitnets_loss(teacher_features, student_features):
     return ops.mean(ops.square(difference), axis=-1)
 
 
-@register_serializable("FitNetsLoss")
+@register_loss("fitnets", "hint")
 class FitNetsLoss(FeatureLoss):
     """FitNets hint loss; the Distiller adds the regressor (adapter) when shapes differ."""
 

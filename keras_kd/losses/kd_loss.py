@@ -1,7 +1,7 @@
 """Hinton et al.'s knowledge-distillation loss, computed stably."""
 
-from keras_kd.backend import ops, register_serializable
-from keras_kd.losses.base import DistillationLoss, as_float32
+from keras_kd.backend import ops
+from keras_kd.losses.base import DistillationLoss, as_float32, register_loss
 
 
 def kd_loss(teacher_logits, student_logits, temperature=1.0):
@@ -34,7 +34,7 @@ def kd_loss(teacher_logits, student_logits, temperature=1.0):
     return kl * (temperature**2)
 
 
-@register_serializable("KDLoss")
+@register_loss("kd", "hinton", "kd_loss", "kl_divergence", "kld", "kl", "kullback_leibler_divergence", "KLDivergence")
 class KDLoss(DistillationLoss):
     """Hinton's distillation loss as a Keras loss: `y_true` teacher logits, `y_pred` student logits.
 

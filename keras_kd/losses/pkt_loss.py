@@ -1,7 +1,7 @@
 """Probabilistic knowledge transfer: match the distribution of cosine similarities in the batch."""
 
-from keras_kd.backend import ops, register_serializable
-from keras_kd.losses.base import as_float32
+from keras_kd.backend import ops
+from keras_kd.losses.base import as_float32, register_loss
 from keras_kd.losses.feature_base import FeatureLoss, flatten_features
 
 _EPS = 1e-7
@@ -34,7 +34,7 @@ def pkt_loss(teacher_features, student_features):
     return ops.mean(p_t * ops.log((p_t + _EPS) / (p_s + _EPS)))
 
 
-@register_serializable("PKTLoss")
+@register_loss("pkt")
 class PKTLoss(FeatureLoss):
     """PKT on two embeddings of any sizes (a batch-level value)."""
 

@@ -1,7 +1,7 @@
 """Two simple response-based losses: soft-target cross-entropy and MSE between logits."""
 
-from keras_kd.backend import ops, register_serializable
-from keras_kd.losses.base import DistillationLoss, as_float32
+from keras_kd.backend import ops
+from keras_kd.losses.base import DistillationLoss, as_float32, register_loss
 
 
 def soft_target_crossentropy(teacher_logits, student_logits, temperature=1.0):
@@ -29,7 +29,7 @@ def logits_mse(teacher_logits, student_logits):
     return ops.mean(ops.square(student_logits - teacher_logits), axis=-1)
 
 
-@register_serializable("SoftTargetCrossentropy")
+@register_loss("soft_target_crossentropy", "soft_ce")
 class SoftTargetCrossentropy(DistillationLoss):
     """Cross-entropy between the softened teacher and student distributions, times T^2."""
 
@@ -40,7 +40,7 @@ class SoftTargetCrossentropy(DistillationLoss):
         super().__init__(temperature=temperature, reduction=reduction, name=name, **kwargs)
 
 
-@register_serializable("LogitsMSE")
+@register_loss("logits_mse")
 class LogitsMSE(DistillationLoss):
     """Mean squared error between raw logits (no temperature)."""
 

@@ -1,7 +1,7 @@
 """Relational knowledge distillation: match the distances and angles between samples."""
 
-from keras_kd.backend import ops, register_serializable
-from keras_kd.losses.base import as_float32
+from keras_kd.backend import ops
+from keras_kd.losses.base import as_float32, register_loss
 from keras_kd.losses.feature_base import FeatureLoss, flatten_features
 
 _EPS = 1e-12
@@ -70,7 +70,7 @@ def rkd_loss(teacher_features, student_features, distance_weight=25.0, angle_wei
     return loss
 
 
-@register_serializable("RKDLoss")
+@register_loss("rkd")
 class RKDLoss(FeatureLoss):
     """Relational KD on two embeddings of any sizes (a batch-level value).
 

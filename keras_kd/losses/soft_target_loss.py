@@ -1,10 +1,10 @@
 """Any Keras probability loss applied to temperature-softened outputs, as Keras's example does."""
 
-from keras_kd.backend import keras, ops, register_serializable
-from keras_kd.losses.base import DistillationLoss, as_float32
+from keras_kd.backend import keras, ops
+from keras_kd.losses.base import DistillationLoss, as_float32, register_loss
 
 
-@register_serializable("SoftTargetLoss")
+@register_loss()
 class SoftTargetLoss(DistillationLoss):
     """T^2 * loss(softmax(teacher_logits / T), softmax(student_logits / T)).
 

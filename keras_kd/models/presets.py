@@ -2,9 +2,10 @@
 
 from keras_kd.models.cnn import build_cnn
 from keras_kd.models.mlp import build_mlp
+from keras_kd.registry import Registry
 
 # Each preset: builder and keyword arguments for the teacher and for the student.
-PRESETS = {
+_PRESETS = {
     "digits": {
         "teacher": (build_mlp, {"hidden_units": (512, 256), "dropout": 0.3}),
         "assistant": (build_mlp, {"hidden_units": (64,)}),
@@ -24,13 +25,14 @@ PRESETS = {
         "student": (build_cnn, {"filters": (16, 32, 32), "dense_units": 0}),
     },
 }
+PRESETS = Registry("model preset")
+for _name, _roles in _PRESETS.items():
+    PRESETS.add(_name, _roles)
 
 
 def build_model(dataset, role, input_shape, num_classes, name=None):
     """A fresh model of the preset for `dataset`; `role`: "teacher", "assistant" or "student"."""
-    if dataset not in PRESETS:
-        raise ValueError(f"No model preset for {dataset!r}; presets: {', '.join(sorted(PRESETS))}.")
-    builder, kwargs = PRESETS[dataset][role]
+    builder, kwargs = PRESETS.lookup(dataset)[role]
     return builder(input_shape, num_classes, name=name or role, **kwargs)
 
 

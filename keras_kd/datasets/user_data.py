@@ -124,7 +124,6 @@ def open_data(path, input_shape=None, label_column="label", expect_labels=True):
         expect_labels: raise a ValueError if the data has no labels.
     """
     kind = data_kind(path)
-    class_names = None
     if kind in ("npz", "csv"):
         if kind == "npz":
             with np.load(path, allow_pickle=False) as data:

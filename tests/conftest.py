@@ -7,7 +7,19 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_kd.backend import ENGINE, keras  # noqa: E402
+from keras_kd.backend import BACKEND, ENGINE, keras  # noqa: E402
+
+if BACKEND == "torch":
+    # The tests compare model outputs with NumPy (np.asarray(student(x))); a PyTorch output
+    # carries gradients and refuses that. Detach first, as keras.ops.convert_to_numpy does.
+    import torch
+
+    _tensor_array = torch.Tensor.__array__
+
+    def _detached_array(self, *args, **kwargs):
+        return _tensor_array(self.detach().cpu(), *args, **kwargs)
+
+    torch.Tensor.__array__ = _detached_array
 
 NUM_FEATURES = 8
 NUM_CLASSES = 3

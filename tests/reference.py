@@ -4,30 +4,37 @@ import numpy as np
 from scipy.special import log_softmax, softmax
 
 
+def _array(x, dtype=None):
+    """A NumPy array from NumPy, TensorFlow, JAX or PyTorch values (a PyTorch tensor may need grad)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype)
+
+
 def hinton_kd(teacher_logits, student_logits, temperature):
     """T^2 * KL(p_t || p_s) per sample (Hinton et al. 2015)."""
-    t = np.asarray(teacher_logits, np.float64) / temperature
-    s = np.asarray(student_logits, np.float64) / temperature
+    t = _array(teacher_logits, np.float64) / temperature
+    s = _array(student_logits, np.float64) / temperature
     log_pt, log_ps = log_softmax(t, axis=-1), log_softmax(s, axis=-1)
     return temperature**2 * np.sum(np.exp(log_pt) * (log_pt - log_ps), axis=-1)
 
 
 def crossentropy(labels, logits):
     """-log softmax(logits)[label] per sample."""
-    log_p = log_softmax(np.asarray(logits, np.float64), axis=-1)
-    return -log_p[np.arange(len(labels)), np.asarray(labels).reshape(-1)]
+    log_p = log_softmax(_array(logits, np.float64), axis=-1)
+    return -log_p[np.arange(len(labels)), _array(labels).reshape(-1)]
 
 
 def kd_gradient(teacher_logits, student_logits, temperature):
     """Analytic d(mean_batch hinton_kd)/d student_logits = T (p_s - p_t) / batch."""
     batch = len(student_logits)
-    p_s = softmax(np.asarray(student_logits, np.float64) / temperature, axis=-1)
-    p_t = softmax(np.asarray(teacher_logits, np.float64) / temperature, axis=-1)
+    p_s = softmax(_array(student_logits, np.float64) / temperature, axis=-1)
+    p_t = softmax(_array(teacher_logits, np.float64) / temperature, axis=-1)
     return temperature * (p_s - p_t) / batch
 
 
 def _softmax64(z):
-    return softmax(np.asarray(z, np.float64), axis=-1)
+    return softmax(_array(z, np.float64), axis=-1)
 
 
 def dkd(teacher_logits, student_logits, labels, alpha, beta, temperature):
@@ -39,8 +46,8 @@ def dkd(teacher_logits, student_logits, labels, alpha, beta, temperature):
         b_s = np.array([p_s[y], 1 - p_s[y]])
         tckd = np.sum(b_t * np.log(b_t / b_s))
         others = [c for c in range(len(t)) if c != y]
-        q_t = _softmax64(np.asarray(t, np.float64)[others] / temperature)
-        q_s = _softmax64(np.asarray(s, np.float64)[others] / temperature)
+        q_t = _softmax64(_array(t, np.float64)[others] / temperature)
+        q_s = _softmax64(_array(s, np.float64)[others] / temperature)
         nckd = np.sum(q_t * np.log(q_t / q_s))
         out.append(temperature**2 * (alpha * tckd + beta * nckd))
     return np.array(out)
@@ -58,20 +65,20 @@ def dist(teacher_logits, student_logits, beta, gamma, temperature):
 
 def soft_crossentropy(teacher_logits, student_logits, temperature):
     p_t = _softmax64(teacher_logits / temperature)
-    return -temperature**2 * np.sum(p_t * log_softmax(np.asarray(student_logits, np.float64) / temperature, -1), -1)
+    return -temperature**2 * np.sum(p_t * log_softmax(_array(student_logits, np.float64) / temperature, -1), -1)
 
 
 def fitnets(teacher_features, student_features):
     n = len(teacher_features)
-    student = np.asarray(student_features, np.float64).reshape(n, -1)
-    diff = student - np.asarray(teacher_features, np.float64).reshape(n, -1)
+    student = _array(student_features, np.float64).reshape(n, -1)
+    diff = student - _array(teacher_features, np.float64).reshape(n, -1)
     return np.mean(diff**2, axis=1)
 
 
 def attention_transfer(teacher_features, student_features, p=2.0):
     """Zagoruyko and Komodakis 2017: normalised spatial maps of mean_c |A|^p, mean squared difference."""
     def attention(f):
-        q = np.mean(np.abs(np.asarray(f, np.float64)) ** p, axis=-1).reshape(len(f), -1)
+        q = np.mean(np.abs(_array(f, np.float64)) ** p, axis=-1).reshape(len(f), -1)
         return q / np.linalg.norm(q, axis=1, keepdims=True)
 
     return np.mean((attention(student_features) - attention(teacher_features)) ** 2, axis=1)
@@ -84,7 +91,7 @@ def _huber(x):
 def rkd(teacher_features, student_features, distance_weight, angle_weight):
     """Park et al. 2019, eqs. (4)-(7), with explicit loops over pairs and triplets."""
     def flat(f):
-        return np.asarray(f, np.float64).reshape(len(f), -1)
+        return _array(f, np.float64).reshape(len(f), -1)
 
     def distances(f):
         n = len(f)
@@ -111,7 +118,7 @@ def rkd(teacher_features, student_features, distance_weight, angle_weight):
 def pkt(teacher_features, student_features, eps=1e-7):
     """Passalis and Tefas 2018: KL between cosine-kernel conditional distributions."""
     def conditional(f):
-        f = np.asarray(f, np.float64).reshape(len(f), -1)
+        f = _array(f, np.float64).reshape(len(f), -1)
         f = f / (np.linalg.norm(f, axis=1, keepdims=True) + eps)
         k = (f @ f.T + 1) / 2
         return k / k.sum(axis=1, keepdims=True)
@@ -122,7 +129,7 @@ def pkt(teacher_features, student_features, eps=1e-7):
 
 def nce(scores, num_examples, eps=1e-7):
     """Tian et al. 2020, eq. (10)-(12) as in the authors' ContrastLoss."""
-    scores = np.asarray(scores, np.float64)
+    scores = _array(scores, np.float64)
     m = scores.shape[1] - 1
     pn = 1.0 / num_examples
     log_d1 = np.log(scores[:, 0] / (scores[:, 0] + m * pn + eps))

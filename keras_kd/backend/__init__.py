@@ -94,6 +94,15 @@ def assert_tf_keras(feature):
         )
 
 
+def to_numpy(x):
+    """A NumPy array from any backend's tensor (a PyTorch output that carries gradients included)."""
+    if IS_TF_KERAS:
+        import numpy as np
+
+        return np.asarray(x)
+    return keras.ops.convert_to_numpy(x)
+
+
 def assert_tensorflow_backend(feature):
     """Raise for a feature that writes TensorFlow graphs (SavedModel, TFLite) on another backend."""
     if not is_tensorflow_backed():

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from keras_kd.backend import is_tensorflow_backed
+from keras_kd.backend import is_tensorflow_backed, to_numpy
 from keras_kd.utils import copy_model
 
 
@@ -15,7 +15,7 @@ def accuracy(model, x, y, batch_size=256):
     """Top-1 accuracy of `model`'s logits against integer labels `y`."""
     # Direct calls rather than `predict`, which retraces (and warns) for every new model.
     logits = np.concatenate(
-        [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+        [to_numpy(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
     )
     return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y).reshape(-1)))
 

@@ -111,7 +111,8 @@ def test_response_loss_in_a_feature_term_is_refused():
 def test_dkd_gets_the_labels_through_the_distiller(data, teacher, student):
     x, y = data
     distiller = keras_kd.Distiller(student=student, teacher=teacher)
-    distiller.compile(optimizer="adam", distillation_loss_fn={"name": "dkd", "non_target_weight": 2.0}, alpha=0.5, temperature=3.0)
+    distiller.compile(optimizer="adam", distillation_loss_fn={"name": "dkd", "non_target_weight": 2.0},
+                      alpha=0.5, temperature=3.0)
     results = distiller.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
     want = reference.dkd(np.asarray(teacher(x, training=False)), np.asarray(student(x)), y, 1.0, 2.0, 3.0).mean()
     assert results["distillation_loss"] == pytest.approx(want, rel=1e-4)

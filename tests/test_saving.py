@@ -85,8 +85,8 @@ def test_feature_distiller_with_several_teachers_round_trips(tmp_path, name):
     distiller = keras_kd.Distiller(
         student=convnet(4, "student"), teacher=[convnet(8, "t1"), convnet(6, "t2")], teacher_weights=[2, 1],
         features=[keras_kd.FeatureDistillation("fitnets", "conv", "conv", weight=0.5, name="hint")])
-    distiller.compile(optimizer=keras.optimizers.Adam(0.01), distillation_loss_fn={"name": "dkd", "non_target_weight": 2.0},
-                      alpha=0.5, temperature=2.0)
+    distiller.compile(optimizer=keras.optimizers.Adam(0.01),
+                      distillation_loss_fn={"name": "dkd", "non_target_weight": 2.0}, alpha=0.5, temperature=2.0)
     distiller.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
     path = str(tmp_path / name)
     distiller.save(path)

@@ -37,6 +37,17 @@ def _l2_normalize(x):
     return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-12))
 
 
+CRD_SETTINGS = ("num_examples", "feature_dim", "num_negatives", "nce_temperature", "momentum", "seed")
+
+
+def crd_settings(num_examples, feature_dim, num_negatives, nce_temperature, momentum, seed):
+    """CRD's hyper-parameters, checked and typed once for the loss (its config) and its head (its state)."""
+    if int(num_examples) < 2:
+        raise ValueError(f"`num_examples` must be the training-set size (>= 2); received {num_examples!r}.")
+    return {"num_examples": int(num_examples), "feature_dim": int(feature_dim), "num_negatives": int(num_negatives),
+            "nce_temperature": float(nce_temperature), "momentum": float(momentum), "seed": seed}
+
+
 @register_serializable("CRDHead")
 class CRDHead(keras.layers.Layer):
     """CRD's trainable embeddings and its two memory banks; the Distiller owns one per CRD term."""
@@ -44,12 +55,9 @@ class CRDHead(keras.layers.Layer):
     def __init__(self, num_examples, feature_dim=128, num_negatives=4096, nce_temperature=0.07,
                  momentum=0.5, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.num_examples = int(num_examples)
-        self.feature_dim = int(feature_dim)
-        self.num_negatives = int(num_negatives)
-        self.nce_temperature = float(nce_temperature)
-        self.momentum = float(momentum)
-        self.seed = seed
+        for name, value in crd_settings(num_examples, feature_dim, num_negatives, nce_temperature, momentum,
+                                        seed).items():
+            setattr(self, name, value)
         self.student_embedding = keras.layers.Dense(self.feature_dim, name="student_embedding")
         self.teacher_embedding = keras.layers.Dense(self.feature_dim, name="teacher_embedding")
         if not IS_TF_KERAS:
@@ -108,9 +116,7 @@ class CRDHead(keras.layers.Layer):
         return loss
 
     def get_config(self):
-        return {**super().get_config(), "num_examples": self.num_examples, "feature_dim": self.feature_dim,
-                "num_negatives": self.num_negatives, "nce_temperature": self.nce_temperature,
-                "momentum": self.momentum, "seed": self.seed}
+        return {**super().get_config(), **{name: getattr(self, name) for name in CRD_SETTINGS}}
 
 
 @register_loss("crd")
@@ -133,23 +139,17 @@ class CRDLoss(FeatureLoss):
     per_sample = False
     needs_same_shape = False
     needs_indices = True
-    hyperparameters = ("num_examples", "feature_dim", "num_negatives", "nce_temperature", "momentum", "seed")
+    hyperparameters = CRD_SETTINGS
 
     def __init__(self, num_examples, feature_dim=128, num_negatives=4096, nce_temperature=0.07, momentum=0.5,
                  seed=None, reduction="sum_over_batch_size", name="crd_loss", **kwargs):
         super().__init__(reduction=reduction, name=name, **kwargs)
-        if int(num_examples) < 2:
-            raise ValueError(f"`num_examples` must be the training-set size (>= 2); received {num_examples!r}.")
-        self.num_examples = int(num_examples)
-        self.feature_dim = int(feature_dim)
-        self.num_negatives = int(num_negatives)
-        self.nce_temperature = float(nce_temperature)
-        self.momentum = float(momentum)
-        self.seed = seed
+        for name, value in crd_settings(num_examples, feature_dim, num_negatives, nce_temperature, momentum,
+                                        seed).items():
+            setattr(self, name, value)
 
     def build_head(self, student_shape, teacher_shape, name):
-        head = CRDHead(self.num_examples, self.feature_dim, self.num_negatives, self.nce_temperature,
-                       self.momentum, self.seed, name=name)
+        head = CRDHead(**{setting: getattr(self, setting) for setting in CRD_SETTINGS}, name=name)
         head.build_for(int(math.prod(student_shape[1:])), int(math.prod(teacher_shape[1:])))
         return head
 

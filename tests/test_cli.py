@@ -175,3 +175,25 @@ def test_a_file_as_output_dir_is_a_clean_error(tmp_path):
     target.write_text("x")
     result = run_cli("distill", f"--output_dir={target}", timeout=120)
     assert result.returncode == 2 and "is a file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_compress_on_your_own_image_folders(tmp_path):
+    """`keras-kd compress` takes the streamed own-data split too (its later stages read it as arrays)."""
+    from keras_kd.backend import is_tensorflow_backed
+    from keras_kd.datasets import user_data
+    from tests.test_user_data import _image_model, _save_pair, _write_images
+
+    if not is_tensorflow_backed():
+        pytest.skip("compress exports SavedModels and TFLite: TensorFlow")
+    _write_images(tmp_path / "train", 30)
+    _write_images(tmp_path / "pool", 9, labeled=False)
+    _write_images(tmp_path / "test", 12)
+    x, y, _ = user_data.load(str(tmp_path / "train"), (8, 8, 1))
+    teacher, student = _save_pair(tmp_path, _image_model, x, y)
+    out = tmp_path / "run"
+    result = run_cli("compress", f"--teacher={teacher}", f"--student={student}", f"--train={tmp_path / 'train'}",
+                     f"--unlabeled={tmp_path / 'pool'}", f"--test={tmp_path / 'test'}", f"--output_dir={out}",
+                     "--student_epochs=1", "--prune_epochs=1", "--sparsity=0.5", "--verbose=0", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metadata = json.loads((out / "report.json").read_text())["metadata"]
+    assert metadata["unlabeled_examples"] == 9 and metadata["labeled_examples"] == 27  # 3 held out for validation

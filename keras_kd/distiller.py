@@ -20,7 +20,8 @@ from keras_kd.validation import check_not_empty, checked_teachers, normalized_te
 class Distiller(EngineSteps, keras.Model):
     """Trains `student` to match `teacher`'s temperature-softened outputs and the labels.
 
-    Formula:
+    The loss:
+
         loss = alpha * student_loss(y, s) + (1 - alpha) * distillation_loss(t, s)
                + sum_k weight_k * feature_loss_k(teacher features_k, student features_k)
         distillation_loss(t, s) = T^2 * KL(softmax(t / T) || softmax(s / T))  (default)
@@ -47,10 +48,10 @@ class Distiller(EngineSteps, keras.Model):
             that does not exist, feature shapes that no adapter can reconcile.
 
     Example:
-    >>> distiller = Distiller(student=student, teacher=teacher)
-    >>> distiller.compile(optimizer="adam", metrics=["accuracy"], alpha=0.1, temperature=3.0)
-    >>> distiller.fit(x_train, y_train, epochs=3)
-    >>> distiller.student.save("student.keras")
+        >>> distiller = Distiller(student=student, teacher=teacher)
+        >>> distiller.compile(optimizer="adam", metrics=["accuracy"], alpha=0.1, temperature=3.0)
+        >>> distiller.fit(x_train, y_train, epochs=3)
+        >>> distiller.student.save("student.keras")
 
     References:
         Hinton, Vinyals and Dean, "Distilling the Knowledge in a Neural Network", 2015.

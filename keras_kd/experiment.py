@@ -220,9 +220,9 @@ def _feature_terms(config, num_examples):
     return terms
 
 
-def needs_indices(config):
+def needs_indices(config, num_examples):
     """True if a feature term of `config` keeps a per-example memory (CRD): the data carry indices."""
-    return any(getattr(term.loss, "needs_indices", False) for term in _feature_terms(config, 1))
+    return any(getattr(term.loss, "needs_indices", False) for term in _feature_terms(config, num_examples))
 
 
 def distill(student, teacher, x, y, config, validation_data=None, num_examples=None):
@@ -230,7 +230,7 @@ def distill(student, teacher, x, y, config, validation_data=None, num_examples=N
 
     `y` may mark unlabelled rows with `MISSING_LABEL` (a transfer set). `x` may also be a
     `tf.data.Dataset` of `(x, y)` batches (`y` None, `num_examples` its size, its `x` already
-    carrying indices where `needs_indices(config)`); with `config.teacher_cache` it must yield
+    carrying indices where `needs_indices(config, num_examples)`); with `config.teacher_cache` it must yield
     the same batches on every pass (see `StreamingSplit.transfer_data`).
     """
     streaming = _is_dataset(x)
@@ -507,9 +507,9 @@ def train_or_load_teacher(config, split, total_steps=3):
 
 def distill_on_split(student, teacher, config, split):
     """`distill` on the split's transfer data (arrays, or a stream of files)."""
-    x, y = split.transfer_data(config, indices=needs_indices(config))
-    return distill(student, teacher, x, y, config, split.validation_data(config),
-                   num_examples=split.num_labeled + split.num_pool)
+    size = split.num_labeled + split.num_pool
+    x, y = split.transfer_data(config, indices=needs_indices(config, size))
+    return distill(student, teacher, x, y, config, split.validation_data(config), num_examples=size)
 
 
 def teacher_and_students(config, split, teacher, total_steps=3, build_student=None):

@@ -248,8 +248,8 @@ def _distilled_accuracy(config, settings, split, teacher, build, initial_weights
     """Validation accuracy of a student distilled with `settings` from the shared initial weights."""
     trial_config = dataclasses.replace(config, **settings)
     keras.utils.set_random_seed(config.seed)  # same shuffling in every trial: only the settings differ
-    x, y = split.transfer_data(trial_config, indices=needs_indices(trial_config))
     size = split.num_labeled + split.num_pool
+    x, y = split.transfer_data(trial_config, indices=needs_indices(trial_config, size))
     if recipes.get(trial_config.recipe).assistant:
         assistant = models.build_model(config.dataset, "assistant", split.input_shape, int(teacher.output_shape[-1]))
         teacher = distill(assistant, teacher, x, y, trial_config, num_examples=size)

@@ -180,8 +180,10 @@ class Distiller(EngineSteps, keras.Model):
             value = term(adapter, t_feat, s_feat, indices=indices, sample_weight=sample_weight, training=training)
             tracker.update_state(value, sample_weight=batch_size)
             total = total + term.weight * value
-        if self.student.losses:
-            total = total + ops.sum(ops.stack([ops.cast(r, "float32") for r in self.student.losses]))
+        # JAX hands the forward pass's losses (activity regularizers) over through `_losses_override`.
+        regularization = getattr(self, "_losses_override", None) or self.student.losses
+        if regularization:
+            total = total + ops.sum(ops.stack([ops.cast(r, "float32") for r in regularization]))
         self.student_loss_tracker.update_state(student_loss, sample_weight=batch_size)
         self.distillation_loss_tracker.update_state(distillation_loss, sample_weight=batch_size)
         return backend.scale_loss_for_replicas(total)
@@ -208,7 +210,8 @@ class Distiller(EngineSteps, keras.Model):
                 )
             return ops.zeros_like(like)
         # Per-row values (a Keras loss's `call`), so that Keras's own replica scaling is not applied twice.
-        per_row = getattr(self.student_loss_fn, "call", self.student_loss_fn)(fill_missing(y, mask), y_pred)
+        per_row = getattr(self.student_loss_fn, "call", self.student_loss_fn)(
+            fill_missing(y, mask), ops.cast(y_pred, "float32"))  # float32 also under mixed precision
         labelled = ops.maximum(backend.sum_over_replicas(ops.sum(mask)), 1.0)  # on all replicas: one device's mean
         total = ops.sum(ops.cast(per_row, "float32") * masked_weight(mask, sample_weight))
         return total * backend.replicas_in_sync() / labelled

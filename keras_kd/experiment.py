@@ -15,7 +15,7 @@ import numpy as np
 
 from keras_kd import datasets, models, recipes
 from keras_kd import losses as kd_losses
-from keras_kd.backend import ENGINE_DESCRIPTION, keras
+from keras_kd.backend import ENGINE_DESCRIPTION, keras, to_numpy
 from keras_kd.callbacks import DistillationScheduler, DurationEstimate
 from keras_kd.datasets import user_data
 from keras_kd.distiller import Distiller
@@ -426,7 +426,7 @@ class StreamingSplit:
         data = self.validation_data(types.SimpleNamespace(batch_size=batch_size))
         correct = total = 0
         for x, y in data:
-            predicted = np.argmax(np.asarray(model(x, training=False)), axis=-1)
+            predicted = np.argmax(to_numpy(model(x, training=False)), axis=-1)
             correct += int(np.sum(predicted == np.asarray(y)))
             total += len(predicted)
         return correct / total

@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 
+from keras_kd.backend import to_numpy
 from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, TEACHER_LOGITS_KEY, unpack
 
 _FINGERPRINT_ROWS = 4096  # rows hashed: enough to tell data sets apart, fast on large ones
@@ -136,7 +137,7 @@ class TeacherCache:
         if len(x) == 0:
             raise ValueError("`x` holds no samples: there is nothing to cache.")
         logits = np.concatenate(
-            [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+            [to_numpy(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
         )
         return cls(logits, fingerprint(x), len(x))
 
@@ -146,7 +147,7 @@ class TeacherCache:
         logits, sizes, hashes = [], [], []
         for element in dataset:
             inputs, _, _ = unpack(_split_element(element)[0])
-            batch_logits = np.asarray(model(inputs, training=False))
+            batch_logits = to_numpy(model(inputs, training=False))
             logits.append(batch_logits)
             sizes.append(len(batch_logits))
             hashes.append(np.asarray(_batch_hash(inputs)))

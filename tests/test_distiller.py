@@ -148,3 +148,23 @@ def test_callbacks_see_every_term(data, teacher, student):
     callback = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(dict(logs)))
     compiled(student, teacher).fit(x, y, epochs=1, verbose=0, callbacks=[callback])
     assert {"loss", "student_loss", "distillation_loss", "accuracy"} <= set(seen[0])
+
+
+def test_the_students_activity_regularization_is_in_the_loss_on_every_backend(data, teacher):
+    x, y = data
+
+    def student_with(regularizer):
+        keras.utils.set_random_seed(3)
+        return keras.Sequential([keras.Input((x.shape[1],)),
+                                 keras.layers.Dense(8, activation="relu", activity_regularizer=regularizer),
+                                 keras.layers.Dense(3)])
+
+    losses = {}
+    for name, regularizer in (("plain", None), ("regularized", keras.regularizers.L2(100.0))):
+        distiller = compiled(student_with(regularizer), teacher)
+        logs = distiller.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
+        losses[name] = logs["loss"]
+        # The label and distillation terms do not see the regularizer: the same in both.
+        losses[name + "_terms"] = (logs["student_loss"], logs["distillation_loss"])
+    assert losses["plain_terms"] == pytest.approx(losses["regularized_terms"], rel=1e-6)
+    assert losses["regularized"] > losses["plain"] + 1.0  # JAX once dropped it (stateless forward pass)

@@ -11,6 +11,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from keras_kd.backend import unscale_loss_for_replicas  # noqa: F401 (set before this import)
+from keras_kd.inputs import unpack
 
 
 class TfKerasSteps:
@@ -23,7 +24,8 @@ class TfKerasSteps:
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            y_pred = self(x, training=True)  # through `__call__`: SavedModel records the signature
+            # Through `__call__` with the plain inputs: SavedModel records their signature.
+            y_pred = self(unpack(x)[0], training=True)
             loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
         self._track_total_loss(loss, y_pred)
         # `minimize` scales the loss under a LossScaleOptimizer, as tf_keras's own step does.
@@ -32,7 +34,7 @@ class TfKerasSteps:
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y_pred = self(x, training=False)
+        y_pred = self(unpack(x)[0], training=False)
         loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
         self._track_total_loss(loss, y_pred)
         return self.compute_metrics(x, y, y_pred, sample_weight)

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from keras_kd.backend import ENGINE_DESCRIPTION, IS_TF_KERAS, assert_tensorflow_backend, keras
+from keras_kd.backend import ENGINE_DESCRIPTION, IS_TF_KERAS, assert_tensorflow_backend, keras, to_numpy
 from keras_kd.compression import artifacts
 from keras_kd.compression.export import export_saved_model, export_tflite
 from keras_kd.compression.magnitude_pruning import MagnitudePruning
@@ -222,7 +222,7 @@ def run_compress(config, output_folder):
 def _fresh_process_difference(kind, path, model, x_test, count=64):
     """Largest |artifact output - Keras output| on test inputs, the artifact run by a new process."""
     got = outputs_in_fresh_process("saved_model" if kind == "saved_model" else "tflite", path, x_test[:count])
-    expected = np.asarray(model(x_test[:count], training=False))
+    expected = to_numpy(model(x_test[:count], training=False))
     return float(np.max(np.abs(got - expected)))
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from keras_kd import datasets, models, recipes
 from keras_kd import losses as kd_losses
-from keras_kd.backend import ENGINE_DESCRIPTION, keras, to_numpy
+from keras_kd.backend import BACKEND, ENGINE_DESCRIPTION, is_tensorflow_backed, keras, to_numpy
 from keras_kd.callbacks import DistillationScheduler, DurationEstimate
 from keras_kd.datasets import user_data
 from keras_kd.distiller import Distiller
@@ -561,6 +561,16 @@ def _check_fits(model, argument, example_shape, num_classes):
         raise UsageError(f"The {argument} has {outputs} outputs, but the teacher and data have {num_classes} classes.")
 
 
+def _check_backend_reads(model, argument):
+    """Keras 3 feeds string inputs (a TextVectorization inside the model) on the TensorFlow backend only."""
+    if any(str(getattr(t, "dtype", "")) == "string" for t in (model.inputs or [])) and not is_tensorflow_backed():
+        raise UsageError(
+            f"The {argument} takes strings (a TextVectorization layer inside the model), which Keras 3 reads on "
+            f"the TensorFlow backend only; the active backend is {BACKEND}. Run with KERAS_BACKEND=tensorflow, "
+            "or move the TextVectorization into the data pipeline and give the model token ids."
+        )
+
+
 def _open(config, path, teacher, expect_labels=True):
     try:
         return user_data.open_data(path, tuple(teacher.input_shape[1:]), config.label_column, expect_labels)
@@ -571,6 +581,7 @@ def _open(config, path, teacher, expect_labels=True):
 def _own_split(config, teacher):
     """A `StreamingSplit` of the user's training files, checked against the teacher (no test set)."""
     num_classes = teacher.output_shape[-1]
+    _check_backend_reads(teacher, "teacher")
     source = _open(config, config.train, teacher)
     labels = source.labels
     if labels.min() < 0 or labels.max() >= num_classes:

@@ -7,7 +7,7 @@ import wave
 import numpy as np
 import pytest
 
-from keras_kd.backend import IS_TF_KERAS, keras
+from keras_kd.backend import IS_TF_KERAS, is_tensorflow_backed, keras
 from keras_kd.datasets import user_data
 from tests.test_cli import run_cli
 
@@ -134,7 +134,8 @@ def test_wav_folders(tmp_path):
     _distill(tmp_path, teacher, student, tmp_path / "train", tmp_path / "test")
 
 
-@pytest.mark.skipif(IS_TF_KERAS, reason="string inputs to a saved TextVectorization model: checked on Keras 3")
+@pytest.mark.skipif(IS_TF_KERAS or not is_tensorflow_backed(),
+                    reason="string inputs to a saved TextVectorization model: Keras 3 on TensorFlow (next test)")
 def test_text_folders(tmp_path):
     words = {0: "dull boring slow", 1: "fine decent okay", 2: "great superb brilliant"}
     for split, count in (("train", 45), ("test", 15)):
@@ -154,6 +155,27 @@ def test_text_folders(tmp_path):
 
     teacher, student = _save_pair(tmp_path, build, x, y)
     _distill(tmp_path, teacher, student, tmp_path / "train", tmp_path / "test")
+
+
+@pytest.mark.skipif(is_tensorflow_backed(), reason="the TensorFlow backend reads strings (previous test)")
+def test_a_teacher_that_reads_strings_is_refused_on_other_backends_before_training(tmp_path):
+    for split in ("train", "test"):
+        for i in range(6):
+            folder = tmp_path / split / f"c{i % 3}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{i}.txt").write_text(f"review number {i}")
+    vectorize = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=4)
+    vectorize.adapt(np.array(["review number one", "two three"]))
+    inputs = keras.Input((), dtype="string")
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES)(keras.layers.Flatten()(
+        keras.layers.Embedding(20, 4)(vectorize(inputs)))))
+    model.save(tmp_path / "teacher.keras")
+    out = tmp_path / "run"
+    result = run_cli("distill", f"--teacher={tmp_path / 'teacher.keras'}", f"--student={tmp_path / 'teacher.keras'}",
+                     f"--train={tmp_path / 'train'}", f"--test={tmp_path / 'test'}", f"--output_dir={out}",
+                     "--verbose=0", timeout=300)
+    assert result.returncode == 2 and "reads on the TensorFlow backend only" in result.stderr, result.stderr[-2000:]
+    assert not out.exists()
 
 
 def test_a_preset_student_name(tmp_path):

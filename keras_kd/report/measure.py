@@ -52,10 +52,10 @@ def latency_ms(model, example, runs=50, warmup=5):
         forward = lambda inputs: model(inputs, training=False)  # noqa: E731
         inputs = example
     for _ in range(warmup):
-        np.asarray(forward(inputs))
+        to_numpy(forward(inputs))
     timings = []
     for _ in range(runs):
         start = time.perf_counter()
-        np.asarray(forward(inputs))
+        to_numpy(forward(inputs))
         timings.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(timings)

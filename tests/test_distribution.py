@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from keras_kd.backend import IS_TF_KERAS
+from keras_kd.backend import BACKEND, IS_TF_KERAS, is_tensorflow_backed
 
 WORKER = os.path.join(os.path.dirname(__file__), "distribution_worker.py")
 
@@ -45,6 +45,10 @@ def _assert_same_as_one_device(result):
     assert one["fit"]["loss"][-1] < one["evaluate"]["loss"]
 
 
+tensorflow_only = pytest.mark.skipif(not is_tensorflow_backed(), reason="tf.distribute: TensorFlow backend or tf_keras")
+
+
+@tensorflow_only
 def test_mirrored_strategy_equals_one_device():
     _assert_same_as_one_device(_run("mirrored"))
 
@@ -80,6 +84,7 @@ def test_multi_worker_mirrored_strategy_with_two_processes_equals_one_device():
         _assert_same_as_one_device(_result(result))
 
 
+@tensorflow_only
 @pytest.mark.skipif(IS_TF_KERAS, reason="tf_keras trains under MultiWorkerMirroredStrategy (previous test)")
 def test_keras3_refuses_multi_worker_strategy_before_training():
     for result in _two_workers():
@@ -90,7 +95,7 @@ def test_keras3_refuses_multi_worker_strategy_before_training():
 jax_missing = importlib.util.find_spec("jax") is None
 
 
-@pytest.mark.skipif(IS_TF_KERAS or jax_missing, reason="the Keras distribution API is Keras 3 on JAX")
+@pytest.mark.skipif(BACKEND != "jax" or jax_missing, reason="the Keras distribution API: the JAX run of the suite")
 @pytest.mark.parametrize("mode", ["data_parallel", "model_parallel"])
 def test_keras_distribution_api_on_jax_equals_one_device(mode):
     result = _run(mode, env={"TF_USE_LEGACY_KERAS": "0"})

@@ -1,6 +1,6 @@
 """Distillation stacked with pruning and int8 quantization on Fashion-MNIST: sizes, speed, accuracy.
 
-Runs `keras-kd compress`'s pipeline (teacher, student from scratch, distilled student,
+Runs `keras-kd compress`'s job (teacher, student from scratch, distilled student,
 distilled + pruned, distilled + pruned + int8) on the full official split and writes
 `benchmarks/results/compression_fashion_mnist.json` and `docs/compression_benchmark.md`,
 including the ratios the project aims at (int8 artifact >= 30x smaller than the teacher's
@@ -18,7 +18,8 @@ import tempfile
 from absl import app, flags
 
 from keras_kd.backend import ENGINE_DESCRIPTION
-from keras_kd.compression.pipeline import STAGE_COLUMNS, CompressConfig, run_compress
+from keras_kd.jobs.compress import STAGE_COLUMNS, run_compress
+from keras_kd.jobs.config import CompressConfig
 from keras_kd.report import format_table
 
 FLAGS = flags.FLAGS

@@ -13,27 +13,24 @@ and `docs/headline.md`:
     python benchmarks/headline_fashion_mnist.py --seeds=0,1,2
 """
 
+import dataclasses
 import json
 import os
-import platform
 import tempfile
 import time
 
-import numpy as np
 from absl import app, flags
 
-from keras_kd.backend import ENGINE_DESCRIPTION, keras
-from keras_kd.compression import artifacts, export_tflite
-from keras_kd.experiment import DistillConfig, load_split, run_distill, split_data, train_or_load_teacher
+from keras_kd.backend import keras
+from keras_kd.cli.flags import build_config, define_flags
+from keras_kd.jobs import seeds
+from keras_kd.jobs.config import DistillConfig
+from keras_kd.jobs.data import load_split, split_data
+from keras_kd.jobs.training import train_or_load_teacher
 
-FLAGS = flags.FLAGS
+FLAGS = define_flags(DistillConfig, flags.FLAGS, defaults={
+    "dataset": "fashion_mnist", "teacher_epochs": 10, "student_epochs": 20, "batch_size": 128, "verbose": 2})
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the students (labelled subset, validation split, weights).")
-flags.DEFINE_integer("teacher_epochs", 10, "Teacher epochs.")
-flags.DEFINE_integer("student_epochs", 20, "Epochs of the distilled student (the student from labels gets as many "
-                     "optimizer steps).")
-flags.DEFINE_float("labeled_fraction", 0.1, "Share of the training labels the students get.")
-flags.DEFINE_integer("batch_size", 128, "Batch size.")
-flags.DEFINE_string("data_dir", None, "Fashion-MNIST folder.")
 flags.DEFINE_string("results", "benchmarks/results/headline_fashion_mnist.json", "Raw results.")
 flags.DEFINE_string("doc", "docs/headline.md", "Summary.")
 
@@ -42,16 +39,9 @@ LABELS = {"teacher": "teacher", "student_scratch": "student from its labels alon
           "student_kd_int8": "distilled student, int8 TFLite file"}
 
 
-def base_config(seed, teacher_path=None):
-    return DistillConfig(dataset="fashion_mnist", data_dir=FLAGS.data_dir, teacher_path=teacher_path,
-                         teacher_epochs=FLAGS.teacher_epochs, student_epochs=FLAGS.student_epochs,
-                         batch_size=FLAGS.batch_size, labeled_fraction=FLAGS.labeled_fraction, teacher_cache=True,
-                         seed=seed, verbose=2)
-
-
-def train_teacher(folder):
+def train_teacher(config, folder):
     """The one teacher: every training label (less the seed-0 validation split), saved to `folder`."""
-    config = base_config(0)
+    config = dataclasses.replace(config, seed=0)
     keras.utils.set_random_seed(0)
     (x_train, y_train), _ = load_split(config)
     teacher = train_or_load_teacher(config, split_data(config, x_train, y_train))
@@ -60,34 +50,9 @@ def train_teacher(folder):
     return path
 
 
-def run_seed(seed, teacher_path, folder):
-    config = base_config(seed, teacher_path)
-    rows, metadata = run_distill(config, folder)
-    (x_train, _), (x_test, y_test) = load_split(config)
-    student = keras.models.load_model(os.path.join(folder, "student_kd.keras"), compile=False)
-    path = os.path.join(folder, "student_kd_int8.tflite")
-    export_tflite(student, path, "int8", representative_data=x_train[:1000])
-    measured = artifacts.measure(path, "tflite", x_test, y_test)
-    models = [row.as_dict() for row in rows]
-    models.append({"name": "student_kd_int8", "params": rows[-1].params, "size_bytes": measured["size_bytes"],
-                   "accuracy": measured["accuracy"], "latency_ms": measured["latency_ms_batch1"]})
-    return {"seed": seed, "models": models, "metadata": metadata}
-
-
 def summary(runs, machine, wall_seconds):
-    def figures(name, key):
-        return np.array([next(m[key] for m in run["models"] if m["name"] == name) for run in runs], dtype=float)
-
-    lines = ["| model | parameters | size (MB) | test accuracy (%), mean ± std |", "|---|---:|---:|---:|"]
-    for name, label in LABELS.items():
-        acc = 100 * figures(name, "accuracy")
-        spread = acc.std(ddof=1) if len(acc) > 1 else 0.0
-        size_mb = figures(name, "size_bytes").mean() / 1e6
-        params = int(figures(name, "params")[0])
-        lines.append(f"| {label} | {params:,} | {size_mb:.3f} | {acc.mean():.2f} ± {spread:.2f} |")
-    gap = 100 * (figures("teacher", "accuracy") - figures("student_kd", "accuracy"))
-    gain = 100 * (figures("student_kd", "accuracy") - figures("student_scratch", "accuracy"))
-    ratio = figures("teacher", "params")[0] / figures("student_kd", "params")[0]
+    gap, gain = seeds.gains(runs, "teacher", "student_kd"), seeds.gains(runs)
+    ratio = seeds.figures(runs, "teacher", "params")[0] / seeds.figures(runs, "student_kd", "params")[0]
     metadata = runs[0]["metadata"]
     return (
         "# Headline: Fashion-MNIST\n\n"
@@ -101,7 +66,7 @@ def summary(runs, machine, wall_seconds):
         f"images without labels for {FLAGS.student_epochs} epochs (recipe {metadata['recipe']}, alpha "
         f"{metadata['alpha']}, T {metadata['temperature']}, teacher logits cached). Sizes: the `.keras` files "
         "without optimizer state, and the int8 TFLite file.\n\n"
-        + "\n".join(lines)
+        + seeds.summary_table(runs, LABELS)
         + f"\n\nThe student has {ratio:.1f}x fewer parameters than the teacher. Distilled minus student from labels: "
         f"{gain.mean():+.2f} points (per seed {', '.join(f'{g:+.2f}' for g in gain)}); teacher minus distilled "
         f"student: {gap.mean():.2f} points (per seed {', '.join(f'{g:.2f}' for g in gap)}).\n"
@@ -110,16 +75,12 @@ def summary(runs, machine, wall_seconds):
 
 def main(_):
     started = time.time()
-    runs = []
+    config = build_config(FLAGS, DistillConfig)
     with tempfile.TemporaryDirectory() as folder:
-        teacher_path = train_teacher(folder)
-        for seed in (int(s) for s in FLAGS.seeds):
-            with tempfile.TemporaryDirectory() as run_folder:
-                runs.append(run_seed(seed, teacher_path, run_folder))
-            print(f"seed {seed}: " + ", ".join(f"{m['name']} {100 * m['accuracy']:.2f}%"
-                                               for m in runs[-1]["models"]), flush=True)
+        config = dataclasses.replace(config, teacher_path=train_teacher(config, folder), teacher_cache=True)
+        runs = seeds.run_over_seeds(config, FLAGS.seeds, with_int8=True)
     wall = time.time() - started
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, {ENGINE_DESCRIPTION}"
+    machine = seeds.machine()
     os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
     with open(FLAGS.results, "w") as handle:
         json.dump({"machine": machine, "wall_seconds": round(wall, 1), "runs": runs}, handle, indent=2)

@@ -21,7 +21,7 @@ _ATTRIBUTES = {
     "TeacherCache": "keras_kd.teacher_cache",
     "load_distiller": "keras_kd.saving",
     "transfer_set": "keras_kd.transfer_data",
-    "tune": "keras_kd.tuning",  # imports KerasTuner only when called
+    "tune": "keras_kd.jobs.tune",  # imports KerasTuner only when called
     "with_indices": "keras_kd.inputs",
 }
 _SUBMODULES = ("callbacks", "datasets", "losses", "models", "recipes", "schedules", "utils")

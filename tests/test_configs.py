@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import keras_kd
-from keras_kd.cli.distill import load_yaml
-from keras_kd.experiment import DistillConfig, run_distill
+from keras_kd.jobs.config import DistillConfig
+from keras_kd.jobs.distill import run_distill
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "**", "*.yaml"),
                            recursive=True))
@@ -23,7 +23,7 @@ def test_there_is_a_config_per_method():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.basename(p))
 def test_config_runs(path, tmp_path):
-    values = load_yaml(path)
+    values = DistillConfig.read_yaml(path)
     config = DistillConfig.from_dict({**values, "teacher_epochs": 1, "student_epochs": 1, "verbose": 0})
     if "recipe" in values:
         recipe, arguments = keras_kd.recipes.get(values["recipe"]), config.compile_arguments()

@@ -17,9 +17,9 @@ TINY = ["--max_trials=2", "--teacher_epochs=1", "--student_epochs=1", "--verbose
 
 
 def test_tune_scores_on_validation_only_and_writes_a_usable_best_yaml(tmp_path, monkeypatch):
-    from keras_kd import tuning
-    from keras_kd.cli.distill import load_yaml
-    from keras_kd.experiment import DistillConfig, load_split, split_data
+    from keras_kd.jobs import tune as tuning
+    from keras_kd.jobs.config import DistillConfig
+    from keras_kd.jobs.data import load_split, split_data
 
     config = DistillConfig(dataset="digits", teacher_epochs=1, student_epochs=1, verbose=0)
     scored = []
@@ -54,7 +54,7 @@ def test_tune_scores_on_validation_only_and_writes_a_usable_best_yaml(tmp_path, 
         assert os.path.isdir(os.path.join(summary["tuner_folder"], project))
     assert os.path.dirname(summary["tuner_folder"]) == str(tmp_path / "tuner")
 
-    values = load_yaml(str(tmp_path / "best.yaml"))
+    values = DistillConfig.read_yaml(str(tmp_path / "best.yaml"))
     best = DistillConfig.from_dict(values)
     best.validate()
     assert set(tuning.BEST_KEYS) <= set(values)
@@ -65,8 +65,8 @@ def test_tune_scores_on_validation_only_and_writes_a_usable_best_yaml(tmp_path, 
 
 
 def test_settings_that_cannot_be_tuned_are_refused_before_training(tmp_path, monkeypatch):
-    from keras_kd import tuning
-    from keras_kd.experiment import DistillConfig
+    from keras_kd.jobs import tune as tuning
+    from keras_kd.jobs.config import DistillConfig
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained before checking the settings")
@@ -150,9 +150,9 @@ def test_cli_tune_on_your_own_image_folders_then_distill_with_best_yaml(tmp_path
     for trial in summary["distilled"]["trials"] + summary["control"]["trials"]:
         assert round(trial["val_accuracy"] * 15) == pytest.approx(trial["val_accuracy"] * 15)  # k of 15 examples
 
-    from keras_kd.cli.distill import load_yaml
+    from keras_kd.jobs.config import DistillConfig
 
-    values = load_yaml(str(out / "best.yaml"))
+    values = DistillConfig.read_yaml(str(out / "best.yaml"))
     assert values["train"] == str(tmp_path / "train") and values["student_path"] == student
     assert values["teacher_path"] == teacher and "test" not in values and "dataset" not in values
     rerun = run_cli("distill", f"--config={out / 'best.yaml'}", f"--test={tmp_path / 'validation'}",

@@ -250,15 +250,16 @@ def test_examples_read_by_index_equal_keras_loaders_output(tmp_path, kind):
     np.testing.assert_array_equal(got, x_ref[some].astype(got.dtype))
 
 
-def _own_split(tmp_path, teacher_cache=False):
-    from keras_kd.experiment import DistillConfig, _own_split
+def _split_of_own_files(tmp_path, teacher_cache=False):
+    from keras_kd.jobs.config import DistillConfig
+    from keras_kd.jobs.data import own_split
 
     _write_images(tmp_path / "train", 30)
     _write_images(tmp_path / "pool", 12, labeled=False)
     teacher = _image_model(8, "teacher")
     config = DistillConfig(train=str(tmp_path / "train"), unlabeled=str(tmp_path / "pool"), batch_size=8,
                            validation_split=0.2, teacher_cache=teacher_cache)
-    return _own_split(config, teacher), config
+    return own_split(config, teacher), config
 
 
 def _epoch(dataset):
@@ -274,7 +275,7 @@ def test_own_data_streams_the_split_as_prefetched_batches(tmp_path):
 
     from keras_kd import MISSING_LABEL
 
-    split, config = _own_split(tmp_path)
+    split, config = _split_of_own_files(tmp_path)
     x_all, y_all, _ = user_data.load(str(tmp_path / "train"), (8, 8, 1))
     x_pool, _, _ = user_data.load(str(tmp_path / "pool"), (8, 8, 1), expect_labels=False)
     # Validation held out of training: 20 % of each class of 10, the rest trains.
@@ -305,7 +306,7 @@ def test_own_data_streams_the_split_as_prefetched_batches(tmp_path):
 def test_with_a_teacher_cache_the_transfer_order_is_fixed_and_cached(tmp_path):
     from keras_kd import TeacherCache
 
-    split, config = _own_split(tmp_path, teacher_cache=True)
+    split, config = _split_of_own_files(tmp_path, teacher_cache=True)
     transfer, _ = split.transfer_data(config)
     first_x, _, _ = _epoch(transfer)
     second_x, _, _ = _epoch(transfer)

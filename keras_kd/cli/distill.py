@@ -1,81 +1,20 @@
-"""`keras-kd distill`: the main job on the embedded default (digits) or Fashion-MNIST.
+"""`keras-kd distill`: the main job on the embedded default (digits), Fashion-MNIST, FSDD or your data.
 
 Trains a teacher (or loads `--teacher`), the student from labels alone and the student by
 distillation, prints the table and writes `report.json`, `report.md`, `report.png` and the
 three `.keras` models into `--output_dir`, all at once at the end.
 """
 
+from keras_kd.cli.flags import define_flags, reported, run_subcommand
+from keras_kd.jobs.config import DistillConfig
 
-from absl import flags
-
-from keras_kd.cli.flags_util import build_config as build_config_from
-from keras_kd.cli.flags_util import load_yaml as load_yaml_file
-from keras_kd.cli.flags_util import parse, run_job
-
-FLAGS = flags.FlagValues()
-flags.DEFINE_enum("dataset", "digits", ["digits", "fashion_mnist", "fsdd"], "Data set.", flag_values=FLAGS)
-flags.DEFINE_string("data_dir", None, "Folder with the data set's files (Fashion-MNIST, FSDD).", flag_values=FLAGS)
-flags.DEFINE_string("output_dir", "runs/distill", "Where the report and models go.", flag_values=FLAGS)
-flags.DEFINE_string("teacher", None, "A saved teacher to use instead of training one.", flag_values=FLAGS)
-flags.DEFINE_integer("teacher_epochs", 40, "Epochs to train the teacher.", lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_integer("student_epochs", 60, "Epochs to train each student.", lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0.0, flag_values=FLAGS)
-flags.DEFINE_float("alpha", None, "Weight of the label loss (1 - alpha: distillation); default: the recipe's.",
-                   flag_values=FLAGS)
-flags.DEFINE_float("temperature", None, "Distillation temperature T > 0; default: the recipe's.", flag_values=FLAGS)
-flags.DEFINE_enum("recipe", "hinton", ["hinton", "function_matching", "dist", "teacher_assistant"],
-                  "Named distillation method (docs/when_distillation_pays.md).", flag_values=FLAGS)
-flags.DEFINE_float("labeled_fraction", 0.1, "Share of the training examples whose labels the students get; "
-                   "the rest is an unlabelled pool the teacher scores (1: every label, no pool).", flag_values=FLAGS)
-flags.DEFINE_float("validation_split", 0.1, "Share of the training data held out for the val_* figures "
-                   "(never the test set).", flag_values=FLAGS)
-flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
-flags.DEFINE_string("train", None, "Your labelled training data: .npz (x, y), .csv, or a folder of images, .txt or "
-                    ".wav files in one sub-folder per class (docs/cli.md). Needs --teacher, --student, --test.",
-                    flag_values=FLAGS)
-flags.DEFINE_string("unlabeled", None, "Your unlabelled data (same forms, no labels): the pool the teacher scores.",
-                    flag_values=FLAGS)
-flags.DEFINE_string("validation", None, "Your validation data (else --validation_split of --train).",
-                    flag_values=FLAGS)
-flags.DEFINE_string("test", None, "Your test data, used once for the report.", flag_values=FLAGS)
-flags.DEFINE_string("student", None, "The student: an untrained .keras model (both students start from its "
-                    "weights) or a preset name (digits, fashion_mnist, fsdd).", flag_values=FLAGS)
-flags.DEFINE_string("label_column", "label", "The class column of CSV data.", flag_values=FLAGS)
-flags.DEFINE_bool("overwrite", False, "Replace the files keras-kd writes in a non-empty --output_dir.",
-                  flag_values=FLAGS)
-flags.DEFINE_string("config", None, "A YAML file of settings (keys: the flags' names, plus "
-                    "distillation_loss, features, alpha_schedule, temperature_schedule, teacher_cache); "
-                    "flags given on the command line override it.", flag_values=FLAGS)
-flags.DEFINE_integer("verbose", None, "Keras verbosity: 0 quiet, 1 progress bar, 2 a line an "
-                     "epoch (default: 1 on a terminal, else 2).", flag_values=FLAGS)
-
-
-# Flag name -> DistillConfig field.
-FLAG_FIELDS = {
-    "dataset": "dataset", "data_dir": "data_dir", "teacher": "teacher_path",
-    "teacher_epochs": "teacher_epochs", "student_epochs": "student_epochs", "batch_size": "batch_size",
-    "learning_rate": "learning_rate", "alpha": "alpha", "temperature": "temperature", "recipe": "recipe",
-    "labeled_fraction": "labeled_fraction", "validation_split": "validation_split", "train": "train",
-    "unlabeled": "unlabeled", "validation": "validation", "test": "test", "student": "student_path",
-    "label_column": "label_column", "seed": "seed",
-}
-
-
-def build_config():
-    from keras_kd.experiment import DistillConfig
-
-    return build_config_from(FLAGS, FLAG_FIELDS, DistillConfig)
-
-
-def load_yaml(path):
-    """A config file's settings, with the flags' names mapped to the config's fields."""
-    return load_yaml_file(path, FLAG_FIELDS)
+FLAGS = define_flags(DistillConfig, output_dir="runs/distill", output_help="Where the report and models go.")
 
 
 def run(argv):
-    if not parse(FLAGS, argv):
-        return 2
-    from keras_kd.experiment import run_distill
+    def job(config, output_dir):
+        from keras_kd.jobs.distill import run_distill
 
-    return run_job("distill", FLAGS, build_config, run_distill)
+        reported(run_distill)(config, output_dir)
+
+    return run_subcommand("distill", argv, FLAGS, DistillConfig, job)

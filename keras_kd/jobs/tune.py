@@ -7,7 +7,7 @@ are scored on the validation examples held out of the training data. The test se
 loaded into the search, so it stays an unbiased measure for a later `keras-kd distill`.
 
 Your own data (`train`, `unlabeled`, `validation`, with `teacher` and `student`) is prepared by
-the distill job's own code (`experiment.prepare_training`): the same validation split, the same
+the distill job's own code (`jobs.training.prepare_training`): the same validation split, the same
 streamed `tf.data` pipelines; `test` is refused rather than read.
 
 KerasTuner is imported inside the functions: `import keras_kd` does not need it.
@@ -23,8 +23,9 @@ import numpy as np
 
 from keras_kd import models, recipes
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
-from keras_kd.experiment import (
-    DataSplit,
+from keras_kd.jobs.config import SEARCHED_RECIPES, TuneConfig
+from keras_kd.jobs.data import DataSplit
+from keras_kd.jobs.training import (
     distill,
     needs_indices,
     prepare_training,
@@ -35,8 +36,6 @@ from keras_kd.experiment import (
 from keras_kd.report import accuracy
 
 OBJECTIVE = "val_accuracy"
-SEARCHED_RECIPES = ("hinton", "dist", "function_matching")
-"""The default choice of recipes; `teacher_assistant` may be added (it trains an assistant per trial)."""
 ALPHA_RANGE = (0.0, 0.9)
 TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
 LEARNING_RATE_RANGE = (3e-4, 1e-2)
@@ -56,31 +55,14 @@ def import_keras_tuner():
     return keras_tuner
 
 
-def check_tunable(config, max_trials=10, recipe_names=SEARCHED_RECIPES):
-    """Raise a ValueError (or RuntimeError without KerasTuner) before any training if the search cannot run."""
-    import_keras_tuner()
-    if config.test:
-        raise ValueError("`tune` never reads the test set: remove `test` from the settings, and give it to "
-                         "`keras-kd distill --config=best.yaml --test=...` afterwards.")
-    own_data = bool(config.train or config.unlabeled or config.validation)
-    if own_data and not config.train:
-        raise ValueError("Your own data needs `train` (labelled); `unlabeled` and `validation` are optional.")
-    config.validate(require_test=False)
-    if int(max_trials) < 1:
-        raise ValueError(f"`max_trials` must be >= 1; received {max_trials!r}.")
-    if not config.validation and not config.validation_split > 0:
-        raise ValueError("`tune` scores each setting on validation data held out of the training data; "
-                         f"`validation_split` must be > 0 (received {config.validation_split!r}), or give "
-                         "`validation` data.")
-    for name in recipe_names:
-        if recipes.get(name).assistant and own_data:  # raises, listing the known recipes, for unknown names
-            raise ValueError(f"The {name} recipe builds its assistant from a data set's preset; with your own "
-                             "data, leave it out of the searched recipes.")
-    searched = [name for name in ("distillation_loss", "alpha_schedule", "temperature_schedule")
-                if getattr(config, name) is not None]
-    if searched:
-        raise ValueError(f"`tune` searches the recipe, alpha and temperature; remove {', '.join(searched)} "
-                         "from the settings, they would override the searched values.")
+def check_tunable(config, max_trials=None, recipe_names=SEARCHED_RECIPES):
+    """`config` as a `TuneConfig`, validated: a ValueError (RuntimeError without KerasTuner) before any training."""
+    values = {field.name: getattr(config, field.name) for field in dataclasses.fields(config)}
+    if max_trials is not None:
+        values["max_trials"] = max_trials
+    config = TuneConfig(**{k: v for k, v in values.items() if k in TuneConfig.__dataclass_fields__})
+    config.validate(recipe_names=recipe_names)
+    return config
 
 
 def check_output_folder(output_folder):
@@ -89,7 +71,7 @@ def check_output_folder(output_folder):
         raise ValueError(f"The output folder {output_folder!r} exists and is not a folder.")
 
 
-def tune(config, output_folder, max_trials=10, seed=None, recipe_names=SEARCHED_RECIPES):
+def tune(config, output_folder, max_trials=None, seed=None, recipe_names=SEARCHED_RECIPES):
     """Search recipe, alpha, temperature and learning rate on validation data; write `best.yaml`.
 
     The teacher is trained (or loaded) once and shared by every trial. Each distilled trial
@@ -98,10 +80,10 @@ def tune(config, output_folder, max_trials=10, seed=None, recipe_names=SEARCHED_
     as many optimizer steps as `keras-kd distill` gives it.
 
     Args:
-        config: a `DistillConfig`; its recipe, alpha, temperature and learning rate are searched
-            (the teacher is trained with its learning rate).
+        config: a `TuneConfig` (or a `DistillConfig`); its recipe, alpha, temperature and learning
+            rate are searched (the teacher is trained with its learning rate).
         output_folder: receives `best.yaml`, `tune.json` and KerasTuner's projects under `tuner/`.
-        max_trials: trials of each search.
+        max_trials: trials of each search (default `config.max_trials`, 10).
         seed: the searches' random seed (default: `config.seed`).
         recipe_names: the recipes to choose among.
 
@@ -109,7 +91,8 @@ def tune(config, output_folder, max_trials=10, seed=None, recipe_names=SEARCHED_
         A dict: `best_settings`, `distilled_val_accuracy`, `control_val_accuracy`,
         `control_settings`.
     """
-    check_tunable(config, max_trials, recipe_names)
+    config = check_tunable(config, max_trials, recipe_names)
+    max_trials = config.max_trials
     check_output_folder(output_folder)
     seed = config.seed if seed is None else seed
     keras.utils.set_random_seed(config.seed)

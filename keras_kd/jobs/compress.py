@@ -1,4 +1,4 @@
-"""`keras-kd compress`: teacher -> distilled student -> pruned (clustered, QAT) student -> exports.
+"""`keras-kd compress`'s job: teacher -> distilled student -> pruned (clustered, QAT) student -> exports.
 
 Every row of the report is measured on the exported artifact itself: the teacher's
 SavedModel, the students' float32 TFLite files and the final full-integer TFLite file,
@@ -12,44 +12,16 @@ import time
 
 import numpy as np
 
-from keras_kd.backend import ENGINE_DESCRIPTION, IS_TF_KERAS, assert_tensorflow_backend, keras, to_numpy
+from keras_kd.backend import ENGINE_DESCRIPTION, IS_TF_KERAS, keras, to_numpy
 from keras_kd.compression import artifacts
 from keras_kd.compression.export import export_saved_model, export_tflite
 from keras_kd.compression.magnitude_pruning import MagnitudePruning
-from keras_kd.compression.pruning_schedules import PolynomialDecay, validate_sparsity
+from keras_kd.compression.pruning_schedules import PolynomialDecay
 from keras_kd.compression.verify import outputs_in_fresh_process
-from keras_kd.distiller import Distiller
-from keras_kd.experiment import DistillConfig, prepare, student_builder, teacher_and_students
+from keras_kd.jobs.training import distill, prepare, student_builder, teacher_and_students
 from keras_kd.utils import count_nonzero_params, count_params, snapshot
 
 MEGABYTE = 1e6
-
-
-@dataclasses.dataclass
-class CompressConfig(DistillConfig):
-    """The main job's settings plus the compression stages."""
-
-    sparsity: float = 0.75
-    prune_epochs: int = 4
-    clusters: int = None  # tf_keras only: sparsity-preserving weight clustering
-    qat: bool = False  # tf_keras only: (pruning-preserving) quantization-aware distillation
-    qat_epochs: int = 1
-    int8_io: bool = False
-    model_name: str = "student"
-
-    def validate(self):
-        super().validate()
-        validate_sparsity(self.sparsity, "sparsity")
-        if int(self.prune_epochs) < 1:
-            raise ValueError(f"`prune_epochs` must be >= 1; received {self.prune_epochs!r}.")
-        if self.clusters is not None and int(self.clusters) < 2:
-            raise ValueError(f"`clusters` must be >= 2; received {self.clusters!r}.")
-        if (self.clusters is not None or self.qat) and not IS_TF_KERAS:
-            raise RuntimeError(
-                "Clustering and quantization-aware training use TF-MOT, which needs the tf_keras engine: "
-                f"set TF_USE_LEGACY_KERAS=1 before Python starts (active: {ENGINE_DESCRIPTION})."
-            )
-        assert_tensorflow_backend("keras-kd compress (its outputs are SavedModels and TFLite files)")
 
 
 @dataclasses.dataclass
@@ -92,14 +64,6 @@ def _log(message, verbose):
         print(message, flush=True)
 
 
-def _distiller(student, teacher, config):
-    distiller = Distiller(student=student, teacher=teacher)
-    distiller.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate), metrics=["accuracy"], **config.compile_arguments()
-    )
-    return distiller
-
-
 def prune_by_distillation(student, teacher, x, y, config):
     """Keep distilling while the kernels are pruned to `config.sparsity`; returns a plain model."""
     steps = math.ceil(len(x) / config.batch_size)
@@ -111,19 +75,10 @@ def prune_by_distillation(student, teacher, x, y, config):
         wrapped = tfmot.prune(
             student, config.sparsity, schedule="polynomial", begin_step=0, end_step=end_step, frequency=frequency
         )
-        _distiller(wrapped, teacher, config).fit(
-            x,
-            y,
-            epochs=config.prune_epochs,
-            batch_size=config.batch_size,
-            verbose=config.verbose,
-            callbacks=tfmot.pruning_callbacks(),
-        )
+        distill(wrapped, teacher, x, y, config, epochs=config.prune_epochs, callbacks=tfmot.pruning_callbacks())
         return tfmot.strip(wrapped)
     pruning = MagnitudePruning(PolynomialDecay(0.0, config.sparsity, 0, end_step, frequency=frequency))
-    _distiller(student, teacher, config).fit(
-        x, y, epochs=config.prune_epochs, batch_size=config.batch_size, verbose=config.verbose, callbacks=[pruning]
-    )
+    distill(student, teacher, x, y, config, epochs=config.prune_epochs, callbacks=[pruning])
     return student
 
 
@@ -132,7 +87,7 @@ def cluster_by_distillation(student, teacher, x, y, config):
     from keras_kd.compression import tfmot
 
     clustered = tfmot.cluster(student, config.clusters, preserve_sparsity=True)
-    _distiller(clustered, teacher, config).fit(x, y, epochs=1, batch_size=config.batch_size, verbose=config.verbose)
+    distill(clustered, teacher, x, y, config, epochs=1)
     return tfmot.strip(clustered)
 
 
@@ -141,9 +96,7 @@ def qat_by_distillation(student, teacher, x, y, config, preserve):
     from keras_kd.compression import tfmot
 
     quantized = tfmot.quantize(student, preserve=preserve)
-    _distiller(quantized, teacher, config).fit(
-        x, y, epochs=config.qat_epochs, batch_size=config.batch_size, verbose=config.verbose
-    )
+    distill(quantized, teacher, x, y, config, epochs=config.qat_epochs)
     return quantized
 
 

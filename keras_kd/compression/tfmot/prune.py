@@ -1,25 +1,13 @@
-"""TensorFlow Model Optimization on the tf_keras engine: pruning, QAT, clustering, stripping.
+"""Magnitude pruning with TF-MOT (`prune_low_magnitude`) and the callbacks its training needs."""
 
-TF-MOT only accepts tf_keras (Keras 2) models, and importing it sets TF_USE_LEGACY_KERAS=1
-in the process as a side effect; so it is imported here lazily, and only once the tf_keras
-engine is known to be active. On Keras 3 each function raises a RuntimeError that says how
-to switch (or use `MagnitudePruning` and `quantize_post_training`, which need no TF-MOT).
-"""
-
-from keras_kd.backend import assert_tf_keras, keras
+from keras_kd.backend import keras
 from keras_kd.compression.pruning_schedules import validate_sparsity
-
-
-def _tfmot(feature):
-    assert_tf_keras(feature)
-    import tensorflow_model_optimization as tfmot
-
-    return tfmot
+from keras_kd.compression.tfmot.loader import load_tfmot
 
 
 def unsupported_layers(model):
     """Names and types of the layers TF-MOT's pruning registry cannot wrap."""
-    tfmot = _tfmot("Pruning with TF-MOT")
+    tfmot = load_tfmot("Pruning with TF-MOT")
     from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
 
     return [
@@ -51,7 +39,7 @@ def prune(
         ValueError: a sparsity outside [0, 1), an unknown schedule, or (without
             `skip_unsupported`) a layer TF-MOT cannot wrap, named with its type.
     """
-    tfmot = _tfmot("Pruning with TF-MOT")
+    tfmot = load_tfmot("Pruning with TF-MOT")
     target_sparsity = validate_sparsity(target_sparsity, "target_sparsity")
     sparsity = tfmot.sparsity.keras
     if schedule == "constant":
@@ -88,55 +76,8 @@ def prune(
 
 def pruning_callbacks(log_dir=None):
     """The callbacks pruning needs in `fit` (the step counter; summaries when `log_dir` is given)."""
-    tfmot = _tfmot("Pruning with TF-MOT")
+    tfmot = load_tfmot("Pruning with TF-MOT")
     callbacks = [tfmot.sparsity.keras.UpdatePruningStep()]
     if log_dir:
         callbacks.append(tfmot.sparsity.keras.PruningSummaries(log_dir=log_dir))
     return callbacks
-
-
-def cluster(model, number_of_clusters, init="kmeans_plus_plus", preserve_sparsity=False):
-    """`cluster_weights` on the student: each kernel keeps `number_of_clusters` distinct values.
-
-    `preserve_sparsity=True` keeps a pruned model's zeros (TF-MOT's sparsity-preserving clustering).
-    """
-    tfmot = _tfmot("Weight clustering with TF-MOT")
-    if int(number_of_clusters) < 2:
-        raise ValueError(f"`number_of_clusters` must be >= 2; received {number_of_clusters!r}.")
-    centroids = getattr(tfmot.clustering.keras.CentroidInitialization, init.upper(), None)
-    if centroids is None:
-        raise ValueError(f"Unknown centroid initialization {init!r}; try 'kmeans_plus_plus' or 'linear'.")
-    return tfmot.clustering.keras.cluster_weights(
-        model,
-        number_of_clusters=int(number_of_clusters),
-        cluster_centroids_init=centroids,
-        preserve_sparsity=preserve_sparsity,
-    )
-
-
-def quantize(model, preserve=None):
-    """Quantization-aware training wrappers (int8 fake-quantization) on the student.
-
-    Args:
-        preserve: `None` (plain QAT), `"sparsity"` (PQAT: keeps a pruned model's zeros) or
-            `"clusters"` (CQAT: keeps a clustered model's centroids). Strip pruning or
-            clustering wrappers first.
-    """
-    tfmot = _tfmot("Quantization-aware training with TF-MOT")
-    quantization = tfmot.quantization.keras
-    if preserve is None:
-        return quantization.quantize_model(model)
-    schemes = {
-        "sparsity": tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme,
-        "clusters": tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme,
-    }
-    if preserve not in schemes:
-        raise ValueError(f"`preserve` must be None, 'sparsity' or 'clusters'; received {preserve!r}.")
-    return quantization.quantize_apply(quantization.quantize_annotate_model(model), schemes[preserve]())
-
-
-def strip(model):
-    """The model without pruning and clustering wrappers, ready for export."""
-    tfmot = _tfmot("Stripping TF-MOT wrappers")
-    model = tfmot.sparsity.keras.strip_pruning(model)
-    return tfmot.clustering.keras.strip_clustering(model)

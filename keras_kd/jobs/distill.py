@@ -1,0 +1,68 @@
+"""`keras-kd distill`'s job: teacher, student from labels alone and distilled student, measured side by side."""
+
+import os
+import time
+
+from keras_kd.backend import ENGINE_DESCRIPTION, keras
+from keras_kd.jobs.training import prepare, scratch_epochs, student_builder, teacher_and_students
+from keras_kd.report import ModelRow, accuracy, latency_ms, model_file_size
+from keras_kd.utils import count_params
+
+
+def run_distill(config, output_folder):
+    """Run the main job and save the three models into `output_folder`.
+
+    Returns:
+        `(rows, metadata)`: a `ModelRow` per model, and what the run was.
+    """
+    config.validate()
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)
+    split, (x_test, y_test), teacher = prepare(config)
+    build = student_builder(config, split, teacher.output_shape[-1])
+    scratch, kd_student = teacher_and_students(config, split, teacher, build_student=build)
+
+    compile_arguments = config.compile_arguments()
+    rows = []
+    for name, model in (("teacher", teacher), ("student_scratch", scratch), ("student_kd", kd_student)):
+        rows.append(
+            ModelRow(
+                name=name,
+                params=count_params(model),
+                size_bytes=model_file_size(model, os.path.join(output_folder, f"{name}.keras")),
+                accuracy=accuracy(model, x_test, y_test),
+                latency_ms=latency_ms(model, x_test[:1]),
+            )
+        )
+    metadata = {
+        "engine": ENGINE_DESCRIPTION,
+        "method": describe_method(config),
+        "recipe": config.recipe,
+        "seed": config.seed,
+        "alpha": compile_arguments["alpha"],
+        "temperature": compile_arguments["temperature"],
+        "labeled_examples": int(split.num_labeled),
+        "unlabeled_examples": int(split.num_pool),
+        "validation_examples": int(split.num_validation),
+        "scratch_epochs": scratch_epochs(config, split),
+        "teacher_epochs": config.teacher_epochs if not config.teacher_path else None,
+        "student_epochs": config.student_epochs,
+        "batch_size": config.batch_size,
+        "train_examples": int(split.num_train),
+        "data": {name: getattr(config, name) for name in ("train", "unlabeled", "validation", "test")
+                 if getattr(config, name)} or config.dataset,
+        "test_examples": int(len(x_test)),
+        "wall_seconds": round(time.time() - started, 1),
+        "cpu_count": os.cpu_count(),
+    }
+    return rows, metadata
+
+
+def describe_method(config):
+    """A short text naming the run's losses, for reports."""
+    loss = config.compile_arguments()["distillation_loss_fn"]
+    parts = [f"recipe: {config.recipe}", f"response: {loss}"]
+    parts += [f"feature: {term['loss']} {term['teacher_layer']}->{term['student_layer']}" for term in config.features]
+    if config.teacher_cache:
+        parts.append("teacher cache")
+    return "; ".join(str(part) for part in parts)

@@ -1,0 +1,101 @@
+"""A job over several seeds: every model's figures per seed, and their mean and spread.
+
+One seed's figures say little on small data: the examples and benchmarks report each model's
+test accuracy as mean ± sample standard deviation over seeds, and the distilled student's gain
+over the student from labels seed by seed (both start from the same weights in each seed).
+"""
+
+import dataclasses
+import os
+import platform
+import tempfile
+
+import numpy as np
+
+from keras_kd.backend import ENGINE_DESCRIPTION
+
+
+def machine():
+    """The machine and engine in words, for the header of a results file."""
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {ENGINE_DESCRIPTION}"
+
+
+def int8_student(config, folder, rows, int8_io=False, representative=1000):
+    """The distilled student of a finished run (`folder`), exported as a full-integer TFLite file and
+    measured with the TFLite interpreter on the test set: a report row as a dict."""
+    from keras_kd.backend import keras
+    from keras_kd.compression import artifacts, export_tflite
+    from keras_kd.jobs.data import load_split
+
+    (x_train, _), (x_test, y_test) = load_split(config)
+    student = keras.models.load_model(os.path.join(folder, "student_kd.keras"), compile=False)
+    path = os.path.join(folder, "student_kd_int8.tflite")
+    export_tflite(student, path, "int8", representative_data=x_train[:representative], int8_io=int8_io)
+    measured = artifacts.measure(path, "tflite", x_test, y_test)
+    return {"name": "student_kd_int8", "params": rows[-1].params, "size_bytes": measured["size_bytes"],
+            "accuracy": measured["accuracy"], "latency_ms": measured["latency_ms_batch1"]}
+
+
+def run_over_seeds(config, seeds, with_int8=False, int8_io=False, log=print):
+    """`keras-kd distill`'s job once per seed (`config` with each seed in turn).
+
+    Returns:
+        A list of `{"seed", "models": [row dict, ...], "metadata"}`, one per seed; with
+        `with_int8`, a `student_kd_int8` row (the distilled student's int8 TFLite file) too.
+    """
+    from keras_kd.jobs.distill import run_distill
+
+    runs = []
+    for seed in seeds:
+        seeded = dataclasses.replace(config, seed=int(seed))
+        with tempfile.TemporaryDirectory() as folder:
+            rows, metadata = run_distill(seeded, folder)
+            models = [row.as_dict() for row in rows]
+            if with_int8:
+                models.append(int8_student(seeded, folder, rows, int8_io))
+        runs.append({"seed": int(seed), "models": models, "metadata": metadata})
+        log(f"seed {seed}: " + ", ".join(f"{m['name']} {100 * m['accuracy']:.2f}%" for m in models))
+    return runs
+
+
+def figures(runs, name, key):
+    """`key` of model `name` in each run, as an array (one value per seed)."""
+    return np.array([next(m[key] for m in run["models"] if m["name"] == name) for run in runs], dtype=float)
+
+
+def mean_and_spread(values):
+    """Mean and sample standard deviation (0 for a single seed)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def gains(runs, better="student_kd", baseline="student_scratch"):
+    """Accuracy points of `better` over `baseline`, seed by seed."""
+    return 100 * (figures(runs, better, "accuracy") - figures(runs, baseline, "accuracy"))
+
+
+def summary_table(runs, labels=None):
+    """A Markdown table: each model's parameters, size, accuracy (mean ± std) and median latency."""
+    names = [model["name"] for model in runs[0]["models"]]
+    lines = ["| model | parameters | size (MB) | test accuracy (%), mean ± std | CPU latency (ms/example), median |",
+             "|---|---:|---:|---:|---:|"]
+    for name in names:
+        mean, spread = mean_and_spread(100 * figures(runs, name, "accuracy"))
+        lines.append(f"| {(labels or {}).get(name, name)} | {int(figures(runs, name, 'params')[0]):,} | "
+                     f"{figures(runs, name, 'size_bytes').mean() / 1e6:.3f} | {mean:.2f} ± {spread:.2f} | "
+                     f"{np.median(figures(runs, name, 'latency_ms')):.3f} |")
+    return "\n".join(lines)
+
+
+def describe(metadata):
+    """The run's data and method in words, from a report's metadata."""
+    teacher = (f"teacher trained on all {metadata['train_examples']:,} training labels for "
+               f"{metadata['teacher_epochs']} epochs" if metadata.get("teacher_epochs") else "teacher loaded")
+    return (
+        f"{teacher}; both students start from the same weights; the student from labels sees "
+        f"{metadata['labeled_examples']:,} labelled examples for {metadata['scratch_epochs']} epochs, the "
+        f"distilled student the same labelled examples plus {metadata['unlabeled_examples']:,} unlabelled ones "
+        f"for {metadata['student_epochs']} epochs (the same number of optimizer steps); recipe "
+        f"{metadata['recipe']} (alpha {metadata['alpha']}, T {metadata['temperature']}); "
+        f"{metadata['validation_examples']} training examples held out for validation"
+    )

@@ -208,6 +208,15 @@ class CompressConfig(DistillConfig):
         assert_tensorflow_backend("keras-kd compress (its outputs are SavedModels and TFLite files)")
 
 
+def import_keras_tuner():
+    """KerasTuner, or a RuntimeError that says how to install it."""
+    try:
+        import keras_tuner
+    except ImportError as error:
+        raise RuntimeError(f"`tune` needs KerasTuner: pip install \"keras-kd[tune]\" ({error}).") from None
+    return keras_tuner
+
+
 SEARCHED_RECIPES = ("hinton", "dist", "function_matching")
 """The recipes `keras-kd tune` chooses among by default (`teacher_assistant` trains an assistant per trial)."""
 
@@ -223,7 +232,6 @@ class TuneConfig(DistillConfig):
     def validate(self, require_test=False, recipe_names=SEARCHED_RECIPES):
         """Raise before any training if the search cannot run (KerasTuner missing: RuntimeError)."""
         from keras_kd import recipes
-        from keras_kd.jobs.tune import import_keras_tuner
 
         import_keras_tuner()
         if self.test:

@@ -46,15 +46,6 @@ OWN_DATA_KEYS = ("train", "unlabeled", "validation", "label_column")
 """With your own data, these too (and `teacher`, `student`); `dataset` and `labeled_fraction` do not apply."""
 
 
-def import_keras_tuner():
-    """KerasTuner, or a RuntimeError that says how to install it."""
-    try:
-        import keras_tuner
-    except ImportError as error:
-        raise RuntimeError(f"`tune` needs KerasTuner: pip install \"keras-kd[tune]\" ({error}).") from None
-    return keras_tuner
-
-
 def check_tunable(config, max_trials=None, recipe_names=SEARCHED_RECIPES):
     """`config` as a `TuneConfig`, validated: a ValueError (RuntimeError without KerasTuner) before any training."""
     values = {field.name: getattr(config, field.name) for field in dataclasses.fields(config)}

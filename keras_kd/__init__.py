@@ -13,11 +13,14 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
 _ATTRIBUTES = {
+    "AugmentedTeacherCache": "keras_kd.augmented_cache",
+    "CropFlipViews": "keras_kd.augmented_cache",
     "Distiller": "keras_kd.distiller",
     "ENGINE": "keras_kd.backend",
     "ENGINE_DESCRIPTION": "keras_kd.backend",
     "FeatureDistillation": "keras_kd.feature_distillation",
     "MISSING_LABEL": "keras_kd.transfer_data",
+    "MixUpViews": "keras_kd.augmented_cache",
     "TeacherCache": "keras_kd.teacher_cache",
     "load_distiller": "keras_kd.saving",
     "transfer_set": "keras_kd.transfer_data",

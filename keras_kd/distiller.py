@@ -11,7 +11,8 @@ from keras_kd import recipes as kd_recipes
 from keras_kd.backend import EngineSteps, keras, ops, register_serializable
 from keras_kd.feature_distillation import FeatureDistillation, feature_extractors
 from keras_kd.inputs import unpack
-from keras_kd.teacher_cache import TeacherCache
+from keras_kd.teacher_cache import attach_teacher_cache
+from keras_kd.teacher_pass import TeacherPass, validate_teacher_dtype
 from keras_kd.transfer_data import fill_missing, label_mask, masked_weight
 from keras_kd.validation import check_not_empty, checked_teachers, normalized_teacher_weights, validate_alpha
 
@@ -40,6 +41,8 @@ class Distiller(EngineSteps, keras.Model):
         teacher_weights: weights of several teachers' soft targets; equal by default.
         features: `FeatureDistillation` terms between named teacher and student layers
             (taken from the first teacher).
+        teacher_dtype: `"bfloat16"` runs an inference copy of the teachers in bfloat16 (cheaper
+            where the hardware has it; the loss stays float32): `keras_kd.teacher_pass`.
 
     Raises:
         TypeError: a model that is not a Keras model of the active engine, or a subclassed
@@ -57,7 +60,7 @@ class Distiller(EngineSteps, keras.Model):
         Hinton, Vinyals and Dean, "Distilling the Knowledge in a Neural Network", 2015.
     """
 
-    def __init__(self, student, teacher, teacher_weights=None, features=None, **kwargs):
+    def __init__(self, student, teacher, teacher_weights=None, features=None, teacher_dtype=None, **kwargs):
         super().__init__(**kwargs)
         teachers = checked_teachers(student, teacher)
         for model in teachers:
@@ -68,6 +71,8 @@ class Distiller(EngineSteps, keras.Model):
         self.features = [FeatureDistillation.coerce(term) for term in (features or [])]
         self._teacher_features, self._student_features, self.adapters = feature_extractors(
             self.teacher, student, self.features)
+        self.teacher_dtype = validate_teacher_dtype(teacher_dtype, has_features=bool(self.features))
+        self._teacher_pass = TeacherPass(teachers, self.teacher_dtype)  # a plain object: not tracked, not saved
         # Alpha and temperature live in variables, so schedules change them without retracing.
         self._alpha_value, self._temperature_value = 0.5, kd_recipes.DEFAULT_TEMPERATURE
         self._alpha = backend.scalar_variable(self._alpha_value, "alpha")
@@ -156,7 +161,7 @@ class Distiller(EngineSteps, keras.Model):
         are all computed here, so every backend trains the same way.
         """
         x, cached_logits, indices = unpack(x)
-        if training and self.augmentation is not None:
+        if training and self.augmentation is not None and cached_logits is None:  # cached: views made already
             x, y_pred = self.augmentation(x, training=True), None
         student_features = []
         if self._student_features is not None:
@@ -195,7 +200,7 @@ class Distiller(EngineSteps, keras.Model):
         features = []
         if self._teacher_features is not None:  # the first teacher's logits come with its features
             first, *features = [ops.stop_gradient(f) for f in self._teacher_features(x, training=False)]
-        logits = [first if (i == 0 and features) else model(x, training=False) for i, model in enumerate(self.teachers)]
+        logits = [first if (i == 0 and features) else self._teacher_pass(i, x) for i in range(len(self.teachers))]
         if len(logits) > 1:
             logits = [kd_losses.mixture_logits(logits, self.teacher_weights, self._temperature)]
         return ops.stop_gradient(logits[0]), features
@@ -238,32 +243,23 @@ class Distiller(EngineSteps, keras.Model):
 
         Args:
             teacher_cache: a `TeacherCache` built from these same `x` (checked by size and
-                fingerprint); the teachers then do not run during training.
+                fingerprint), or an `AugmentedTeacherCache` (its stored views replace `augmentation`);
+                the teachers then do not run during training.
         """
         check_not_empty(x, "x")
         if kwargs.get("validation_data") is not None:
             check_not_empty(kwargs["validation_data"], "validation_data")
         self._check_compiled()
+        self._teacher_pass.sync()
         if teacher_cache is not None:
-            x = self._attach_cache(x, teacher_cache)
+            x, y, kwargs = attach_teacher_cache(self, x, y, teacher_cache, kwargs)
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         check_not_empty(x, "x")
         self._check_compiled()
+        self._teacher_pass.sync()
         return super().evaluate(x, y, *args, **kwargs)
-
-    def _attach_cache(self, x, cache):
-        if not isinstance(cache, TeacherCache):
-            raise TypeError(f"`teacher_cache` must be a keras_kd.TeacherCache; received {type(cache).__name__}.")
-        if self.augmentation is not None or self.features:
-            raise ValueError(
-                "A teacher cache holds the teacher's logits on the original inputs, but this distiller "
-                + ("augments each batch (function matching: the teacher must see the augmented view). Drop "
-                   "`augmentation` or `teacher_cache`." if self.augmentation is not None else
-                   "has feature terms, which need the teacher to run.")
-            )
-        return cache.attach(x, argument="x")
 
     def _check_compiled(self):
         backend.check_strategy_supported(getattr(self, "_distribute_strategy", None))

@@ -43,6 +43,7 @@ def distiller_config(distiller):
         "teacher": teachers[0] if len(teachers) == 1 else teachers,
         "teacher_weights": list(distiller.teacher_weights) if len(teachers) > 1 else None,
         "features": [term.get_config() for term in distiller.features] or None,
+        **({"teacher_dtype": distiller.teacher_dtype} if getattr(distiller, "teacher_dtype", None) else {}),
     }
 
 

@@ -26,9 +26,11 @@ from keras_kd.backend import to_numpy
 from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, TEACHER_LOGITS_KEY, unpack
 
 _FINGERPRINT_ROWS = 4096  # rows hashed: enough to tell data sets apart, fast on large ones
-_ORDER_FIX = ("A dataset that reshuffles on every pass cannot be cached: build the cache from the dataset before "
-              "`shuffle` (and shuffle nothing after it), or use `shuffle(..., reshuffle_each_iteration=False)`, "
-              "or shuffle=False in the keras.utils loaders.")
+_ORDER_FIX = (
+    "A dataset that reshuffles on every pass cannot be cached: build the cache from the dataset before "
+    "`shuffle` (and shuffle nothing after it), or use `shuffle(..., reshuffle_each_iteration=False)`, "
+    "or shuffle=False in the keras.utils loaders."
+)
 
 
 def fingerprint(x):
@@ -60,8 +62,9 @@ def _batch_hash(inputs):
     """One int64 per input tensor of a batch: a hash of its serialized bytes (shape, dtype, values)."""
     import tensorflow as tf
 
-    return tf.stack([tf.strings.to_hash_bucket_fast(tf.io.serialize_tensor(leaf), 2**62)
-                     for leaf in tf.nest.flatten(inputs)])
+    return tf.stack(
+        [tf.strings.to_hash_bucket_fast(tf.io.serialize_tensor(leaf), 2**62) for leaf in tf.nest.flatten(inputs)]
+    )
 
 
 def _batch_size(inputs):
@@ -81,8 +84,10 @@ def _check_finite(dataset, argument):
     import tensorflow as tf
 
     if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
-        raise ValueError(f"`{argument}` is an infinite dataset (`repeat()`); a teacher cache needs one finite pass: "
-                         "cache the dataset before `repeat`, and let `fit(epochs=...)` repeat it.")
+        raise ValueError(
+            f"`{argument}` is an infinite dataset (`repeat()`); a teacher cache needs one finite pass: "
+            "cache the dataset before `repeat`, and let `fit(epochs=...)` repeat it."
+        )
 
 
 class TeacherCache:
@@ -109,8 +114,9 @@ class TeacherCache:
         if len(self.logits) != self.num_examples:
             raise ValueError(f"The cache holds {len(self.logits)} rows of logits for {num_examples} examples.")
         if self.batch_sizes is not None and int(self.batch_sizes.sum()) != self.num_examples:
-            raise ValueError(f"The cache's batches hold {int(self.batch_sizes.sum())} examples, its logits "
-                             f"{self.num_examples}.")
+            raise ValueError(
+                f"The cache's batches hold {int(self.batch_sizes.sum())} examples, its logits {self.num_examples}."
+            )
 
     @property
     def from_dataset(self):
@@ -160,8 +166,10 @@ class TeacherCache:
         if _is_dataset(x):
             return self._check_dataset(x, argument)
         if self.from_dataset:
-            raise ValueError(f"The teacher cache was built from a tf.data.Dataset; `{argument}` is a "
-                             f"{type(x).__name__}: pass that dataset, or rebuild the cache from `{argument}`.")
+            raise ValueError(
+                f"The teacher cache was built from a tf.data.Dataset; `{argument}` is a "
+                f"{type(x).__name__}: pass that dataset, or rebuild the cache from `{argument}`."
+            )
         if isinstance(x, dict) or not hasattr(x, "__len__"):
             raise ValueError(
                 f"A teacher cache works with `{argument}` as one NumPy array (the one it was built "
@@ -181,8 +189,10 @@ class TeacherCache:
     def _check_dataset(self, dataset, argument):
         """One pass over `dataset` (inputs only, no teacher), compared batch by batch with the cache."""
         if not self.from_dataset:
-            raise ValueError(f"The teacher cache was built from arrays; `{argument}` is a tf.data.Dataset: pass "
-                             f"those arrays, or rebuild the cache with TeacherCache.build(teacher, {argument}).")
+            raise ValueError(
+                f"The teacher cache was built from arrays; `{argument}` is a tf.data.Dataset: pass "
+                f"those arrays, or rebuild the cache with TeacherCache.build(teacher, {argument})."
+            )
         _check_finite(dataset, argument)
         count = 0
         for count, element in enumerate(dataset, start=1):
@@ -190,8 +200,9 @@ class TeacherCache:
                 break
             inputs, _, _ = unpack(_split_element(element)[0])
             size = _batch_size(inputs)
-            if size != self.batch_sizes[count - 1] or not np.array_equal(np.asarray(_batch_hash(inputs)),
-                                                                         self.batch_hashes[count - 1]):
+            if size != self.batch_sizes[count - 1] or not np.array_equal(
+                np.asarray(_batch_hash(inputs)), self.batch_hashes[count - 1]
+            ):
                 raise ValueError(
                     f"The teacher cache was built from a dataset whose batch {count - 1} differs from batch "
                     f"{count - 1} of `{argument}` (other inputs, another order or other batch sizes). {_ORDER_FIX} "
@@ -227,8 +238,10 @@ class TeacherCache:
         logits = tf.constant(self.logits)
         offsets = np.concatenate([[0], np.cumsum(self.batch_sizes)[:-1]]).astype("int64")
         batches = tf.data.Dataset.from_tensor_slices((offsets, self.batch_sizes, self.batch_hashes))
-        message = (f"A batch of `{argument}` differs from the one the teacher cache was built from: the dataset "
-                   f"yields another order (or other data) on this pass. {_ORDER_FIX}")
+        message = (
+            f"A batch of `{argument}` differs from the one the teacher cache was built from: the dataset "
+            f"yields another order (or other data) on this pass. {_ORDER_FIX}"
+        )
 
         def pack(element, batch):
             offset, size, expected = batch
@@ -236,7 +249,7 @@ class TeacherCache:
             inputs, _, indices = unpack(x)
             same = tf.debugging.assert_equal(_batch_hash(inputs), expected, message=message)
             with tf.control_dependencies([same]):
-                packed = {INPUTS_KEY: inputs, TEACHER_LOGITS_KEY: tf.identity(logits[offset:offset + size])}
+                packed = {INPUTS_KEY: inputs, TEACHER_LOGITS_KEY: tf.identity(logits[offset : offset + size])}
             if indices is not None:
                 packed[INDEX_KEY] = indices
             return (packed, *rest) if rest else packed
@@ -249,8 +262,13 @@ class TeacherCache:
         os.makedirs(folder, exist_ok=True)
         temporary = os.path.join(folder, f".{os.path.basename(path)}.partial.npz")
         extra = {"batch_sizes": self.batch_sizes, "batch_hashes": self.batch_hashes} if self.from_dataset else {}
-        np.savez(temporary, logits=self.logits, fingerprint=np.array(self.input_fingerprint),
-                 num_examples=np.array(self.num_examples), **extra)
+        np.savez(
+            temporary,
+            logits=self.logits,
+            fingerprint=np.array(self.input_fingerprint),
+            num_examples=np.array(self.num_examples),
+            **extra,
+        )
         os.replace(temporary, path)
 
     @classmethod
@@ -258,3 +276,32 @@ class TeacherCache:
         with np.load(path) as data:
             batches = (data["batch_sizes"], data["batch_hashes"]) if "batch_sizes" in data else (None, None)
             return cls(data["logits"], str(data["fingerprint"]), int(data["num_examples"]), *batches)
+
+
+def attach_teacher_cache(distiller, x, y, cache, kwargs):
+    """`(x, y, fit kwargs)` with `cache`'s teacher outputs packed in, for `Distiller.fit`.
+
+    A `TeacherCache` holds logits on the original inputs, so it refuses a Distiller that augments
+    each batch (use an `AugmentedTeacherCache`, which replays stored views) or has feature terms
+    (they need the teacher to run); an `AugmentedTeacherCache` turns arrays into its own `tf.data`
+    pipeline of views, and its views replace the Distiller's `augmentation`.
+    """
+    if distiller.features:
+        raise ValueError(
+            "A teacher cache holds the teacher's outputs only, but this distiller has feature terms, "
+            "which need the teacher to run. Drop the feature terms or `teacher_cache`."
+        )
+    if getattr(cache, "augmented", False):
+        return cache.attach_for_fit(x, y, kwargs, temperature=distiller.temperature)
+    if not isinstance(cache, TeacherCache):
+        raise TypeError(
+            f"`teacher_cache` must be a keras_kd.TeacherCache or AugmentedTeacherCache; received "
+            f"{type(cache).__name__}."
+        )
+    if distiller.augmentation is not None:
+        raise ValueError(
+            "A teacher cache holds the teacher's logits on the original inputs, but this distiller augments each "
+            "batch (function matching: the teacher must see the augmented view). Build a "
+            "keras_kd.AugmentedTeacherCache (stored views, replayed), or drop `augmentation` or `teacher_cache`."
+        )
+    return cache.attach(x, argument="x"), y, kwargs

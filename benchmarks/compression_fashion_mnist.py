@@ -12,24 +12,20 @@ distilled student within 1 point of the teacher):
 
 import json
 import os
-import platform
 import tempfile
 
 from absl import app, flags
 
-from keras_kd.backend import ENGINE_DESCRIPTION
+from keras_kd.cli.flags import build_config, define_flags
+from keras_kd.jobs import seeds
 from keras_kd.jobs.compress import STAGE_COLUMNS, run_compress
 from keras_kd.jobs.config import CompressConfig
 from keras_kd.report import format_table
 
-FLAGS = flags.FLAGS
-flags.DEFINE_integer("teacher_epochs", 10, "Teacher epochs.")
-flags.DEFINE_integer("student_epochs", 10, "Student epochs (scratch and distilled).")
-flags.DEFINE_integer("prune_epochs", 4, "Epochs of distillation while pruning.")
-flags.DEFINE_float("sparsity", 0.75, "Target sparsity.")
-flags.DEFINE_integer("batch_size", 128, "Batch size.")
-flags.DEFINE_integer("seed", 0, "Seed.")
-flags.DEFINE_string("data_dir", None, "Fashion-MNIST folder.")
+# Every flag of `keras-kd compress`, with this benchmark's defaults.
+FLAGS = define_flags(CompressConfig, flags.FLAGS, defaults={
+    "dataset": "fashion_mnist", "teacher_epochs": 10, "student_epochs": 10, "prune_epochs": 4, "batch_size": 128,
+    "verbose": 2})
 flags.DEFINE_string("results", "benchmarks/results/compression_fashion_mnist.json", "Raw results.")
 flags.DEFINE_string("doc", "docs/compression_benchmark.md", "Summary.")
 
@@ -50,13 +46,11 @@ def ratios(rows):
 
 
 def main(_):
-    config = CompressConfig(dataset="fashion_mnist", data_dir=FLAGS.data_dir, teacher_epochs=FLAGS.teacher_epochs,
-                            student_epochs=FLAGS.student_epochs, prune_epochs=FLAGS.prune_epochs,
-                            sparsity=FLAGS.sparsity, batch_size=FLAGS.batch_size, seed=FLAGS.seed, verbose=2)
+    config = build_config(FLAGS, CompressConfig)
     with tempfile.TemporaryDirectory() as folder:
         rows, metadata = run_compress(config, folder)
     measured = ratios(rows)
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, {ENGINE_DESCRIPTION}"
+    machine = seeds.machine()
     os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
     with open(FLAGS.results, "w") as handle:
         json.dump({"machine": machine, "models": [r.as_dict() for r in rows], "ratios": measured,

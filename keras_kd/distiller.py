@@ -151,23 +151,39 @@ class Distiller(EngineSteps, keras.Model):
         self._user_metrics = metrics
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
-    def call(self, inputs, training=None):
-        return self.student(unpack(inputs)[0], training=training)
+    def call(self, inputs, training=None, augment=True):
+        """The student's logits; while training with augmentation or feature terms, a dict of the
+        logits, the inputs the student saw and its features, which `compute_loss` reuses: one
+        forward pass a step, so BatchNorm statistics update once, on the augmented view."""
+        x, cached_logits, _ = unpack(inputs)
+        if not (training and (self.augmentation is not None or self._student_features is not None)):
+            return self.student(x, training=training)
+        logits, x, features = self._student_pass(x, training, augment and cached_logits is None)
+        return {"logits": logits, "inputs": x, "features": features}
+
+    def _student_pass(self, x, training, augment):
+        """`(logits, the inputs the student saw, its features)` from one forward pass."""
+        if training and augment and self.augmentation is not None:
+            x = self.augmentation(x, training=True)
+        if self._student_features is None:
+            return self.student(x, training=training), x, []
+        logits, *features = self._student_features(x, training=training)
+        return logits, x, features
+
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The combined loss of one batch; also updates the per-term trackers.
 
-        The augmentation, the student's features and the teacher's (or the cache's) logits
-        are all computed here, so every backend trains the same way.
+        The teacher's (or the cache's) logits are computed here, and the student's forward
+        pass too unless `call` made it, so every backend trains the same way.
         """
         x, cached_logits, indices = unpack(x)
-        if training and self.augmentation is not None and cached_logits is None:  # cached: views made already
-            x, y_pred = self.augmentation(x, training=True), None
         student_features = []
-        if self._student_features is not None:
-            y_pred, *student_features = self._student_features(x, training=training)
-        elif y_pred is None:
-            y_pred = self.student(x, training=training)
+        if isinstance(y_pred, dict):  # `call`'s training pass
+            y_pred, x, student_features = y_pred["logits"], y_pred["inputs"], y_pred["features"]
+        elif y_pred is None or self._student_features is not None or (training and self.augmentation is not None):
+            # cached views (an augmented teacher cache) are augmented already
+            y_pred, x, student_features = self._student_pass(x, training, augment=cached_logits is None)
         teacher_logits, teacher_features = self._teacher_outputs(x, cached_logits)
         mask = None if y is None else label_mask(y, y_pred)
         distillation_loss = self.distillation_loss_fn(
@@ -225,6 +241,7 @@ class Distiller(EngineSteps, keras.Model):
         """Keras's metrics on labelled rows only; unlabelled data reports the loss terms alone."""
         if y is None:
             return self.get_metrics_result()
+        y_pred = y_pred["logits"] if isinstance(y_pred, dict) else y_pred  # `call`'s training pass
         mask = label_mask(y, y_pred)
         if sample_weight is not None:
             sample_weight = masked_weight(mask, sample_weight)  # for `weighted_metrics`

@@ -180,16 +180,11 @@ def test_a_file_as_output_dir_is_a_clean_error(tmp_path):
 def test_compress_on_your_own_image_folders(tmp_path):
     """`keras-kd compress` takes the streamed own-data split too (its later stages read it as arrays)."""
     from keras_kd.backend import is_tensorflow_backed
-    from keras_kd.datasets import user_data
-    from tests.test_user_data import _image_model, _save_pair, _write_images
+    from tests.test_user_data import _image_folders
 
     if not is_tensorflow_backed():
         pytest.skip("compress exports SavedModels and TFLite: TensorFlow")
-    _write_images(tmp_path / "train", 30)
-    _write_images(tmp_path / "pool", 9, labeled=False)
-    _write_images(tmp_path / "test", 12)
-    x, y, _ = user_data.load(str(tmp_path / "train"), (8, 8, 1))
-    teacher, student = _save_pair(tmp_path, _image_model, x, y)
+    teacher, student = _image_folders(tmp_path, 30, 9, 12)
     out = tmp_path / "run"
     result = run_cli("compress", f"--teacher={teacher}", f"--student={student}", f"--train={tmp_path / 'train'}",
                      f"--unlabeled={tmp_path / 'pool'}", f"--test={tmp_path / 'test'}", f"--output_dir={out}",

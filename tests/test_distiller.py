@@ -168,3 +168,35 @@ def test_the_students_activity_regularization_is_in_the_loss_on_every_backend(da
         losses[name + "_terms"] = (logs["student_loss"], logs["distillation_loss"])
     assert losses["plain_terms"] == pytest.approx(losses["regularized_terms"], rel=1e-6)
     assert losses["regularized"] > losses["plain"] + 1.0  # JAX once dropped it (stateless forward pass)
+
+class _AddOne(keras.layers.Layer):
+    """An augmentation whose effect is visible in the statistics: x + 1 while training."""
+
+    def call(self, x, training=None):
+        return x + 1.0 if training else x
+
+
+@pytest.mark.parametrize("method", ["augmentation", "features"])
+def test_one_student_forward_pass_a_step_batchnorm_updates_once(teacher, method):
+    """BatchNorm's moving mean after one step equals one update on the view the student trained on
+    (the augmented batch), not two updates (Keras's forward pass and ours)."""
+    from keras_kd.backend import to_numpy
+
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype("float32")
+    y = np.arange(16) % 3
+    inputs = keras.Input((8,))
+    normalized = keras.layers.BatchNormalization(momentum=0.5, name="bn")(inputs)
+    hidden = keras.layers.Dense(3, name="hidden")(normalized)
+    student = keras.Model(inputs, keras.layers.Dense(3)(hidden))
+    if method == "augmentation":
+        distiller = keras_kd.Distiller(student=student, teacher=teacher)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.0), augmentation=_AddOne())
+        seen = x + 1.0
+    else:
+        term = keras_kd.FeatureDistillation("fitnets", teacher_layer=teacher.layers[0].name, student_layer="hidden")
+        distiller = keras_kd.Distiller(student=student, teacher=teacher, features=[term])
+        distiller.compile(optimizer=keras.optimizers.SGD(0.0))
+        seen = x
+    distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    moving_mean = to_numpy(student.get_layer("bn").moving_mean)
+    np.testing.assert_allclose(moving_mean, 0.5 * seen.mean(axis=0), rtol=1e-4, atol=1e-5)

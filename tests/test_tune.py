@@ -125,13 +125,9 @@ def test_cli_tune_on_your_own_image_folders_then_distill_with_best_yaml(tmp_path
     """Own data through the distill job's preparation: scored on --validation only, no test set read."""
     from keras_kd.backend import keras
     from keras_kd.datasets import user_data
-    from tests.test_user_data import _image_model, _save_pair, _write_images
+    from tests.test_user_data import _image_folders
 
-    _write_images(tmp_path / "train", 36)
-    _write_images(tmp_path / "validation", 15)
-    _write_images(tmp_path / "pool", 18, labeled=False)
-    x, y, _ = user_data.load(str(tmp_path / "train"), (8, 8, 1))
-    teacher, student = _save_pair(tmp_path, _image_model, x, y)
+    teacher, student = _image_folders(tmp_path, 36, 18, 15, held_out_name="validation")
     x_val, y_val, _ = user_data.load(str(tmp_path / "validation"), (8, 8, 1))
     teacher_logits = keras.models.load_model(teacher, compile=False).predict(x_val, verbose=0)
     expected_teacher_accuracy = float(np.mean(np.argmax(teacher_logits, axis=-1) == y_val))

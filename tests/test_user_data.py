@@ -57,6 +57,16 @@ def _write_images(folder, n, labeled=True):
         keras.utils.save_img(str(target / f"{i}.png"), np.clip(image, 0, 1) * 255, scale=False)
 
 
+def _image_folders(tmp_path, train, pool, held_out, held_out_name="test"):
+    """Folders `train`, `pool` (no labels) and `held_out_name` of that many images, and a
+    teacher trained on `train` and an untrained student saved beside them: `(teacher, student)`."""
+    _write_images(tmp_path / "train", train)
+    _write_images(tmp_path / "pool", pool, labeled=False)
+    _write_images(tmp_path / held_out_name, held_out)
+    x, y, _ = user_data.load(str(tmp_path / "train"), (8, 8, 1))
+    return _save_pair(tmp_path, _image_model, x, y)
+
+
 def _write_wavs(folder, n, labeled=True):
     for i in range(n):
         label = i % CLASSES
@@ -318,11 +328,7 @@ def test_with_a_teacher_cache_the_transfer_order_is_fixed_and_cached(tmp_path):
 
 
 def test_teacher_cache_from_a_yaml_config_on_image_folders(tmp_path):
-    _write_images(tmp_path / "train", 30)
-    _write_images(tmp_path / "test", 12)
-    _write_images(tmp_path / "pool", 12, labeled=False)
-    x, y, _ = user_data.load(str(tmp_path / "train"), (8, 8, 1))
-    teacher, student = _save_pair(tmp_path, _image_model, x, y)
+    teacher, student = _image_folders(tmp_path, 30, 12, 12)
     (tmp_path / "cache.yaml").write_text("teacher_cache: true\n")
     report = _distill(tmp_path, teacher, student, tmp_path / "train", tmp_path / "test",
                       f"--unlabeled={tmp_path / 'pool'}", f"--config={tmp_path / 'cache.yaml'}")

@@ -24,8 +24,10 @@ class TfKerasSteps:
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            # Through `__call__` with the plain inputs: SavedModel records their signature.
-            y_pred = self(unpack(x)[0], training=True)
+            # Through `__call__` with the plain inputs: SavedModel records their signature (cached
+            # augmented views are not augmented again).
+            inputs, cached_logits, _ = unpack(x)
+            y_pred = self(inputs, training=True, augment=cached_logits is None)
             loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
         self._track_total_loss(loss, y_pred)
         # `minimize` scales the loss under a LossScaleOptimizer, as tf_keras's own step does.
@@ -40,7 +42,8 @@ class TfKerasSteps:
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
     def _track_total_loss(self, loss, y_pred):
-        self._total_loss_tracker.update_state(unscale_loss_for_replicas(loss), sample_weight=tf.shape(y_pred)[0])
+        logits = y_pred["logits"] if isinstance(y_pred, dict) else y_pred  # `call`'s training pass
+        self._total_loss_tracker.update_state(unscale_loss_for_replicas(loss), sample_weight=tf.shape(logits)[0])
 
     @property
     def metrics(self):

@@ -69,8 +69,7 @@ class Distiller(EngineSteps, keras.Model):
         self.teachers = teachers
         self.teacher_weights = normalized_teacher_weights(teacher_weights, len(teachers))
         self.features = [FeatureDistillation.coerce(term) for term in (features or [])]
-        self._teacher_features, self._student_features, self.adapters = feature_extractors(
-            self.teacher, student, self.features)
+        self._teacher_features, self._student_features = feature_extractors(self.teacher, student, self.features)
         self.teacher_dtype = validate_teacher_dtype(teacher_dtype, has_features=bool(self.features))
         self._teacher_pass = TeacherPass(teachers, self.teacher_dtype)  # a plain object: not tracked, not saved
         # Alpha and temperature live in variables, so schedules change them without retracing.
@@ -88,6 +87,11 @@ class Distiller(EngineSteps, keras.Model):
     def teacher(self):
         """The (first) teacher."""
         return self.teachers[0]
+
+    @property
+    def adapters(self):
+        """Each feature term's adapter (or CRD head), trained with the student."""
+        return [term.adapter_layer for term in self.features]
 
     # Python mirrors of the variables: readable inside a traced step on every backend.
     @property
@@ -195,10 +199,9 @@ class Distiller(EngineSteps, keras.Model):
         alpha = ops.cast(self._alpha, "float32")
         total = alpha * student_loss + (1.0 - alpha) * distillation_loss
         batch_size = ops.shape(y_pred)[0]
-        for term, tracker, adapter, t_feat, s_feat in zip(
-            self.features, self.feature_loss_trackers, self.adapters, teacher_features, student_features
-        ):
-            value = term(adapter, t_feat, s_feat, indices=indices, sample_weight=sample_weight, training=training)
+        for term, tracker, t_feat, s_feat in zip(self.features, self.feature_loss_trackers, teacher_features,
+                                                 student_features):
+            value = term.call(t_feat, s_feat, indices=indices, sample_weight=sample_weight, training=training)
             tracker.update_state(value, sample_weight=batch_size)
             total = total + term.weight * value
         # JAX hands the forward pass's losses (activity regularizers) over through `_losses_override`.

@@ -6,8 +6,12 @@ from keras_kd.backend import is_graph_model, keras, ops
 ADAPTER_KINDS = ("auto", "dense", "conv", None)
 
 
-class FeatureDistillation:
+class FeatureDistillation(keras.layers.Layer):
     """A loss between the outputs of a named teacher layer and a named student layer.
+
+    A Keras layer that owns what the term trains: `build(student_shape, teacher_shape)`
+    creates its adapter (or CRD's head of embeddings and memory), so the Distiller tracks,
+    trains and saves it with the term and calls every term the same way.
 
     Args:
         loss: a feature loss (`"fitnets"`, `"attention_transfer"`, `"rkd"`, `"pkt"`, an
@@ -21,20 +25,22 @@ class FeatureDistillation:
         name: the term's name; its loss is logged as `<name>_loss`.
     """
 
-    def __init__(self, loss, teacher_layer, student_layer, weight=1.0, adapter="auto", name=None):
-        self.loss = kd_losses.get(loss)
-        if not isinstance(self.loss, kd_losses.FeatureLoss):
+    def __init__(self, loss, teacher_layer, student_layer, weight=1.0, adapter="auto", name=None, **kwargs):
+        loss = kd_losses.get(loss)
+        if not isinstance(loss, kd_losses.FeatureLoss):
             raise ValueError(
                 f"FeatureDistillation needs a feature loss (fitnets, attention_transfer, rkd, pkt); "
-                f"received {type(self.loss).__name__}. Response losses go in `distillation_loss_fn`."
+                f"received {type(loss).__name__}. Response losses go in `distillation_loss_fn`."
             )
         if adapter not in ADAPTER_KINDS:
             raise ValueError(f"`adapter` must be one of {ADAPTER_KINDS}; received {adapter!r}.")
+        super().__init__(name=name or f"{loss.name.replace('_loss', '')}_{student_layer}", **kwargs)
+        self.loss = loss
         self.teacher_layer = teacher_layer
         self.student_layer = student_layer
         self.weight = float(weight)
         self.adapter = adapter
-        self.name = name or f"{self.loss.name.replace('_loss', '')}_{student_layer}"
+        self.adapter_layer = None
 
     @classmethod
     def coerce(cls, term):
@@ -45,9 +51,18 @@ class FeatureDistillation:
             return cls(**term)
         raise TypeError(f"`features` takes FeatureDistillation terms or dicts; received {term!r}.")
 
-    def __call__(self, adapter, teacher_features, student_features, indices=None, sample_weight=None,
-                 training=True):
-        """This term's loss on one batch; `adapter` maps the student's features (or is CRD's head)."""
+    def build(self, student_shape, teacher_shape):
+        """Create the adapter that maps the student's features onto the teacher's (identity when
+        none is needed), or CRD's head."""
+        if hasattr(self.loss, "build_head"):  # CRD: embeddings and memory banks
+            self.adapter_layer = self.loss.build_head(student_shape, teacher_shape, f"{self.name}_head")
+        else:
+            self.adapter_layer = build_adapter(self, student_shape, teacher_shape) or keras.layers.Identity(
+                name=f"{self.name}_id")
+        self.built = True
+
+    def call(self, teacher_features, student_features, indices=None, sample_weight=None, training=None):
+        """This term's loss on one batch (the Distiller calls it directly: the features keep their dtypes)."""
         if getattr(self.loss, "needs_indices", False):
             if indices is None:
                 if training:
@@ -56,8 +71,8 @@ class FeatureDistillation:
                         "training example: pass the inputs as keras_kd.with_indices(x)."
                     )
                 return ops.zeros(())  # no memory rows to compare with: nothing to report
-            return adapter(teacher_features, student_features, indices, training=training)
-        return self.loss(teacher_features, adapter(student_features),
+            return self.adapter_layer(teacher_features, student_features, indices, training=training)
+        return self.loss(teacher_features, self.adapter_layer(student_features),
                          sample_weight=sample_weight if self.loss.per_sample else None)
 
     def get_config(self):
@@ -78,24 +93,19 @@ class FeatureDistillation:
 
 
 def feature_extractors(teacher, student, terms):
-    """`(teacher features model, student features model, adapters)`, or `(None, None, [])` without terms.
+    """`(teacher features model, student features model)`, or `(None, None)` without terms; each
+    term is built for its layers' shapes.
 
-    Each features model returns `[logits] + [each term's layer output]`; each term gets an
-    adapter (identity when none is needed) or, for CRD, its head of embeddings and memory.
+    Each features model returns `[logits] + [each term's layer output]`.
     """
     if not terms:
-        return None, None, []
+        return None, None
     teacher_features = feature_model(teacher, [t.teacher_layer for t in terms], "teacher")
     teacher_features.trainable = False
     student_features = feature_model(student, [t.student_layer for t in terms], "student")
-    adapters = []
     for term, teacher_out, student_out in zip(terms, teacher_features.outputs[1:], student_features.outputs[1:]):
-        if hasattr(term.loss, "build_head"):  # CRD: embeddings and memory banks
-            adapters.append(term.loss.build_head(student_out.shape, teacher_out.shape, f"{term.name}_head"))
-            continue
-        adapter = build_adapter(term, student_out.shape, teacher_out.shape)
-        adapters.append(adapter if adapter is not None else keras.layers.Identity(name=f"{term.name}_id"))
-    return teacher_features, student_features, adapters
+        term.build(student_out.shape, teacher_out.shape)
+    return teacher_features, student_features
 
 
 def feature_model(model, layer_names, argument):

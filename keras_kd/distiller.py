@@ -151,7 +151,9 @@ class Distiller(EngineSteps, keras.Model):
         augmentation = defaults["augmentation"] if augmentation is None else augmentation
         if augmentation and not callable(augmentation):
             raise TypeError(f"`augmentation` must be a Keras layer or callable; received {augmentation!r}.")
-        self.augmentation = augmentation or None
+        previous, self.augmentation = self.augmentation, augmentation or None
+        if previous is not None and previous is not self.augmentation:
+            backend.untrack(self, previous)  # its seed is no longer part of the state
         self._user_metrics = metrics
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
@@ -238,6 +240,8 @@ class Distiller(EngineSteps, keras.Model):
             fill_missing(y, mask), ops.cast(y_pred, "float32"))  # float32 also under mixed precision
         labelled = ops.maximum(backend.sum_over_replicas(ops.sum(mask)), 1.0)  # on all replicas: one device's mean
         total = ops.sum(ops.cast(per_row, "float32") * masked_weight(mask, sample_weight))
+        if getattr(self.student_loss_fn, "reduction", None) == "sum":  # a Keras loss that sums, as asked
+            return total * backend.replicas_in_sync()
         return total * backend.replicas_in_sync() / labelled
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import keras_kd
-from keras_kd.backend import keras
+from keras_kd.backend import IS_TF_KERAS, keras
 from tests import reference
 from tests.conftest import make_mlp, weights_of
 
@@ -200,3 +200,26 @@ def test_one_student_forward_pass_a_step_batchnorm_updates_once(teacher, method)
     distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
     moving_mean = to_numpy(student.get_layer("bn").moving_mean)
     np.testing.assert_allclose(moving_mean, 0.5 * seen.mean(axis=0), rtol=1e-4, atol=1e-5)
+
+def test_a_student_loss_with_reduction_sum_sums_over_the_batch(data, teacher, student):
+    x, y = data
+    distiller = keras_kd.Distiller(student=student, teacher=teacher)
+    distiller.compile(student_loss_fn=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum"))
+    result = distiller.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
+    logits = np.asarray(student(x)).astype("float64")
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    expected = -log_probs[np.arange(len(y)), y].sum()
+    assert result["student_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_recompiling_without_the_augmentation_drops_its_state(teacher, student):
+    distiller = keras_kd.Distiller(student=student, teacher=teacher)
+    distiller.compile(augmentation=keras.layers.GaussianNoise(0.1, seed=1))
+    with_augmentation = {v.path if hasattr(v, "path") else v.name for v in distiller.variables}
+    distiller.compile(augmentation=False)
+    without = {v.path if hasattr(v, "path") else v.name for v in distiller.variables}
+    before = {v.path if hasattr(v, "path") else v.name for v in
+              keras_kd.Distiller(student=student, teacher=teacher).variables}
+    assert without == before
+    if not IS_TF_KERAS:  # Keras 3's layer keeps a seed generator's state
+        assert len(with_augmentation) == len(before) + 1

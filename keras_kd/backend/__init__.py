@@ -139,6 +139,14 @@ def set_keras_mask(tensor, mask):
     return tensor
 
 
+def untrack(model, value):
+    """Stop `model` tracking a layer it no longer holds (Keras 3 keeps a replaced attribute's layer, and
+    its variables, in the model's state; tf_keras untracks a replaced attribute itself)."""
+    tracker = getattr(model, "_tracker", None)
+    if not IS_TF_KERAS and tracker is not None:
+        tracker.untrack(value)
+
+
 def scalar_variable(value, name):
     """A non-trainable float32 scalar that steps read without retracing (alpha, temperature)."""
     if IS_TF_KERAS:

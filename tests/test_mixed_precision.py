@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_kd
-from keras_kd.backend import keras
+from keras_kd.backend import keras, to_numpy
 from tests.conftest import NUM_CLASSES, NUM_FEATURES
 
 
@@ -42,10 +42,21 @@ def test_mixed_precision_distils_with_float32_losses(data, policy):
         distiller, before, history = distil(data)
         outputs = distiller.student(x[:8])
         loss = distiller.compute_loss(x=x[:8], y=y[:8], y_pred=outputs)
+        outputs_32 = distiller.student(x[:32])
+        distiller.student_loss_tracker.reset_state()
+        distiller.compute_loss(x=x[:32], y=y[:32], y_pred=outputs_32, training=False)
+        student_loss = float(to_numpy(distiller.student_loss_tracker.result()))
+        logits = to_numpy(outputs_32).astype("float64")  # 16-bit values, exactly
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert dtype_name(outputs) == policy.split("_")[1]  # the model computes in 16 bits
     assert dtype_name(loss) == "float32"  # the loss does not
+    # The label loss of those 16-bit logits, computed in float32: as exact as float32 allows (a
+    # 16-bit cross-entropy would be off by about 1e-3 relative).
+    log_probs = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) \
+        - logits.max(1, keepdims=True)
+    expected = -log_probs[np.arange(32), y[:32]].mean()
+    assert student_loss == pytest.approx(expected, rel=2e-6)
     if policy == "mixed_float16":
         assert "LossScaleOptimizer" in type(distiller.optimizer).__name__
     assert all(np.isfinite(history["loss"]))

@@ -9,12 +9,13 @@ from keras_kd import backend, saving
 from keras_kd import losses as kd_losses
 from keras_kd import recipes as kd_recipes
 from keras_kd.backend import EngineSteps, keras, ops, register_serializable
+from keras_kd.data_checks import check_data, check_fit_arguments, numerics_errors
 from keras_kd.feature_distillation import FeatureDistillation, feature_extractors
 from keras_kd.inputs import unpack
 from keras_kd.teacher_cache import attach_teacher_cache
 from keras_kd.teacher_pass import TeacherPass, validate_teacher_dtype
 from keras_kd.transfer_data import fill_missing, label_mask, masked_weight
-from keras_kd.validation import check_not_empty, checked_teachers, normalized_teacher_weights, validate_alpha
+from keras_kd.validation import checked_teachers, normalized_teacher_weights, validate_alpha
 
 
 @register_serializable("Distiller")
@@ -262,25 +263,24 @@ class Distiller(EngineSteps, keras.Model):
         compile_metrics = getattr(self, "_compile_metrics", None)
         return [m for m in super().metrics if not (m is compile_metrics and not m.built)]
 
-    def fit(self, x=None, y=None, *args, teacher_cache=None, **kwargs):
-        """`keras.Model.fit`, plus `teacher_cache=`: distil from precomputed teacher logits.
+    def fit(self, x=None, y=None, *args, teacher_cache=None, check_numerics=False, **kwargs):
+        """`keras.Model.fit`, plus `teacher_cache=` and `check_numerics=` (NaN checks on every batch, `data_checks`).
 
         Args:
             teacher_cache: a `TeacherCache` built from these same `x` (checked by size and
                 fingerprint), or an `AugmentedTeacherCache` (its stored views replace `augmentation`);
                 the teachers then do not run during training.
         """
-        check_not_empty(x, "x")
-        if kwargs.get("validation_data") is not None:
-            check_not_empty(kwargs["validation_data"], "validation_data")
+        x, kwargs = check_fit_arguments(self, x, y, kwargs, check_numerics, teacher_cache)
         self._check_compiled()
-        self._teacher_pass.sync()
-        if teacher_cache is not None:
-            x, y, kwargs = attach_teacher_cache(self, x, y, teacher_cache, kwargs)
-        return super().fit(x, y, *args, **kwargs)
+        with numerics_errors():
+            self._teacher_pass.sync()
+            if teacher_cache is not None:
+                x, y, kwargs = attach_teacher_cache(self, x, y, teacher_cache, kwargs)
+            return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        check_not_empty(x, "x")
+        check_data(self, x, y, kwargs.get("sample_weight"))
         self._check_compiled()
         self._teacher_pass.sync()
         return super().evaluate(x, y, *args, **kwargs)

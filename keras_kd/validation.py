@@ -111,6 +111,45 @@ def check_not_empty(data, argument):
         )
 
 
+def model_input_shapes(model):
+    """The input shapes of a model as a list (one per input), or None where unknown."""
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    if isinstance(shape, tuple) and (not shape or isinstance(shape[0], (int, type(None)))):
+        return [tuple(shape)]
+    if isinstance(shape, (list, tuple)) and all(isinstance(s, tuple) for s in shape):
+        return [tuple(s) for s in shape]
+    return None
+
+
+def shapes_fit(data_shape, model_shape):
+    """True if per-example `data_shape` fits `model_shape` (None matches any size; a trailing 1 may be added)."""
+    data_shape, model_shape = tuple(data_shape), tuple(model_shape)
+    if len(data_shape) == len(model_shape) + 1 and data_shape[-1:] == (1,):
+        data_shape = data_shape[:-1]
+    elif len(model_shape) == len(data_shape) + 1 and model_shape[-1:] == (1,):
+        model_shape = model_shape[:-1]
+    return len(data_shape) == len(model_shape) and all(
+        d is None or m is None or d == m for d, m in zip(data_shape, model_shape)
+    )
+
+
+def check_inputs_compatible(teacher, student, argument):
+    """Raise a ValueError if the teacher's inputs visibly cannot take the student's data."""
+    teacher_shapes, student_shapes = model_input_shapes(teacher), model_input_shapes(student)
+    if teacher_shapes is None or student_shapes is None or len(teacher_shapes) != len(student_shapes):
+        return
+    for t_shape, s_shape in zip(teacher_shapes, student_shapes):
+        if not shapes_fit(s_shape[1:], t_shape[1:]):
+            raise ValueError(
+                f"`{argument}` takes inputs of shape {t_shape}, but the student takes {s_shape}: both models "
+                "read the same batches. Give the teacher the student's input shape (resize or pad inside "
+                "the teacher, e.g. a keras.layers.Resizing layer first), or pick a student for this data."
+            )
+
+
 def normalized_teacher_weights(weights, count):
     """Several teachers' weights, checked and scaled to sum to 1 (equal when None)."""
     if weights is None:
@@ -129,7 +168,7 @@ def checked_teachers(student, teacher):
 
     Raises:
         TypeError: a model that is not a Keras model of the active engine.
-        ValueError: no teacher, a model ending in softmax, output shapes that differ.
+        ValueError: no teacher, a model ending in softmax, output or input shapes that differ.
     """
     teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
     if not teachers:
@@ -141,4 +180,5 @@ def checked_teachers(student, teacher):
         assert_model_of_engine(model, argument)
         check_outputs_are_logits(model, argument)
         check_outputs_compatible(model, student)
+        check_inputs_compatible(model, student, argument)
     return teachers

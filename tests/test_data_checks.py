@@ -1,0 +1,186 @@
+"""Bad data is refused with a ValueError before (or at) the first step, on every backend."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_kd
+from keras_kd.backend import keras
+from keras_kd.data_checks import PEEK_ROWS
+from tests.conftest import NUM_CLASSES, NUM_FEATURES, make_mlp, weights_of
+
+
+@pytest.fixture
+def distiller(teacher, student):
+    model = keras_kd.Distiller(student=student, teacher=teacher)
+    model.compile(optimizer="adam", alpha=0.5, temperature=2.0)
+    return model
+
+
+def _fit(distiller, *args, **kwargs):
+    if isinstance(args[0], tf.data.Dataset):
+        return distiller.fit(*args, epochs=1, verbose=0, shuffle=False, **kwargs)
+    return distiller.fit(*args, epochs=1, batch_size=16, verbose=0, **kwargs)
+
+
+def test_nan_in_x_is_refused_before_training(distiller, data):
+    x, y = data
+    x = x.copy()
+    x[5, 3] = np.nan
+    before = weights_of(distiller.student)
+    with pytest.raises(ValueError, match=r"`x` holds a non-finite input value \(nan\) at index \(5, 3\)"):
+        _fit(distiller, x, y)
+    for old, new in zip(before, weights_of(distiller.student)):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_inf_in_the_first_dataset_batch_names_the_batch(distiller, data):
+    x, y = data
+    x = x.copy()
+    x[20, 0] = np.inf
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    with pytest.raises(ValueError, match=r"non-finite input value \(inf\) in batch 1, at index \(4, 0\)"):
+        _fit(distiller, dataset)
+
+
+def test_check_numerics_finds_nan_in_a_late_dataset_batch(distiller, data):
+    x, y = data
+    x = x.copy()
+    x[80, 1] = np.nan  # batch 5 of 16: past the batches read before training
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    with pytest.raises(ValueError, match="non-finite values .* in batch 5"):
+        _fit(distiller, dataset, check_numerics=True)
+    assert all(np.isfinite(w).all() for w in weights_of(distiller.student))
+
+
+def test_check_numerics_reads_all_of_an_array(distiller, data):
+    x, y = data
+    x, y = np.concatenate([x] * 12), np.concatenate([y] * 12)
+    x[PEEK_ROWS + 5, 2] = -np.inf
+    _fit(distiller, x[: PEEK_ROWS + 1], y[: PEEK_ROWS + 1])  # clean rows: trains
+    with pytest.raises(ValueError, match=rf"at index \({PEEK_ROWS + 5}, 2\)"):
+        _fit(distiller, x, y, check_numerics=True)
+
+
+def test_nan_in_sample_weight(distiller, data):
+    x, y = data
+    weights = np.ones(len(x), "float32")
+    weights[7] = np.nan
+    with pytest.raises(ValueError, match="`sample_weight` holds a non-finite sample weight"):
+        _fit(distiller, x, y, sample_weight=weights)
+
+
+class _Blowup(keras.callbacks.Callback):
+    """Sets the student's weights to inf before batch 2, as a diverging run would."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 2:
+            for variable in self.model.student.trainable_variables:
+                variable.assign(np.full(variable.shape, np.inf, "float32"))
+
+
+def test_non_finite_loss_stops_training_with_the_batch_index(distiller, data):
+    x, y = data
+    with pytest.raises(ValueError, match="The loss became nan at batch 2 of epoch 1"):
+        _fit(distiller, x, y, callbacks=[_Blowup()])
+
+
+@pytest.mark.parametrize("loss", [None, "sparse_categorical_crossentropy"])
+@pytest.mark.parametrize("bad", [NUM_CLASSES, 12, -2])
+def test_label_outside_the_classes(teacher, student, data, loss, bad):
+    x, y = data
+    y = y.copy()
+    y[9] = bad
+    distiller = keras_kd.Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer="adam", student_loss_fn=loss)
+    with pytest.raises(ValueError, match=rf"`y` holds class indices outside \[0, {NUM_CLASSES}\): \[{bad}\]"):
+        _fit(distiller, x, y)
+
+
+def test_missing_label_sentinel_still_trains(distiller, data):
+    x, y = data
+    x_all, y_all = keras_kd.transfer_set((x[:20], y[:20]), x[20:])
+    assert (y_all == keras_kd.MISSING_LABEL).sum() == len(x) - 20
+    history = _fit(distiller, x_all, y_all)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_fractional_class_index(distiller, data):
+    x, y = data
+    y = y.astype("float32")
+    y[3] = 1.5
+    with pytest.raises(ValueError, match="not a whole number"):
+        _fit(distiller, x, y)
+
+
+@pytest.mark.parametrize("width", [2, NUM_CLASSES + 2])
+def test_labels_neither_sparse_nor_one_hot(distiller, data, width):
+    x, _ = data
+    y = np.zeros((len(x), width), "float32")
+    with pytest.raises(
+        ValueError,
+        match=rf"`y` has shape \({len(x)}, {width}\): neither class indices .* "
+        rf"one-hot rows of the student's {NUM_CLASSES} classes",
+    ):
+        _fit(distiller, x, y)
+
+
+def test_one_hot_and_column_labels_train(distiller, data):
+    x, y = data
+    _fit(distiller, x, keras.utils.to_categorical(y, NUM_CLASSES))
+    _fit(distiller, x, y.reshape(-1, 1))
+
+
+def test_teacher_with_other_inputs_is_refused_at_construction(student):
+    teacher = keras.Sequential([keras.Input((NUM_FEATURES + 4,)), keras.layers.Dense(NUM_CLASSES)])
+    with pytest.raises(
+        ValueError,
+        match=rf"`teacher` takes inputs of shape \(None, {NUM_FEATURES + 4}\), but "
+        rf"the student takes \(None, {NUM_FEATURES}\)",
+    ):
+        keras_kd.Distiller(student=student, teacher=teacher)
+
+
+def test_x_of_another_shape_than_the_models_take(distiller):
+    x = np.zeros((32, NUM_FEATURES + 1), "float32")
+    with pytest.raises(ValueError, match=rf"`x` holds examples of shape \({NUM_FEATURES + 1},\), but the student"):
+        _fit(distiller, x, np.zeros(32, "int64"))
+
+
+def test_dataset_filtered_to_nothing(distiller, data):
+    x, y = data
+    empty = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: b > 100).batch(8)
+    with pytest.raises(ValueError, match="`x` yields no batches"):
+        _fit(distiller, empty)
+    with pytest.raises(ValueError, match="`x` yields no batches"):
+        distiller.evaluate(empty, verbose=0)
+    with pytest.raises(ValueError, match="`validation_data` yields no batches"):
+        _fit(distiller, x, y, validation_data=empty)
+
+
+def test_bad_validation_labels(distiller, data):
+    x, y = data
+    with pytest.raises(ValueError, match="`validation_data`'s labels `y` holds class indices outside"):
+        _fit(distiller, x, y, validation_data=(x, y + NUM_CLASSES))
+
+
+def test_evaluate_checks_labels(distiller, data):
+    x, y = data
+    with pytest.raises(ValueError, match="class indices outside"):
+        distiller.evaluate(x, y + 10, verbose=0)
+
+
+def test_good_dataset_trains_and_keeps_its_batches(distiller, data):
+    x, y = data
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    history = _fit(distiller, dataset, check_numerics=True)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_multi_class_student_keeps_one_output_models_alone(data):
+    # A one-output (binary) student: labels 0/1 are not checked as class indices of one class.
+    x, y = data
+    teacher, student = make_mlp(8, classes=1), make_mlp(4, classes=1)
+    distiller = keras_kd.Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer="adam", student_loss_fn=keras.losses.BinaryCrossentropy(from_logits=True))
+    _fit(distiller, x, (y > 0).astype("float32"))

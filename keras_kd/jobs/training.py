@@ -64,7 +64,7 @@ def _batching(x, config):
     return {"shuffle": False} if _is_dataset(x) else {"batch_size": config.batch_size}
 
 
-def train_on_labels(model, x, y, config, epochs, validation_data=None, validation_freq=1):
+def train_on_labels(model, x, y, config, epochs, validation_data=None, validation_freq=1, callbacks=()):
     """Train `model` on labels alone with the settings every row of the report shares.
 
     `x, y` are arrays, or `x` is a `tf.data.Dataset` of `(x, y)` batches and `y` is None.
@@ -76,7 +76,8 @@ def train_on_labels(model, x, y, config, epochs, validation_data=None, validatio
     )
     model.fit(
         x, y, epochs=epochs, validation_data=validation_data, verbose=config.verbose,
-        callbacks=[DurationEstimate(model.name)] if config.verbose else [], validation_freq=validation_freq,
+        callbacks=list(callbacks) + ([DurationEstimate(model.name)] if config.verbose else []),
+        validation_freq=validation_freq,
         **_batching(x, config),
     )
     return model
@@ -99,9 +100,13 @@ def needs_indices(config, num_examples):
     return any(getattr(term.loss, "needs_indices", False) for term in _feature_terms(config, num_examples))
 
 
-def distill(student, teacher, x, y, config, validation_data=None, num_examples=None, epochs=None, callbacks=()):
+def distill(student, teacher, x, y, config, validation_data=None, num_examples=None, epochs=None, callbacks=(),
+            teacher_cache=None):
     """Train `student` from `teacher` with the run's recipe, alpha, temperature, feature terms,
     schedules and teacher cache, for `epochs` (default `config.student_epochs`).
+
+    `teacher_cache`: a `TeacherCache` made already (a teacher that reads other inputs than the
+    student, for example); else one is built when `config.teacher_cache` asks for it.
 
     `y` may mark unlabelled rows with `MISSING_LABEL` (a transfer set). `x` may also be a
     `tf.data.Dataset` of `(x, y)` batches (`y` None, `num_examples` its size, its `x` already
@@ -119,7 +124,7 @@ def distill(student, teacher, x, y, config, validation_data=None, num_examples=N
     callbacks = list(callbacks) + ([DurationEstimate(f"distilling {student.name}")] if config.verbose else [])
     if config.alpha_schedule is not None or config.temperature_schedule is not None:
         callbacks.append(DistillationScheduler(alpha=config.alpha_schedule, temperature=config.temperature_schedule))
-    cache = TeacherCache.build(teacher, x) if config.teacher_cache else None
+    cache = teacher_cache or (TeacherCache.build(teacher, x) if config.teacher_cache else None)
     if any(getattr(term.loss, "needs_indices", False) for term in terms) and not streaming:
         x = with_indices(x)  # validation data stays plain: CRD reports 0 there (no memory rows)
     distiller.fit(

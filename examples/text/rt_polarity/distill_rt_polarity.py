@@ -44,6 +44,9 @@ from absl import app, flags
 
 import keras_kd
 from keras_kd.backend import IS_TF_KERAS, keras
+from keras_kd.jobs import seeds
+from keras_kd.jobs.config import DistillConfig
+from keras_kd.jobs.training import distill, train_on_labels
 from keras_kd.report import ModelRow, accuracy, format_table, latency_ms, model_file_size
 from keras_kd.teacher_cache import TeacherCache, fingerprint
 from keras_kd.utils import copy_model, count_params
@@ -279,29 +282,29 @@ class KeepBestOnValidation(keras.callbacks.Callback):
         self.student.set_weights(self.best_weights)
 
 
-def train_from_labels(initial, x, y, learning_rate, seed, x_val, y_val, every):
+def student_config(settings):
+    """The student's settings as the jobs take them (`keras_kd.jobs.config.DistillConfig`)."""
+    return DistillConfig(student_epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, verbose=0, **settings)
+
+
+def train_from_labels(initial, x, y, settings, seed, x_val, y_val, every):
     keras.utils.set_random_seed(seed)
     student = student_model("student_labels")
     student.set_weights(initial)
-    student.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     best = KeepBestOnValidation(student, x_val, y_val, every)
-    student.fit(x, y, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, verbose=0, callbacks=[best])
+    train_on_labels(student, x, y, student_config(settings), FLAGS.epochs, callbacks=[best])
     return student, best
 
 
-def train_distilled(initial, x, y, cache, learning_rate, alpha, temperature, seed, x_val, y_val, every):
+def train_distilled(initial, x, y, cache, settings, seed, x_val, y_val, every):
     keras.utils.set_random_seed(seed)
     student = student_model("student_kd")
     student.set_weights(initial)
     # The Distiller wants a teacher model with the student's inputs and output shape; the cache
     # supplies every logit (MiniLM reads other inputs), so this stand-in never runs.
     stand_in = student_model("teacher_stand_in")
-    distiller = keras_kd.Distiller(student=student, teacher=stand_in)
-    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), alpha=alpha, temperature=temperature)
     best = KeepBestOnValidation(student, x_val, y_val, every)
-    distiller.fit(x, y, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, verbose=0, callbacks=[best],
-                  teacher_cache=cache)
+    distill(student, stand_in, x, y, student_config(settings), callbacks=[best], teacher_cache=cache)
     return student, best
 
 
@@ -312,12 +315,11 @@ def run_seed(seed, data, grids):
     every = -(-len(data["x_fit"]) // FLAGS.batch_size)  # one pass over the labelled sentences
     trials = {"student_labels": [], "student_kd": []}
     for settings in grids["student_labels"]:
-        model, best = train_from_labels(initial, data["x_labels"], data["y_labels"], settings["learning_rate"], seed,
+        model, best = train_from_labels(initial, data["x_labels"], data["y_labels"], settings, seed,
                                         data["x_val"], data["y_val"], every)
         trials["student_labels"].append((settings, model, best))
     for settings in grids["student_kd"]:
-        model, best = train_distilled(initial, data["x_transfer"], data["y_transfer"], data["cache"],
-                                      settings["learning_rate"], settings["alpha"], settings["temperature"], seed,
+        model, best = train_distilled(initial, data["x_transfer"], data["y_transfer"], data["cache"], settings, seed,
                                       data["x_val"], data["y_val"], every)
         trials["student_kd"].append((settings, model, best))
     chosen, models, steps = {}, {}, {}
@@ -396,12 +398,11 @@ def main(_):
         print(f"seed {seed}\n{format_table(rows)}", flush=True)
         runs[seed] = [row.as_dict() for row in rows]
 
-    def test_accuracy(name):
-        return {seed: 100 * next(r["accuracy"] for r in rows if r["name"] == name) for seed, rows in runs.items()}
-
-    labels_acc, kd_acc = test_accuracy("student_labels"), test_accuracy("student_kd")
-    gains = {seed: kd_acc[seed] - labels_acc[seed] for seed in runs}
-    mean_gain = float(np.mean(list(gains.values())))
+    per_seed = [{"models": rows} for rows in runs.values()]  # the jobs' per-seed statistics
+    labels_acc = dict(zip(runs, 100 * seeds.figures(per_seed, "student_labels", "accuracy")))
+    kd_acc = dict(zip(runs, 100 * seeds.figures(per_seed, "student_kd", "accuracy")))
+    gains = dict(zip(runs, seeds.gains(per_seed, "student_kd", "student_labels")))
+    mean_gain, _ = seeds.mean_and_spread(list(gains.values()))
     wall = time.perf_counter() - started
     for seed in runs:
         print(f"seed {seed}: teacher {100 * teacher_accuracy['test']:.2f}, from labels {labels_acc[seed]:.2f}, "

@@ -276,6 +276,7 @@ def _check_backend_reads(model, argument):
 
 
 def open_checked(config, path, teacher, expect_labels=True):
+    """Your data file or folder at `path`, read for `teacher`'s inputs; a bad file is a `UsageError`."""
     try:
         return user_data.open_data(path, tuple(teacher.input_shape[1:]), config.label_column, expect_labels)
     except ValueError as error:

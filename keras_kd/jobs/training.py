@@ -197,6 +197,7 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
 
 
 def load_teacher_for_own_data(config, total_steps=3):
+    """The teacher of a run on your own data: `config.teacher_path`, any final softmax stripped."""
     _log(f"[1/{total_steps}] loading the teacher from {config.teacher_path}", config.verbose)
     return as_logits_model(keras.models.load_model(config.teacher_path, compile=False), config.verbose)
 

@@ -274,7 +274,7 @@ class Distiller(EngineSteps, keras.Model):
         x, kwargs = check_fit_arguments(self, x, y, kwargs, check_numerics, teacher_cache)
         self._check_compiled()
         with numerics_errors():
-            self._teacher_pass.sync()
+            self._teacher_pass.sync(self)
             if teacher_cache is not None:
                 x, y, kwargs = attach_teacher_cache(self, x, y, teacher_cache, kwargs)
             return super().fit(x, y, *args, **kwargs)
@@ -282,7 +282,7 @@ class Distiller(EngineSteps, keras.Model):
     def evaluate(self, x=None, y=None, *args, **kwargs):
         check_data(self, x, y, kwargs.get("sample_weight"))
         self._check_compiled()
-        self._teacher_pass.sync()
+        self._teacher_pass.sync(self)
         return super().evaluate(x, y, *args, **kwargs)
 
     def _check_compiled(self):

@@ -46,8 +46,13 @@ def test_the_copy_is_bfloat16_untracked_and_follows_the_teacher(data, teacher, s
     logits = np.asarray(distiller._teacher_pass(0, x))
     assert logits.dtype == np.float32
     np.testing.assert_allclose(logits, np.asarray(teacher(x, training=False)), atol=0.1, rtol=0.05)
+    distiller._teacher_pass.sync(distiller)
+    distiller.train_function = "compiled"
+    distiller._teacher_pass.sync(distiller)
+    assert distiller.train_function == "compiled"  # nothing changed: the compiled step is kept
     teacher.set_weights([w * 0.5 for w in teacher.get_weights()])  # e.g. weights loaded after construction
-    distiller._teacher_pass.sync()
+    distiller._teacher_pass.sync(distiller)
+    assert distiller.train_function is None  # rebuilt on the next fit (JAX holds the copy's weights as constants)
     np.testing.assert_allclose(
         np.asarray(distiller._teacher_pass(0, x)), np.asarray(teacher(x, training=False)), atol=0.1, rtol=0.05
     )

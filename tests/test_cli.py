@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from keras_kd.report import staged_output_dir
@@ -192,3 +193,50 @@ def test_compress_on_your_own_image_folders(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metadata = json.loads((out / "report.json").read_text())["metadata"]
     assert metadata["unlabeled_examples"] == 9 and metadata["labeled_examples"] == 27  # 3 held out for validation
+
+
+def test_a_killed_distill_resumes_when_rerun_with_the_same_output_dir(tmp_path):
+    """SIGKILL during the distillation's 4th epoch; the same command again: it loads the teacher and
+    the student from labels trained before the kill, goes on at epoch 4, and finishes with the weights
+    an uninterrupted run ends with."""
+    from keras_kd.backend import BACKEND, IS_TF_KERAS, keras
+
+    out = tmp_path / "run"
+    args = ["distill", "--teacher_epochs=2", "--student_epochs=6", "--verbose=2", f"--output_dir={out}"]
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "-m", "keras_kd.cli.main", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env)
+    distilling = False
+    for line in process.stdout:
+        distilling = distilling or "distilling the student" in line
+        if distilling and line.startswith("Epoch 4/6"):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=600)
+    assert process.returncode == -signal.SIGKILL, "the run ended before the kill"
+    backup = out / "backup"
+    assert {"settings.json", "initial.weights.h5", "teacher.weights.h5", "student_scratch.weights.h5"} <= set(
+        os.listdir(backup)) and not (out / "report.json").exists()
+
+    other = run_cli(*args[:-1], "--seed=1", f"--output_dir={out}")  # other settings: refused, backup kept
+    assert other.returncode == 2 and "other settings (seed)" in other.stderr and backup.exists()
+
+    rerun = run_cli(*args)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "teacher: trained in an earlier run" in rerun.stdout
+    assert "student_scratch: trained in an earlier run" in rerun.stdout
+    distillation = rerun.stdout.split("distilling the student")[1]
+    assert "Epoch 4/6" in distillation and "Epoch 1/6" not in distillation  # went on after epoch 3
+    assert (out / "report.json").exists() and not backup.exists()
+
+    uninterrupted = tmp_path / "uninterrupted"
+    assert run_cli(*args[:-1], f"--output_dir={uninterrupted}").returncode == 0
+    # Trained before the kill: the same weights. The distilled student too on Keras 3's TensorFlow
+    # backend, whose array shuffling follows the epoch; on JAX, PyTorch and tf_keras the resumed
+    # epochs are shuffled in another order than an uninterrupted run's.
+    exact = BACKEND == "tensorflow" and not IS_TF_KERAS
+    for name in ("teacher", "student_scratch") + (("student_kd",) if exact else ()):
+        resumed = keras.models.load_model(out / f"{name}.keras", compile=False).get_weights()
+        reference = keras.models.load_model(uninterrupted / f"{name}.keras", compile=False).get_weights()
+        for a, b in zip(resumed, reference):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

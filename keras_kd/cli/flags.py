@@ -34,8 +34,8 @@ def define_flags(config_class, flag_values=None, defaults=None, output_dir=None,
     flags.DEFINE_string("config", None, "A YAML file of settings (keys: the flags' names, plus the YAML-only "
                         "settings of docs/cli.md); flags given on the command line override it.",
                         flag_values=flag_values)
-    flags.DEFINE_integer("verbose", (defaults or {}).get("verbose"), "Keras verbosity: 0 quiet, 1 progress bar, 2 a line an epoch "
-                         "(default: 1 on a terminal, else 2).", flag_values=flag_values)
+    flags.DEFINE_integer("verbose", (defaults or {}).get("verbose"), "Keras verbosity: 0 quiet, 1 progress bar, "
+                         "2 a line an epoch (default: 1 on a terminal, else 2).", flag_values=flag_values)
     if output_dir is not None:
         flags.DEFINE_string("output_dir", output_dir, output_help, flag_values=flag_values)
         flags.DEFINE_bool("overwrite", False, overwrite_help or "Replace the files keras-kd writes in a non-empty "
@@ -155,7 +155,8 @@ def output_dir_problem(output_dir, overwrite):
 
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         return f"--output_dir={output_dir} is a file, not a folder; choose a folder."
-    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+    # A killed run's backup alone is no one's file: the rerun resumes from it.
+    if os.path.isdir(output_dir) and set(os.listdir(output_dir)) - {"backup"} and not overwrite:
         return (f"--output_dir={output_dir} already holds files; choose a new or empty folder, or pass "
                 "--overwrite to replace the files keras-kd writes there (other files are left alone).")
     return None

@@ -60,6 +60,8 @@ class DistillConfig:
     alpha_schedule: object = None
     temperature_schedule: object = None
     teacher_cache: bool = False
+    # Where a killed run's progress is kept (`keras_kd.jobs.backup`); the CLI sets `output_dir/backup`.
+    backup_dir: str = None
 
     NOT_FLAGS = ()
     """Fields with help that this job takes from YAML only (a subclass's searched settings)."""

@@ -4,6 +4,7 @@ import os
 import time
 
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
+from keras_kd.jobs.backup import JobBackup
 from keras_kd.jobs.training import prepare, scratch_epochs, student_builder, teacher_and_students
 from keras_kd.report import ModelRow, accuracy, latency_ms, model_file_size
 from keras_kd.utils import count_params
@@ -16,6 +17,9 @@ def run_distill(config, output_folder):
         `(rows, metadata)`: a `ModelRow` per model, and what the run was.
     """
     config.validate()
+    backup = JobBackup.of(config)
+    if backup:  # `keras-kd distill` rerun after a kill: the same settings, or a clear error
+        backup.check_settings(config)
     started = time.time()
     keras.utils.set_random_seed(config.seed)
     split, (x_test, y_test), teacher = prepare(config)

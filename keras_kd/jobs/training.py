@@ -15,6 +15,7 @@ from keras_kd.callbacks import DistillationScheduler, DurationEstimate
 from keras_kd.distiller import Distiller
 from keras_kd.feature_distillation import FeatureDistillation
 from keras_kd.inputs import with_indices
+from keras_kd.jobs.backup import JobBackup
 from keras_kd.jobs.data import check_fits, load_split, open_checked, own_split, split_data
 from keras_kd.losses import LogitsCrossentropy
 from keras_kd.teacher_cache import TeacherCache
@@ -69,17 +70,23 @@ def train_on_labels(model, x, y, config, epochs, validation_data=None, validatio
 
     `x, y` are arrays, or `x` is a `tf.data.Dataset` of `(x, y)` batches and `y` is None.
     """
+    backup = JobBackup.of(config)
+    if backup and backup.finished(model):
+        return model
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=LogitsCrossentropy(),
         metrics=["accuracy"],
     )
+    callbacks = list(callbacks) + (backup.callbacks(model.name) if backup else [])
     model.fit(
         x, y, epochs=epochs, validation_data=validation_data, verbose=config.verbose,
-        callbacks=list(callbacks) + ([DurationEstimate(model.name)] if config.verbose else []),
+        callbacks=callbacks + ([DurationEstimate(model.name)] if config.verbose else []),
         validation_freq=validation_freq,
         **_batching(x, config),
     )
+    if backup:
+        backup.mark_finished(model)
     return model
 
 
@@ -113,6 +120,9 @@ def distill(student, teacher, x, y, config, validation_data=None, num_examples=N
     carrying indices where `needs_indices(config, num_examples)`); with `config.teacher_cache` it must yield
     the same batches on every pass (see `StreamingSplit.transfer_data`).
     """
+    backup = JobBackup.of(config)
+    if backup and backup.finished(student):
+        return student
     streaming = _is_dataset(x)
     terms = _feature_terms(config, num_examples if streaming else len(x))
     distiller = Distiller(student=student, teacher=teacher, features=terms or None)
@@ -121,7 +131,8 @@ def distill(student, teacher, x, y, config, validation_data=None, num_examples=N
         metrics=["accuracy"],
         **config.compile_arguments(),
     )
-    callbacks = list(callbacks) + ([DurationEstimate(f"distilling {student.name}")] if config.verbose else [])
+    callbacks = list(callbacks) + (backup.callbacks(student.name) if backup else [])
+    callbacks += [DurationEstimate(f"distilling {student.name}")] if config.verbose else []
     if config.alpha_schedule is not None or config.temperature_schedule is not None:
         callbacks.append(DistillationScheduler(alpha=config.alpha_schedule, temperature=config.temperature_schedule))
     cache = teacher_cache or (TeacherCache.build(teacher, x) if config.teacher_cache else None)
@@ -131,6 +142,8 @@ def distill(student, teacher, x, y, config, validation_data=None, num_examples=N
         x, y, epochs=epochs or config.student_epochs, validation_data=validation_data, verbose=config.verbose,
         callbacks=callbacks, teacher_cache=cache, **_batching(x, config),
     )
+    if backup:
+        backup.mark_finished(student)
     return distiller.student
 
 
@@ -177,7 +190,8 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
         def build_student(name):
             return models.build_model(config.dataset, "student", input_shape, num_classes, name)
     scratch = build_student("student_scratch")
-    initial_weights = scratch.get_weights()
+    backup = JobBackup.of(config)
+    initial_weights = backup.initial_weights(scratch) if backup else scratch.get_weights()
     epochs = scratch_epochs(config, split)
     _log(f"[2/{total_steps}] training the student from {split.num_labeled} labels alone for {epochs} "
          "epochs (as many steps as the distilled student)", verbose)

@@ -1,0 +1,88 @@
+"""A job's progress kept in `output_dir/backup/`, so that a killed `keras-kd distill` resumes when rerun.
+
+A run with a backup folder (the CLI sets `config.backup_dir`) saves, atomically:
+- `settings.json`: the run's settings; a rerun with other settings is refused rather than
+  mixing two runs;
+- `initial.weights.h5`: the students' shared initial weights;
+- `<model>.weights.h5` for each model whose training finished (teacher, student from labels,
+  distilled student): a rerun loads it instead of training again;
+- `<model>/`: the `BackupAndRestore` state of the training under way (`keras_kd.resume`), from
+  which a rerun goes on at the epoch after the last one completed.
+The folder is removed when the job has finished and its outputs are in place.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+
+from keras_kd import atomic, resume
+from keras_kd.validation import UsageError
+
+SETTINGS_FILE = "settings.json"
+RUN_ONLY = ("verbose", "backup_dir")
+"""Settings that do not change what is trained: a rerun may change them."""
+
+
+class JobBackup:
+    """The backup folder of one run; `JobBackup.of(config)` is None without `config.backup_dir`."""
+
+    def __init__(self, folder, verbose=0):
+        self.folder, self.verbose = folder, verbose
+
+    @classmethod
+    def of(cls, config):
+        return cls(config.backup_dir, config.verbose) if getattr(config, "backup_dir", None) else None
+
+    def _path(self, name):
+        return os.path.join(self.folder, name)
+
+    def _log(self, message):
+        if self.verbose:
+            print(message, flush=True)
+
+    def check_settings(self, config):
+        """Record `config` on a first run; on a rerun, refuse settings that differ from the recorded ones."""
+        settings = {key: value for key, value in dataclasses.asdict(config).items() if key not in RUN_ONLY}
+        settings = json.loads(json.dumps(settings, default=str))
+        path = self._path(SETTINGS_FILE)
+        if os.path.exists(path):
+            with open(path) as handle:
+                recorded = json.load(handle)
+            changed = sorted(key for key in set(recorded) | set(settings) if recorded.get(key) != settings.get(key))
+            if changed:
+                raise UsageError(
+                    f"{self.folder} holds the backup of a killed run with other settings ({', '.join(changed)}); "
+                    "rerun it with the same settings to resume, or delete that folder to start afresh.")
+            self._log(f"resuming the run backed up in {self.folder}")
+            return
+        os.makedirs(self.folder, exist_ok=True)
+        atomic.write_json(path, settings)
+
+    def initial_weights(self, model):
+        """`model`'s initial weights: those of the first run when this is a rerun (saved on a first run)."""
+        path = self._path("initial.weights.h5")
+        if os.path.exists(path):
+            model.load_weights(path)
+        else:
+            atomic.save_weights(model, path)
+        return model.get_weights()
+
+    def finished(self, model):
+        """True (and `model` holds its trained weights) if an earlier run finished training it."""
+        path = self._path(f"{model.name}.weights.h5")
+        if not os.path.exists(path):
+            return False
+        model.load_weights(path)
+        self._log(f"      {model.name}: trained in an earlier run, loaded from {path}")
+        return True
+
+    def callbacks(self, name):
+        """A `BackupAndRestore` for the training of model `name`: a rerun goes on where it stopped."""
+        return [resume.backup_callback(self._path(name))]
+
+    def mark_finished(self, model):
+        atomic.save_weights(model, self._path(f"{model.name}.weights.h5"))
+
+    def remove(self):
+        shutil.rmtree(self.folder, ignore_errors=True)

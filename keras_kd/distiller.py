@@ -5,7 +5,7 @@ on every backend (TensorFlow, JAX, PyTorch); what tf_keras alone needs is the
 `EngineSteps` mixin of `keras_kd.backend`, empty on Keras 3.
 """
 
-from keras_kd import backend, saving
+from keras_kd import backend, saving, tokens
 from keras_kd import losses as kd_losses
 from keras_kd import recipes as kd_recipes
 from keras_kd.backend import EngineSteps, keras, ops, register_serializable
@@ -14,7 +14,7 @@ from keras_kd.feature_distillation import FeatureDistillation, feature_extractor
 from keras_kd.inputs import unpack
 from keras_kd.teacher_cache import attach_teacher_cache
 from keras_kd.teacher_pass import TeacherPass, validate_teacher_dtype
-from keras_kd.transfer_data import fill_missing, label_mask, masked_weight
+from keras_kd.transfer_data import fill_missing, masked_weight
 from keras_kd.validation import checked_teachers, normalized_teacher_weights, validate_alpha
 
 
@@ -63,7 +63,7 @@ class Distiller(EngineSteps, keras.Model):
 
     def __init__(self, student, teacher, teacher_weights=None, features=None, teacher_dtype=None, **kwargs):
         super().__init__(**kwargs)
-        teachers = checked_teachers(student, teacher)
+        teachers = checked_teachers(student, tokens.check_vocabularies(student, teacher))  # LMs: sizes named
         for model in teachers:
             model.trainable = False
         self.student = student
@@ -177,7 +177,6 @@ class Distiller(EngineSteps, keras.Model):
         logits, *features = self._student_features(x, training=training)
         return logits, x, features
 
-
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The combined loss of one batch; also updates the per-term trackers.
 
@@ -192,7 +191,7 @@ class Distiller(EngineSteps, keras.Model):
             # cached views (an augmented teacher cache) are augmented already
             y_pred, x, student_features = self._student_pass(x, training, augment=cached_logits is None)
         teacher_logits, teacher_features = self._teacher_outputs(x, cached_logits)
-        mask = None if y is None else label_mask(y, y_pred)
+        sample_weight, mask = tokens.token_weights(x, y, y_pred, sample_weight)  # sequences: a weight per token
         distillation_loss = self.distillation_loss_fn(
             teacher_logits, y_pred, sample_weight=sample_weight, temperature=self._temperature,
             # Losses that need a target class (DKD) take the teacher's top class on unlabelled rows.
@@ -250,9 +249,8 @@ class Distiller(EngineSteps, keras.Model):
         if y is None:
             return self.get_metrics_result()
         y_pred = y_pred["logits"] if isinstance(y_pred, dict) else y_pred  # `call`'s training pass
-        mask = label_mask(y, y_pred)
-        if sample_weight is not None:
-            sample_weight = masked_weight(mask, sample_weight)  # for `weighted_metrics`
+        sample_weight, mask = tokens.token_weights(unpack(x)[0], y, y_pred, sample_weight)
+        sample_weight = None if sample_weight is None else masked_weight(mask, sample_weight)  # weighted_metrics
         # Unweighted metrics read the Keras mask of the predictions, on every engine.
         y_pred = backend.set_keras_mask(y_pred * 1.0, ops.cast(mask, "bool"))
         return super().compute_metrics(x, fill_missing(y, mask), y_pred, sample_weight=sample_weight)

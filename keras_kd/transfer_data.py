@@ -75,12 +75,16 @@ def label_mask(y, y_pred):
     """1.0 for each row of `y` that has a label, 0.0 for a missing one; shape `(batch,)`.
 
     Class indices below 0 are missing; one-hot (or soft) rows that sum to 0 are missing.
+    Sequence outputs `(batch, time, classes)` take one label per token: the mask is then
+    `(batch, time)`.
     """
     y = ops.convert_to_tensor(y)
     classes = y_pred.shape[-1]
     one_hot = len(y.shape) == len(y_pred.shape) and classes is not None and classes > 1 and y.shape[-1] == classes
     if one_hot:
         present = ops.sum(ops.cast(y, "float32"), axis=-1) > 0
+    elif len(y_pred.shape) > 2:  # one class index per token
+        present = ops.reshape(ops.cast(y, "float32"), ops.shape(ops.convert_to_tensor(y_pred))[:-1]) >= 0
     else:
         present = ops.reshape(ops.cast(y, "float32"), (ops.shape(y)[0], -1))[:, 0] >= 0
     return ops.cast(present, "float32")
@@ -96,7 +100,8 @@ def fill_missing(y, mask, fallback=None):
     """
     y = ops.convert_to_tensor(y)
     keep = ops.cast(mask, "bool")
-    if len(y.shape) == 1 or (len(y.shape) == 2 and y.shape[-1] == 1):
+    # Class indices: one per row (or per token: the mask has their rank), possibly with an axis of 1.
+    if len(y.shape) == len(mask.shape) or (len(y.shape) == len(mask.shape) + 1 and y.shape[-1] == 1):
         replacement = ops.zeros_like(y) if fallback is None else ops.reshape(ops.cast(fallback, y.dtype), ops.shape(y))
         return ops.where(ops.reshape(keep, ops.shape(y)), y, replacement)
     if fallback is None:
@@ -106,10 +111,16 @@ def fill_missing(y, mask, fallback=None):
 
 
 def masked_weight(mask, sample_weight):
-    """The per-example weight for the label loss and metrics: the mask times any sample weight."""
+    """The per-example (or per-token) weight for the label loss and metrics: the mask times any sample weight."""
     if sample_weight is None:
         return mask
     weight = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
+    if len(mask.shape) > 1:  # tokens: a (batch,) weight covers its sequence, (batch, time, 1) drops its axis
+        if len(weight.shape) == len(mask.shape) + 1 and weight.shape[-1] == 1:
+            weight = ops.squeeze(weight, axis=-1)
+        while len(weight.shape) < len(mask.shape):
+            weight = ops.expand_dims(weight, -1)
+        return mask * weight
     if len(weight.shape) > 1:
         weight = ops.reshape(weight, (ops.shape(weight)[0], -1))[:, 0]
     return mask * weight

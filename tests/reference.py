@@ -135,3 +135,56 @@ def nce(scores, num_examples, eps=1e-7):
     log_d1 = np.log(scores[:, 0] / (scores[:, 0] + m * pn + eps))
     log_d0 = np.log((m * pn) / (scores[:, 1:] + m * pn + eps))
     return -(log_d1.sum() + log_d0.sum()) / len(scores)
+
+
+# Divergences for generative models, one value per position (any leading shape), from the papers' formulas.
+
+def _probs(logits, temperature):
+    return softmax(_array(logits, np.float64) / temperature, axis=-1)
+
+
+def _kl_probs(p, q):
+    return np.sum(p * (np.log(p) - np.log(q)), axis=-1)
+
+
+def reverse_kl(teacher_logits, student_logits, temperature):
+    """T^2 KL(p_s || p_t) (Gu et al. 2024, MiniLLM)."""
+    p_t, p_s = _probs(teacher_logits, temperature), _probs(student_logits, temperature)
+    return temperature**2 * _kl_probs(p_s, p_t)
+
+
+def generalized_jsd(teacher_logits, student_logits, beta, temperature):
+    """T^2 JSD(beta) of Agarwal et al. 2024 (GKD), eq. (1), with M = beta p_t + (1 - beta) p_s.
+
+    The endpoints follow TRL's GKDTrainer: beta = 0 is KL(p_t || p_s), beta = 1 is KL(p_s || p_t).
+    """
+    p_t, p_s = _probs(teacher_logits, temperature), _probs(student_logits, temperature)
+    if beta == 0:
+        return temperature**2 * _kl_probs(p_t, p_s)
+    if beta == 1:
+        return temperature**2 * _kl_probs(p_s, p_t)
+    m = beta * p_t + (1 - beta) * p_s
+    return temperature**2 * (beta * _kl_probs(p_t, m) + (1 - beta) * _kl_probs(p_s, m))
+
+
+def skew_kl(teacher_logits, student_logits, skew, temperature):
+    """T^2 KL(p_t || skew p_t + (1 - skew) p_s) (Ko et al. 2024, DistiLLM, alpha-SKL)."""
+    p_t, p_s = _probs(teacher_logits, temperature), _probs(student_logits, temperature)
+    return temperature**2 * _kl_probs(p_t, skew * p_t + (1 - skew) * p_s)
+
+
+def skew_reverse_kl(teacher_logits, student_logits, skew, temperature):
+    """T^2 KL(p_s || skew p_s + (1 - skew) p_t) (Ko et al. 2024, DistiLLM, alpha-SRKL)."""
+    p_t, p_s = _probs(teacher_logits, temperature), _probs(student_logits, temperature)
+    return temperature**2 * _kl_probs(p_s, skew * p_s + (1 - skew) * p_t)
+
+
+def real_token_mean(per_token, weights):
+    """sum(value * weight) / (number of tokens whose weight is not 0), by loops over the tokens."""
+    per_token, weights = _array(per_token, np.float64), _array(weights, np.float64)
+    total, count = 0.0, 0
+    for value, weight in zip(per_token.reshape(-1), np.broadcast_to(weights, per_token.shape).reshape(-1)):
+        if weight != 0:
+            total += value * weight
+            count += 1
+    return total / max(count, 1)

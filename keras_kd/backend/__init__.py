@@ -139,6 +139,15 @@ def set_keras_mask(tensor, mask):
     return tensor
 
 
+def get_keras_mask(tensor):
+    """The Keras mask attached to `tensor` (`mask_zero`, `compute_mask`), or None."""
+    if IS_TF_KERAS:
+        return getattr(tensor, "_keras_mask", None)
+    from keras.src.backend.common.masking import get_keras_mask as _get
+
+    return _get(tensor)
+
+
 def untrack(model, value):
     """Stop `model` tracking a layer it no longer holds (Keras 3 keeps a replaced attribute's layer, and
     its variables, in the model's state; tf_keras untracks a replaced attribute itself)."""

@@ -15,6 +15,18 @@ from keras_kd.losses.attention_transfer_loss import (
 from keras_kd.losses.base import LOSSES, DistillationLoss, mixture_logits, register_loss, validate_temperature
 from keras_kd.losses.crd_loss import CRDHead, CRDLoss, nce_loss
 from keras_kd.losses.dist_loss import DISTLoss, dist_loss
+from keras_kd.losses.divergences import (
+    ForwardKLLoss,
+    GeneralizedJSDLoss,
+    ReverseKLLoss,
+    SkewKLLoss,
+    SkewReverseKLLoss,
+    forward_kl,
+    generalized_jsd,
+    reverse_kl,
+    skew_kl,
+    skew_reverse_kl,
+)
 from keras_kd.losses.dkd_loss import DKDLoss, dkd_loss
 from keras_kd.losses.feature_base import FeatureLoss
 from keras_kd.losses.fitnets_loss import FitNetsLoss, fitnets_loss
@@ -176,17 +188,27 @@ __all__ = [
     "DistillationLoss",
     "FeatureLoss",
     "FitNetsLoss",
+    "ForwardKLLoss",
+    "GeneralizedJSDLoss",
     "KDLoss",
     "LogitsMSE",
     "PKTLoss",
     "RKDLoss",
+    "ReverseKLLoss",
+    "SkewKLLoss",
+    "SkewReverseKLLoss",
     "SoftTargetCrossentropy",
     "attention_map",
     "attention_transfer_loss",
     "dist_loss",
     "dkd_loss",
     "fitnets_loss",
+    "forward_kl",
     "from_spec",
+    "generalized_jsd",
+    "reverse_kl",
+    "skew_kl",
+    "skew_reverse_kl",
     "logits_mse",
     "nce_loss",
     "pkt_loss",

@@ -8,8 +8,9 @@ Temperature-based losses keep `temperature=None` to mean "the one passed at call
 the Distiller passes its own to every call, so the temperature has one home.
 """
 
-from keras_kd.backend import IS_TF_KERAS, keras, ops, register_serializable
+from keras_kd.backend import IS_TF_KERAS, get_keras_mask, keras, ops, register_serializable
 from keras_kd.registry import Registry
+from keras_kd.tokens import reduce_positions
 
 REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "none")
 
@@ -64,7 +65,13 @@ def mixture_logits(logits, weights, temperature):
 
 
 def reduce_values(values, sample_weight, reduction):
-    """Weigh per-sample `values` by `sample_weight` and reduce them as Keras does."""
+    """Weigh per-sample `values` by `sample_weight` and reduce them as Keras does.
+
+    Per-position values `(batch, time, ...)` (sequence logits) average over the real tokens,
+    those whose weight is not 0 (`keras_kd.tokens.reduce_positions`).
+    """
+    if len(values.shape) > 1:
+        return reduce_positions(values, sample_weight, reduction)
     if sample_weight is not None:
         weight = ops.reshape(ops.cast(sample_weight, values.dtype), (-1,))
         values = values * weight
@@ -134,6 +141,8 @@ class DistillationLoss(keras.losses.Loss):
             )
         if self.temperature is not None or temperature is None:
             temperature = self.temperature or 1.0
+        if sample_weight is None and len(getattr(y_pred, "shape", ())) > 2:  # sequences: padding from the Keras mask
+            sample_weight = get_keras_mask(y_pred)
         values = self.compute(y_true, y_pred, labels, temperature=temperature)
         if not self.per_sample:
             if sample_weight is not None:

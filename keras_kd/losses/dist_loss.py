@@ -1,7 +1,8 @@
 """DIST: distillation from a stronger teacher by Pearson correlation of class relations."""
 
-from keras_kd.backend import ops
+from keras_kd.backend import get_keras_mask, ops
 from keras_kd.losses.base import DistillationLoss, as_float32, register_loss
+from keras_kd.tokens import position_weight
 
 _EPS = 1e-8
 
@@ -9,18 +10,36 @@ _EPS = 1e-8
 def _pearson(a, b, axis):
     a = a - ops.mean(a, axis=axis, keepdims=True)
     b = b - ops.mean(b, axis=axis, keepdims=True)
-    numerator = ops.sum(a * b, axis=axis)
+    # eps above and below: identical inputs correlate exactly 1, also rows or columns of (near-)constant values.
+    numerator = ops.sum(a * b, axis=axis) + _EPS
     denominator = ops.sqrt(ops.sum(a * a, axis=axis)) * ops.sqrt(ops.sum(b * b, axis=axis)) + _EPS
     return numerator / denominator
 
 
-def dist_loss(teacher_logits, student_logits, beta=1.0, gamma=1.0, temperature=1.0):
+def _weighted_pearson_of_columns(a, b, weights):
+    """Pearson of each column of `a` and `b` over rows weighted by `weights` `(rows, 1)`.
+
+    With weights of 0 and 1 this is `_pearson(..., axis=0)` over the rows of weight 1.
+    """
+    total = ops.maximum(ops.sum(weights), _EPS)
+    a = a - ops.sum(weights * a, axis=0, keepdims=True) / total
+    b = b - ops.sum(weights * b, axis=0, keepdims=True) / total
+    numerator = ops.sum(weights * a * b, axis=0) + _EPS
+    denominator = ops.sqrt(ops.sum(weights * a * a, axis=0)) * ops.sqrt(ops.sum(weights * b * b, axis=0)) + _EPS
+    return numerator / denominator
+
+
+def dist_loss(teacher_logits, student_logits, beta=1.0, gamma=1.0, temperature=1.0, weights=None):
     """DIST = T^2 * (beta * inter-class + gamma * intra-class relation loss), for the batch.
 
     Formula:
         Y = softmax(Z / T)  (batch x classes)
         inter = 1 - mean_i pearson(Y_s[i, :], Y_t[i, :])   (each sample's class ranking)
         intra = 1 - mean_c pearson(Y_s[:, c], Y_t[:, c])   (each class across the batch)
+
+    Sequence logits `(batch, time, classes)` take the per-position form: every position is
+    a row. `weights` (`(batch, time)`, 0 on padding) then drop padding positions from both
+    relations (weighted means and Pearson correlations over the rows).
 
     Returns:
         A scalar: the intra-class term relates samples to each other.
@@ -30,10 +49,22 @@ def dist_loss(teacher_logits, student_logits, beta=1.0, gamma=1.0, temperature=1
         NeurIPS 2022.
     """
     teacher_logits, student_logits = as_float32(teacher_logits, student_logits)
+    rank, classes = len(student_logits.shape), student_logits.shape[-1]
+    if weights is not None:  # one weight per row (position), flattened as the rows are
+        weights = position_weight(weights, rank - 1) * ops.ones_like(student_logits[..., 0])
+        weights = ops.reshape(weights, (-1, 1))
+    if rank > 2:  # sequences: each position is a row
+        teacher_logits = ops.reshape(teacher_logits, (-1, classes))
+        student_logits = ops.reshape(student_logits, (-1, classes))
     y_t = ops.softmax(teacher_logits / temperature, axis=-1)
     y_s = ops.softmax(student_logits / temperature, axis=-1)
-    inter = 1.0 - ops.mean(_pearson(y_s, y_t, axis=1))
-    intra = 1.0 - ops.mean(_pearson(y_s, y_t, axis=0))
+    if weights is None:
+        inter = 1.0 - ops.mean(_pearson(y_s, y_t, axis=1))
+        intra = 1.0 - ops.mean(_pearson(y_s, y_t, axis=0))
+    else:
+        row_weights = weights[:, 0]
+        inter = 1.0 - ops.sum(row_weights * _pearson(y_s, y_t, axis=1)) / ops.maximum(ops.sum(row_weights), _EPS)
+        intra = 1.0 - ops.mean(_weighted_pearson_of_columns(y_s, y_t, weights))
     return temperature**2 * (beta * inter + gamma * intra)
 
 
@@ -56,4 +87,14 @@ class DISTLoss(DistillationLoss):
         super().__init__(temperature=temperature, reduction=reduction, name=name, **kwargs)
         self.beta = float(beta)
         self.gamma = float(gamma)
+
+    def __call__(self, y_true, y_pred, sample_weight=None, labels=None, temperature=None):
+        """Per-sample logits as DIST defines it; sequence logits in the per-position form, padding left out."""
+        if len(getattr(y_pred, "shape", ())) <= 2:
+            return super().__call__(y_true, y_pred, sample_weight=sample_weight, labels=labels, temperature=temperature)
+        if self.temperature is not None or temperature is None:
+            temperature = self.temperature or 1.0
+        if sample_weight is None:
+            sample_weight = get_keras_mask(y_pred)
+        return dist_loss(y_true, y_pred, weights=sample_weight, **self.fn_kwargs(temperature))
 

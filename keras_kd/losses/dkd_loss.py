@@ -7,12 +7,13 @@ from keras_kd.losses.base import DistillationLoss, as_float32, register_loss
 
 
 def class_mask(labels, logits):
-    """One-hot mask `(batch, classes)` of the target class; labels sparse or one-hot."""
+    """One-hot mask `(batch, ..., classes)` of the target class; labels sparse or one-hot."""
     classes = logits.shape[-1]
     labels = ops.convert_to_tensor(labels)
     if len(labels.shape) == len(logits.shape) and labels.shape[-1] == classes and classes > 1:
         labels = ops.argmax(labels, axis=-1)
-    labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+    # One class index per row, or per token for sequence logits `(batch, time, classes)`.
+    labels = ops.reshape(ops.cast(labels, "int32"), ops.shape(logits)[:-1] if len(logits.shape) > 2 else (-1,))
     return ops.one_hot(labels, classes, dtype="float32")
 
 
@@ -43,8 +44,9 @@ def dkd_loss(teacher_logits, student_logits, labels, target_weight=1.0, non_targ
     non-target distribution is a softmax with the target logit removed.
 
     Args:
-        teacher_logits, student_logits: `(batch, classes)`.
-        labels: `(batch,)` class indices or `(batch, classes)` one-hot.
+        teacher_logits, student_logits: `(batch, classes)`, or `(batch, time, classes)` for
+            sequences (one value per token).
+        labels: `(batch,)` class indices or `(batch, classes)` one-hot (`(batch, time)` for sequences).
         target_weight: weight of the target-class part (TCKD; the paper's alpha).
         non_target_weight: weight of the non-target part (NCKD; the paper's beta).
         temperature: T > 0.

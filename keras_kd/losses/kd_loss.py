@@ -16,12 +16,13 @@ def kd_loss(teacher_logits, student_logits, temperature=1.0):
     gradient's scale independent of T: d loss / d s = T * (p_s - p_t).
 
     Args:
-        teacher_logits: `(batch, classes)` teacher logits.
-        student_logits: `(batch, classes)` student logits.
+        teacher_logits: `(batch, classes)` teacher logits, or `(batch, time, classes)` for
+            sequences (the temperature then softens each token's distribution).
+        student_logits: the student's, of the same shape.
         temperature: the softening temperature T > 0.
 
     Returns:
-        `(batch,)` unreduced losses.
+        `(batch,)` unreduced losses (`(batch, time)` for sequences).
 
     References:
         Hinton, Vinyals and Dean, "Distilling the Knowledge in a Neural Network", 2015.

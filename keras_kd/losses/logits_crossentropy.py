@@ -24,6 +24,8 @@ class LogitsCrossentropy(keras.losses.Loss):
         if rank_matches and classes is not None and classes > 1 and y_true.shape[-1] == classes:
             targets = ops.cast(y_true, y_pred.dtype)
         else:
-            labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+            # One class index per row, or per token for sequence logits `(batch, time, classes)`.
+            rows = ops.shape(y_pred)[:-1] if len(y_pred.shape) > 2 else (-1,)
+            labels = ops.reshape(ops.cast(y_true, "int32"), rows)
             targets = ops.one_hot(labels, classes, dtype=y_pred.dtype)
         return -ops.sum(targets * log_probs, axis=-1)

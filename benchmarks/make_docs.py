@@ -191,11 +191,13 @@ def main():
                   "", headline.split("\n\n", 2)[2].strip(), ""]
     if speed:
         ratios = [line for line in speed.splitlines() if line.startswith("| (") and "/" in line.split("|")[1]]
-        block += ["Training speed, side by side in one run (`docs/speed_benchmark.md`, `python benchmarks/speed.py`):",
+        block += ["Training speed, side by side in one run (`docs/speed_benchmark.md`, `python benchmarks/speed.py`; 2 "
+                  "shared CPU cores, so the CPU-time ratios in brackets are the steadier figures):",
                   "", "| ratio of epoch times | measured |", "|---|---:|", *ratios, ""]
-    block += ["All benchmarks, text and speech included: [docs/benchmarks.md](docs/benchmarks.md). The methods, "
-              "compression and speed pages were measured before the transfer-set rework (55k-parameter "
-              "Fashion-MNIST student, every label, alpha 0.1, T 4), where distillation did not pay."]
+    block += ["All benchmarks, text and speech included: [docs/benchmarks.md](docs/benchmarks.md). The methods and "
+              "compression pages were measured before the transfer-set rework (55k-parameter "
+              "Fashion-MNIST student, every label, alpha 0.1, T 4), where distillation did not pay; the speed page "
+              "after it (170k-parameter student)."]
     if BEGIN in readme and END in readme:
         start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
         readme = readme[:start] + "\n" + "\n".join(block) + "\n" + readme[end:]

@@ -66,7 +66,7 @@ def make_dataset(
         dataset = dataset.map(
             _augmenter(augmentation, several=len(rows) > 1),
             num_parallel_calls=parallel_calls or tf.data.AUTOTUNE,
-            deterministic=False,
+            deterministic=True,  # batches in order (parallel all the same): shuffle=False keeps it
         )
     options = tf.data.Options()
     options.autotune.enabled = True

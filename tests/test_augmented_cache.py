@@ -117,6 +117,17 @@ def test_function_matching_trains_from_the_cache_without_the_teacher(data):
         distiller.fit(x, y, teacher_cache=cache, verbose=0)
 
 
+def test_the_cache_s_views_replace_the_distiller_s_augmentation(data):
+    """An augmentation applied on top of the cached views would poison the step here (it returns NaN)."""
+    x, y = data
+    teacher, student = _teacher(), make_mlp(8, classes=10, name="student10")
+    cache = AugmentedTeacherCache.build(teacher, x, MixUpViews(), views=2, top_k=4, temperature=1.0)
+    distiller = keras_kd.Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer="sgd", alpha=0.0, temperature=1.0, augmentation=lambda x, training=None: x * np.nan)
+    history = distiller.fit(x, y, epochs=1, batch_size=32, teacher_cache=cache, verbose=0).history
+    assert np.all(np.isfinite(history["distillation_loss"]))
+
+
 def test_a_plain_cache_with_augmentation_points_to_the_augmented_one(data, teacher, student):
     x, y = data
     distiller = keras_kd.Distiller(student=student, teacher=teacher)

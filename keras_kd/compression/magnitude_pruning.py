@@ -97,6 +97,18 @@ class MagnitudePruning(keras.callbacks.Callback):
         self._kernels = kernels
         for _, kernel in kernels:
             self.masks.setdefault(id(kernel), np.ones(kernel.shape, dtype="float32"))
+        self._check_resumed = True
+
+    def _resume(self):
+        """After `BackupAndRestore` restored a run (its optimizer further on than this step), go on from there."""
+        self._check_resumed = False
+        optimizer = getattr(self.model, "optimizer", None)
+        iterations = int(np.asarray(optimizer.iterations)) if optimizer is not None else 0
+        if iterations > self.step:
+            self._sync_variables()
+            self.step = iterations
+            for _, kernel in self._kernels:  # the restored kernels carry the masks' zeros
+                self.masks[id(kernel)] = (kernel.numpy() != 0).astype("float32")
 
     def _sync_variables(self):
         # JAX's fit keeps the weights in its own state during an epoch; bring them back first.
@@ -105,6 +117,8 @@ class MagnitudePruning(keras.callbacks.Callback):
             sync()
 
     def on_train_batch_begin(self, batch, logs=None):
+        if getattr(self, "_check_resumed", False):
+            self._resume()
         prune_now, sparsity = self.schedule(self.step)
         if prune_now:
             self._sync_variables()

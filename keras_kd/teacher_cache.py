@@ -18,10 +18,10 @@ Two kinds of data:
 """
 
 import hashlib
-import os
 
 import numpy as np
 
+from keras_kd import atomic
 from keras_kd.backend import to_numpy
 from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, TEACHER_LOGITS_KEY, unpack
 
@@ -258,18 +258,15 @@ class TeacherCache:
 
     def save(self, path):
         """Write the cache to an `.npz` file (atomically: a temporary file, then a rename)."""
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        temporary = os.path.join(folder, f".{os.path.basename(path)}.partial.npz")
         extra = {"batch_sizes": self.batch_sizes, "batch_hashes": self.batch_hashes} if self.from_dataset else {}
-        np.savez(
-            temporary,
-            logits=self.logits,
-            fingerprint=np.array(self.input_fingerprint),
-            num_examples=np.array(self.num_examples),
-            **extra,
-        )
-        os.replace(temporary, path)
+        with atomic.replaced_file(path, suffix=".npz") as temporary:  # flushed to disk, then renamed
+            np.savez(
+                temporary,
+                logits=self.logits,
+                fingerprint=np.array(self.input_fingerprint),
+                num_examples=np.array(self.num_examples),
+                **extra,
+            )
 
     @classmethod
     def load(cls, path):

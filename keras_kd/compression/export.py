@@ -14,6 +14,7 @@ import tempfile
 
 import numpy as np
 
+from keras_kd import atomic
 from keras_kd.backend import IS_TF_KERAS, assert_tensorflow_backend
 
 TFLITE_MODES = ("float32", "float16", "dynamic", "int8")
@@ -155,10 +156,5 @@ def export_tflite(model, path, mode="float32", representative_data=None, int8_io
                 converter.inference_input_type = tf.int8
                 converter.inference_output_type = tf.int8
         flatbuffer = converter.convert()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.partial")
-    with open(temporary, "wb") as handle:
-        handle.write(flatbuffer)
-    os.replace(temporary, path)
+    atomic.write_bytes(path, flatbuffer)
     return len(flatbuffer)

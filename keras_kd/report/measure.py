@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from keras_kd import atomic
 from keras_kd.backend import is_tensorflow_backed, to_numpy
 from keras_kd.utils import copy_model
 
@@ -27,7 +28,7 @@ def model_file_size(model, path=None):
     """
     model = copy_model(model)  # what ships: weights and architecture, no optimizer state
     if path is not None:
-        model.save(path)
+        atomic.save_model(model, path)  # a killed run leaves the previous file whole
         return os.path.getsize(path)
     with tempfile.TemporaryDirectory() as folder:
         target = os.path.join(folder, "model.keras")

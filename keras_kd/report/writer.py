@@ -1,8 +1,10 @@
 """The run report: a table on the terminal, and `report.json`, `report.md`, `report.png`."""
 
 import dataclasses
-import json
 import os
+
+from keras_kd import atomic
+from keras_kd.report.environment import run_environment
 
 MEGABYTE = 1e6
 
@@ -74,16 +76,30 @@ def _plot(rows, path, title):
     plt.close(figure)
 
 
+def _environment_lines(environment):
+    if not isinstance(environment, dict):
+        return f"Environment: {environment}"
+    packages = environment.get("packages", {})
+    lines = [f"- {key}: {value}" for key, value in environment.items() if key != "packages"]
+    lines.append("- packages: " + ", ".join(f"{name} {version}" for name, version in packages.items()))
+    return "## Environment\n\n" + "\n".join(lines)
+
+
 def write_report(folder, dataset, rows, metadata=None, columns=MODEL_COLUMNS):
     """Write `report.json`, `report.md` and `report.png` for `rows` into `folder`.
 
-    `report.json` holds `{"dataset": ..., "models": [row, ...], "metadata": {...}}`.
+    `report.json` holds `{"dataset": ..., "models": [row, ...], "metadata": {...}}`; the metadata
+    gets `"environment"` (`keras_kd.report.environment.run_environment()`: the engine, Python and
+    the version of every package the run imported) unless it has one.
     """
     metadata = dict(metadata or {})
+    metadata.setdefault("environment", run_environment())  # engine, Python and every package's version
     payload = {"dataset": dataset, "models": [row.as_dict() for row in rows], "metadata": metadata}
-    with open(os.path.join(folder, "report.json"), "w") as handle:
-        json.dump(payload, handle, indent=2)
-    details = "\n".join(f"- {key}: {value}" for key, value in metadata.items())
-    with open(os.path.join(folder, "report.md"), "w") as handle:
-        handle.write(f"# keras-kd report: {dataset}\n\n{format_table(rows, columns)}\n\n{details}\n")
-    _plot(rows, os.path.join(folder, "report.png"), f"{dataset}: accuracy against size")
+    # Each file is written under a temporary name and renamed: a killed run leaves the old one whole.
+    atomic.write_json(os.path.join(folder, "report.json"), payload)
+    details = "\n".join(f"- {key}: {value}" for key, value in metadata.items() if key != "environment")
+    details += "\n\n" + _environment_lines(metadata["environment"])
+    markdown = f"# keras-kd report: {dataset}\n\n{format_table(rows, columns)}\n\n{details}\n"
+    atomic.write_text(os.path.join(folder, "report.md"), markdown)
+    with atomic.replaced_file(os.path.join(folder, "report.png"), suffix=".png") as temporary:
+        _plot(rows, temporary, f"{dataset}: accuracy against size")

@@ -26,7 +26,7 @@ def nce_loss(scores, num_examples):
     scores = ops.cast(ops.convert_to_tensor(scores), "float32")
     negatives = scores.shape[-1] - 1
     noise = negatives / float(num_examples)
-    positive = scores[:, 0]
+    positive = ops.maximum(scores[:, 0], 1e-30)  # a score that underflowed to 0 (small tau): log(0) = -inf
     log_d1 = ops.log(positive / (positive + noise + _EPS))
     log_d0 = ops.log(noise / (scores[:, 1:] + noise + _EPS))
     batch = ops.cast(ops.shape(scores)[0], "float32")

@@ -30,7 +30,8 @@ def _normalised_distances(embeddings):
 
 def _angles(embeddings):
     differences = embeddings[None, :, :] - embeddings[:, None, :]
-    norms = ops.sqrt(ops.sum(ops.square(differences), axis=-1, keepdims=True))
+    # Floored inside the root: a row's difference with itself is 0, where sqrt's gradient is inf (NaN on JAX, PyTorch).
+    norms = ops.sqrt(ops.maximum(ops.sum(ops.square(differences), axis=-1, keepdims=True), _EPS**2))
     unit = differences / ops.maximum(norms, _EPS)
     return ops.matmul(unit, ops.transpose(unit, (0, 2, 1)))
 

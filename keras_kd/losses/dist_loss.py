@@ -12,8 +12,13 @@ def _pearson(a, b, axis):
     b = b - ops.mean(b, axis=axis, keepdims=True)
     # eps above and below: identical inputs correlate exactly 1, also rows or columns of (near-)constant values.
     numerator = ops.sum(a * b, axis=axis) + _EPS
-    denominator = ops.sqrt(ops.sum(a * a, axis=axis)) * ops.sqrt(ops.sum(b * b, axis=axis)) + _EPS
+    denominator = _sqrt(ops.sum(a * a, axis=axis)) * _sqrt(ops.sum(b * b, axis=axis)) + _EPS
     return numerator / denominator
+
+
+def _sqrt(x):
+    # A saturated softmax (low T) gives constant rows or columns: sqrt'(0) is inf, and the gradient NaN.
+    return ops.sqrt(ops.maximum(x, 1e-30))
 
 
 def _weighted_pearson_of_columns(a, b, weights):
@@ -25,7 +30,7 @@ def _weighted_pearson_of_columns(a, b, weights):
     a = a - ops.sum(weights * a, axis=0, keepdims=True) / total
     b = b - ops.sum(weights * b, axis=0, keepdims=True) / total
     numerator = ops.sum(weights * a * b, axis=0) + _EPS
-    denominator = ops.sqrt(ops.sum(weights * a * a, axis=0)) * ops.sqrt(ops.sum(weights * b * b, axis=0)) + _EPS
+    denominator = _sqrt(ops.sum(weights * a * a, axis=0)) * _sqrt(ops.sum(weights * b * b, axis=0)) + _EPS
     return numerator / denominator
 
 

@@ -25,10 +25,10 @@ consumes), so the cache trains on Keras 3 with TensorFlow, JAX or PyTorch, and o
 """
 
 import json
-import os
 
 import numpy as np
 
+from keras_kd import atomic
 from keras_kd.inputs import INPUTS_KEY, TEACHER_LOGITS_KEY
 from keras_kd.teacher_cache import (
     _ORDER_FIX,
@@ -396,10 +396,7 @@ class AugmentedTeacherCache:
 
     # Saving -----------------------------------------------------------------------------
     def save(self, path):
-        """Write the cache to an `.npz` file atomically (a temporary file in the same folder, then a rename)."""
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        temporary = os.path.join(folder, f".{os.path.basename(path)}.partial.npz")
+        """Write the cache to an `.npz` file atomically (`keras_kd.atomic`: a temporary file, flushed, renamed)."""
         meta = {
             "augmentation": type(self.augmentation).__name__,
             "config": self.augmentation.get_config(),
@@ -411,15 +408,15 @@ class AugmentedTeacherCache:
         }
         extra = {"batch_sizes": self.batch_sizes, "batch_hashes": self.batch_hashes} if self.from_dataset else {}
         params = {f"param_{key}": value for key, value in self.params.items()}
-        np.savez(
-            temporary,
-            meta=np.array(json.dumps(meta)),
-            probabilities=self.probabilities,
-            classes=self.classes,
-            **params,
-            **extra,
-        )
-        os.replace(temporary, path)
+        with atomic.replaced_file(path, suffix=".npz") as temporary:
+            np.savez(
+                temporary,
+                meta=np.array(json.dumps(meta)),
+                probabilities=self.probabilities,
+                classes=self.classes,
+                **params,
+                **extra,
+            )
 
     @classmethod
     def load(cls, path):

@@ -184,3 +184,19 @@ def test_multi_class_student_keeps_one_output_models_alone(data):
     distiller = keras_kd.Distiller(student=student, teacher=teacher)
     distiller.compile(optimizer="adam", student_loss_fn=keras.losses.BinaryCrossentropy(from_logits=True))
     _fit(distiller, x, (y > 0).astype("float32"))
+
+
+def test_py_dataset_first_batch_is_checked(distiller, data):
+    x, y = data
+    base = getattr(keras.utils, "PyDataset", None) or keras.utils.Sequence
+
+    class Batches(base):
+        def __len__(self):
+            return len(x) // 16
+
+        def __getitem__(self, index):
+            rows = slice(16 * index, 16 * (index + 1))
+            return x[rows], y[rows] + NUM_CLASSES  # every label out of range
+
+    with pytest.raises(ValueError, match="class indices outside"):
+        distiller.fit(Batches(), epochs=1, verbose=0)

@@ -25,6 +25,9 @@ timed() {
 FORMATTED=(
   docs/figures docs/hooks tools keras_kd/compression keras_kd/transfer_data.py keras_kd/utils.py
   tests/test_packaging.py tests/test_docs_site.py
+  keras_kd/atomic.py keras_kd/resume.py keras_kd/data_checks.py keras_kd/report/environment.py
+  tests/test_atomic.py tests/atomic_worker.py tests/test_resume.py tests/resume_worker.py tests/test_data_checks.py
+  tests/test_loss_properties.py tests/test_reproducibility.py
 )
 
 timed "install the release tools (.[dev])" python3 -m pip install -q -e ".[dev]"

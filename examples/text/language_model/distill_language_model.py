@@ -1,0 +1,300 @@
+"""A character-level GPT-2-style language model distilled into one at least 8x smaller.
+
+What it shows: token-level distillation of a keras-hub causal language model (`GPT2Backbone` +
+its tied LM head, built from a configuration here: no download) with `keras_kd.Distiller`.
+The teacher is trained on the movie-review sentences of rt-polarity; the student is trained on
+only a part of them (`--student_sentences`), the regime where distillation pays for language
+models: the teacher has seen more text than the student's distillation set, as a pre-trained
+teacher always has. Three students start from the same initial weights, with the same data,
+optimizer and number of steps: from labels (next-token cross-entropy), distilled with forward
+KL, and distilled with GKD's generalized Jensen-Shannon divergence (beta 0.5). Each is scored by
+its bits per token on held-out sentences (lower is better); samples of each are printed.
+
+Inputs are what a keras-hub preprocessor returns: `{"token_ids", "padding_mask"}`, the labels
+the next tokens, the padding as `sample_weight`; every loss averages over real tokens only.
+
+Data: rt-polarity from `--data_dir`, $KERAS_KD_DATA_DIR or `../shared/data/rt-polarity`, split
+by `keras_kd.datasets.rt_polarity.load_data` (10 % held out, seed 0).
+
+    KERAS_BACKEND=torch python examples/text/language_model/distill_language_model.py
+    KERAS_BACKEND=torch python examples/text/language_model/distill_language_model.py --seeds=0,1,2 \
+        --results=benchmarks/results/language_model.json
+
+Results of a run are in README.md beside this file.
+"""
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", None, "Folder with rt-polarity.pos and .neg (default: the shared data folder).")
+flags.DEFINE_integer("max_length", 64, "Characters per sentence, with the start token (longer ones are cut).")
+flags.DEFINE_integer("teacher_layers", 2, "Teacher transformer layers.")
+flags.DEFINE_integer("teacher_width", 128, "Teacher hidden width.")
+flags.DEFINE_integer("teacher_epochs", 6, "Teacher epochs on every training sentence.")
+flags.DEFINE_integer("student_layers", 1, "Student transformer layers.")
+flags.DEFINE_integer("student_width", 32, "Student hidden width.")
+flags.DEFINE_integer("student_sentences", 2400, "Training sentences the students see (0: all of them).")
+flags.DEFINE_integer("student_epochs", 12, "Student epochs (the same for every student).")
+flags.DEFINE_integer("batch_size", 64, "Batch size.")
+flags.DEFINE_float("learning_rate", 3e-3, "Peak learning rate (cosine decay to 0).")
+flags.DEFINE_float("alpha", 0.5, "Weight of the label loss in the distilled students.")
+flags.DEFINE_float("temperature", 1.0, "Temperature of the distillation losses.")
+flags.DEFINE_list("methods", ["labels", "forward_kl", "generalized_jsd"], "Students to train.")
+flags.DEFINE_list("seeds", ["0"], "Seeds (each: new student initial weights, shared by the methods).")
+flags.DEFINE_string("results", None, "Optional JSON file for the figures.")
+
+PAD, BOUNDARY, UNKNOWN = 0, 1, 2  # padding, start/end of a sentence, a character not in the vocabulary
+
+
+def load_sentences(data_dir):
+    from keras_kd.datasets import rt_polarity
+
+    folder = data_dir or os.environ.get("KERAS_KD_DATA_DIR")
+    if folder and os.path.isdir(os.path.join(folder, "rt-polarity")):
+        folder = os.path.join(folder, "rt-polarity")
+    if folder is None:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        folder = os.path.join(root, "..", "shared", "data", "rt-polarity")
+    (train, _), (test, _) = rt_polarity.load_data(folder, download=False)
+    return [str(s) for s in train], [str(s) for s in test]
+
+
+def vocabulary(sentences):
+    """Characters by frequency after the three special tokens; a tiny vocabulary built here."""
+    counts = {}
+    for sentence in sentences:
+        for char in sentence:
+            counts[char] = counts.get(char, 0) + 1
+    chars = sorted(counts, key=lambda c: (-counts[c], c))
+    return {char: index + 3 for index, char in enumerate(chars)}
+
+
+def encode(sentences, vocab, max_length):
+    """`(x, y, sample_weight)`: what a keras-hub CausalLM preprocessor returns for these sentences."""
+    ids = np.zeros((len(sentences), max_length + 1), "int32")
+    for row, sentence in enumerate(sentences):
+        tokens = [BOUNDARY] + [vocab.get(c, UNKNOWN) for c in sentence] + [BOUNDARY]
+        tokens = tokens[: max_length + 1]
+        ids[row, : len(tokens)] = tokens
+    padding = (ids != PAD).astype("int32")
+    x = {"token_ids": ids[:, :-1], "padding_mask": padding[:, :-1]}
+    return x, ids[:, 1:], padding[:, 1:].astype("float32")
+
+
+def causal_lm(vocabulary_size, layers, width, max_length):
+    import keras_hub
+
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=vocabulary_size,
+        num_layers=layers,
+        num_heads=max(1, width // 32),
+        hidden_dim=width,
+        intermediate_dim=4 * width,
+        dropout=0.0,
+        max_sequence_length=max_length,
+    )
+    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+
+
+def plain(model):
+    """The same layers as a plain functional model: keras-hub's `fit` would route arrays through tf.data."""
+    import keras
+
+    return keras.Model(model.input, model.output)
+
+
+def optimizer(steps):
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(FLAGS.learning_rate, decay_steps=max(1, steps))
+    return keras.optimizers.AdamW(schedule, weight_decay=0.01)
+
+
+def bits_per_token(model, x, y, weight, batch_size=256):
+    """Mean next-token cross-entropy over the real held-out tokens, in bits."""
+    from scipy.special import log_softmax
+
+    total, count = 0.0, 0.0
+    for start in range(0, len(y), batch_size):
+        part = {key: value[start : start + batch_size] for key, value in x.items()}
+        logits = np.asarray(model.predict_on_batch(part), np.float64)
+        log_p = log_softmax(logits, axis=-1)
+        picked = np.take_along_axis(log_p, y[start : start + batch_size, :, None].astype("int64"), axis=-1)[..., 0]
+        w = weight[start : start + batch_size]
+        total += float(-(picked * w).sum())
+        count += float(w.sum())
+    return total / count / math.log(2)
+
+
+def sample(model, inverse, prompt, vocab, length=60, seed=0, temperature=0.8):
+    """A continuation of `prompt`, sampled token by token at `temperature`."""
+    rng = np.random.default_rng(seed)
+    tokens = [BOUNDARY] + [vocab.get(c, UNKNOWN) for c in prompt]
+    width = model.backbone.max_sequence_length
+    while len(tokens) < min(width, len(prompt) + 1 + length):
+        ids = np.zeros((1, width), "int32")
+        ids[0, : len(tokens)] = tokens
+        logits = np.asarray(model.predict_on_batch({"token_ids": ids, "padding_mask": (ids != PAD).astype("int32")}))
+        scaled = logits[0, len(tokens) - 1].astype(np.float64) / temperature
+        probs = np.exp(scaled - scaled.max())
+        token = int(rng.choice(len(probs), p=probs / probs.sum()))
+        if token == BOUNDARY:
+            break
+        tokens.append(token)
+    return prompt + "".join(inverse.get(t, "?") for t in tokens[len(prompt) + 1 :])
+
+
+def parameters(model):
+    return int(sum(np.prod(w.shape) for w in model.weights))
+
+
+def main(_):
+    import keras
+
+    import keras_kd
+
+    started = time.time()
+    train_text, test_text = load_sentences(FLAGS.data_dir)
+    vocab = vocabulary(train_text)
+    inverse = {index: char for char, index in vocab.items()}
+    size = len(vocab) + 3
+    x_train, y_train, w_train = encode(train_text, vocab, FLAGS.max_length)
+    x_test, y_test, w_test = encode(test_text, vocab, FLAGS.max_length)
+    count = FLAGS.student_sentences or len(train_text)
+    x_small = {key: value[:count] for key, value in x_train.items()}
+    y_small, w_small = y_train[:count], w_train[:count]
+    print(
+        f"{keras_kd.ENGINE_DESCRIPTION}; vocabulary {size} tokens; {len(train_text)} training sentences "
+        f"({count} for the students), {len(test_text)} held out; {int(w_test.sum())} held-out tokens"
+    )
+
+    keras.utils.set_random_seed(1000)
+    teacher = causal_lm(size, FLAGS.teacher_layers, FLAGS.teacher_width, FLAGS.max_length)
+    steps = FLAGS.teacher_epochs * math.ceil(len(train_text) / FLAGS.batch_size)
+    trainer = plain(teacher)
+    trainer.compile(
+        optimizer=optimizer(steps),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        weighted_metrics=[],
+    )
+    tick = time.time()
+    trainer.fit(
+        x_train, y_train, sample_weight=w_train, epochs=FLAGS.teacher_epochs, batch_size=FLAGS.batch_size, verbose=2
+    )
+    teacher_seconds = time.time() - tick
+    results = {
+        "engine": keras_kd.ENGINE_DESCRIPTION,
+        "vocabulary": size,
+        "max_length": FLAGS.max_length,
+        "train_sentences": len(train_text),
+        "student_sentences": count,
+        "test_sentences": len(test_text),
+        "test_tokens": int(w_test.sum()),
+        "alpha": FLAGS.alpha,
+        "temperature": FLAGS.temperature,
+        "teacher": {
+            "layers": FLAGS.teacher_layers,
+            "width": FLAGS.teacher_width,
+            "epochs": FLAGS.teacher_epochs,
+            "parameters": parameters(teacher),
+            "bits_per_token": bits_per_token(teacher, x_test, y_test, w_test),
+            "train_seconds": round(teacher_seconds, 1),
+        },
+        "student": {"layers": FLAGS.student_layers, "width": FLAGS.student_width, "epochs": FLAGS.student_epochs},
+        "runs": {},
+        "samples": {},
+    }
+    print(
+        f"teacher: {results['teacher']['parameters']:,} parameters, "
+        f"{results['teacher']['bits_per_token']:.3f} bits per token held out"
+    )
+    prompts = ["the movie ", "a film that "]
+    results["samples"]["teacher"] = [sample(teacher, inverse, p, vocab) for p in prompts]
+
+    student_steps = FLAGS.student_epochs * math.ceil(count / FLAGS.batch_size)
+    for seed in FLAGS.seeds:
+        keras.utils.set_random_seed(int(seed))
+        initial = causal_lm(size, FLAGS.student_layers, FLAGS.student_width, FLAGS.max_length)
+        initial_weights = initial.get_weights()
+        results["student"]["parameters"] = parameters(initial)
+        run = {}
+        for method in FLAGS.methods:
+            keras.utils.set_random_seed(int(seed))
+            student = causal_lm(size, FLAGS.student_layers, FLAGS.student_width, FLAGS.max_length)
+            student.set_weights(initial_weights)
+            if method == "labels":
+                model = plain(student)
+                model.compile(
+                    optimizer=optimizer(student_steps),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    weighted_metrics=[],
+                )
+            else:
+                model = keras_kd.Distiller(student=student, teacher=teacher)
+                model.compile(
+                    optimizer=optimizer(student_steps),
+                    distillation_loss_fn=method,
+                    alpha=FLAGS.alpha,
+                    temperature=FLAGS.temperature,
+                )
+            tick = time.time()
+            model.fit(
+                x_small,
+                y_small,
+                sample_weight=w_small,
+                epochs=FLAGS.student_epochs,
+                batch_size=FLAGS.batch_size,
+                verbose=0,
+            )
+            seconds = time.time() - tick
+            bits = bits_per_token(student, x_test, y_test, w_test)
+            run[method] = {"bits_per_token": bits, "seconds_per_step": seconds / student_steps}
+            print(f"seed {seed} {method}: {bits:.3f} bits per token held out ({seconds:.0f} s)")
+            if seed == FLAGS.seeds[0]:
+                results["samples"][f"student_{method}"] = [sample(student, inverse, p, vocab) for p in prompts]
+        results["runs"][seed] = run
+
+    summary = {}
+    for method in FLAGS.methods:
+        values = [results["runs"][seed][method]["bits_per_token"] for seed in FLAGS.seeds]
+        summary[method] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": values}
+    if "labels" in summary:
+        base = summary["labels"]
+        for method in summary:
+            per_seed = [d / b - 1 for d, b in zip(summary[method]["per_seed"], base["per_seed"])]
+            summary[method]["change_vs_labels_percent"] = 100 * (summary[method]["mean"] / base["mean"] - 1)
+            summary[method]["lower_on_every_seed"] = all(p < 0 for p in per_seed)
+    results["summary"] = summary
+    results["student"]["size_ratio"] = results["teacher"]["parameters"] / results["student"]["parameters"]
+    results["wall_seconds"] = round(time.time() - started, 1)
+
+    print(
+        f"\nstudent: {results['student']['parameters']:,} parameters "
+        f"({results['student']['size_ratio']:.1f}x smaller than the teacher)"
+    )
+    print("| student | held-out bits per token, mean ± std | vs labels |")
+    print("|---|---:|---:|")
+    for method, row in summary.items():
+        change = row.get("change_vs_labels_percent")
+        print(
+            f"| {method} | {row['mean']:.3f} ± {row['std']:.3f} | "
+            + ("" if change is None else f"{change:+.1f} %")
+            + " |"
+        )
+    for name, texts in results["samples"].items():
+        print(f"{name}: " + " / ".join(repr(t) for t in texts))
+    if FLAGS.results:
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.results)), exist_ok=True)
+        with open(FLAGS.results, "w") as handle:
+            json.dump(results, handle, indent=2)
+    print(f"wall time {results['wall_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -260,7 +260,10 @@ def check_fit_arguments(distiller, x, y, kwargs, check_numerics=False, teacher_c
     callbacks = kwargs.get("callbacks")
     if not isinstance(callbacks, (list, tuple)) and callbacks is not None:
         callbacks = list(getattr(callbacks, "callbacks", [callbacks]))
-    kwargs["callbacks"] = [*(callbacks or []), StopOnNonFiniteLoss()]
+    # A BackupAndRestore first: it restores the weights and step before any other callback reads them
+    # (TF-MOT's UpdatePruningStep takes its step from the optimizer in on_train_begin).
+    callbacks = sorted(callbacks or [], key=lambda c: not isinstance(c, keras.callbacks.BackupAndRestore))
+    kwargs["callbacks"] = [*callbacks, StopOnNonFiniteLoss()]
     if check_numerics and _is_dataset(x):
         x = _assert_finite_batches(x)
     return x, kwargs

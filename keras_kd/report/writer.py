@@ -92,6 +92,8 @@ def write_report(folder, dataset, rows, metadata=None, columns=MODEL_COLUMNS):
     gets `"environment"` (`keras_kd.report.environment.run_environment()`: the engine, Python and
     the version of every package the run imported) unless it has one.
     """
+    with atomic.replaced_file(os.path.join(folder, "report.png"), suffix=".png") as temporary:
+        _plot(rows, temporary, f"{dataset}: accuracy against size")
     metadata = dict(metadata or {})
     metadata.setdefault("environment", run_environment())  # engine, Python and every package's version
     payload = {"dataset": dataset, "models": [row.as_dict() for row in rows], "metadata": metadata}
@@ -101,5 +103,3 @@ def write_report(folder, dataset, rows, metadata=None, columns=MODEL_COLUMNS):
     details += "\n\n" + _environment_lines(metadata["environment"])
     markdown = f"# keras-kd report: {dataset}\n\n{format_table(rows, columns)}\n\n{details}\n"
     atomic.write_text(os.path.join(folder, "report.md"), markdown)
-    with atomic.replaced_file(os.path.join(folder, "report.png"), suffix=".png") as temporary:
-        _plot(rows, temporary, f"{dataset}: accuracy against size")

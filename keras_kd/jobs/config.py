@@ -52,6 +52,9 @@ class DistillConfig:
                                 "weights) or a preset name (digits, fashion_mnist, fsdd).", flag="student")
     label_column: str = setting("label", "The class column of CSV data.")
     seed: int = setting(0, "Random seed: data split, initial weights, shuffling.")
+    teacher_dtype: str = setting("float32", "The teacher's inference dtype while distilling: bfloat16 runs a copy "
+                                 "of it in bfloat16 (cheaper where the CPU or GPU has it; docs/fast_distillation.md).",
+                                 choices=("float32", "bfloat16"))
     verbose: int = 2
     # YAML only: a distillation-loss spec (`{"name": "dkd", "non_target_weight": 8.0}`), feature
     # terms (`FeatureDistillation` arguments), schedules for alpha and T, and teacher caching.

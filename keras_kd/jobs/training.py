@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from keras_kd import models, recipes
+from keras_kd.augmented_cache import AugmentedTeacherCache, MixUpViews
 from keras_kd.backend import keras
 from keras_kd.callbacks import DistillationScheduler, DurationEstimate
 from keras_kd.distiller import Distiller
@@ -125,7 +126,8 @@ def distill(student, teacher, x, y, config, validation_data=None, num_examples=N
         return student
     streaming = _is_dataset(x)
     terms = _feature_terms(config, num_examples if streaming else len(x))
-    distiller = Distiller(student=student, teacher=teacher, features=terms or None)
+    distiller = Distiller(student=student, teacher=teacher, features=terms or None,
+                          teacher_dtype=config.teacher_dtype)
     distiller.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         metrics=["accuracy"],
@@ -135,7 +137,7 @@ def distill(student, teacher, x, y, config, validation_data=None, num_examples=N
     callbacks += [DurationEstimate(f"distilling {student.name}")] if config.verbose else []
     if config.alpha_schedule is not None or config.temperature_schedule is not None:
         callbacks.append(DistillationScheduler(alpha=config.alpha_schedule, temperature=config.temperature_schedule))
-    cache = teacher_cache or (TeacherCache.build(teacher, x) if config.teacher_cache else None)
+    cache = teacher_cache or (_teacher_cache(config, teacher, x, distiller) if config.teacher_cache else None)
     if any(getattr(term.loss, "needs_indices", False) for term in terms) and not streaming:
         x = with_indices(x)  # validation data stays plain: CRD reports 0 there (no memory rows)
     distiller.fit(
@@ -145,6 +147,15 @@ def distill(student, teacher, x, y, config, validation_data=None, num_examples=N
     if backup:
         backup.mark_finished(student)
     return distiller.student
+
+
+def _teacher_cache(config, teacher, x, distiller):
+    """The teacher's outputs computed once: its logits, or, for a recipe that augments every batch
+    (function matching), its top-5 soft labels on 4 stored mix-up views per example (FKD)."""
+    if distiller.augmentation is None:
+        return TeacherCache.build(teacher, x)
+    return AugmentedTeacherCache.build(teacher, x, MixUpViews(1.0), views=4, top_k=5,
+                                       temperature=distiller.temperature, teacher_dtype=config.teacher_dtype)
 
 
 def scratch_epochs(config, split):

@@ -14,7 +14,7 @@ from keras_kd.feature_distillation import FeatureDistillation, feature_extractor
 from keras_kd.inputs import unpack
 from keras_kd.teacher_cache import attach_teacher_cache
 from keras_kd.teacher_pass import TeacherPass, validate_teacher_dtype
-from keras_kd.transfer_data import fill_missing, masked_weight
+from keras_kd.transfer_data import fill_missing, labelled_mean, masked_weight
 from keras_kd.validation import checked_teachers, normalized_teacher_weights, validate_alpha
 
 
@@ -149,10 +149,8 @@ class Distiller(EngineSteps, keras.Model):
         self.temperature = defaults["temperature"] if temperature is None else temperature
         self.student_loss_fn = kd_losses.get_student_loss(student_loss_fn)
         self.distillation_loss_fn = kd_losses.get(distillation_loss_fn or defaults["distillation_loss_fn"])
-        augmentation = defaults["augmentation"] if augmentation is None else augmentation
-        if augmentation and not callable(augmentation):
-            raise TypeError(f"`augmentation` must be a Keras layer or callable; received {augmentation!r}.")
-        previous, self.augmentation = self.augmentation, augmentation or None
+        previous = self.augmentation
+        self.augmentation = kd_recipes.checked_augmentation(augmentation, defaults["augmentation"])
         if previous is not None and previous is not self.augmentation:
             backend.untrack(self, previous)  # its seed is no longer part of the state
         self._user_metrics = metrics
@@ -235,14 +233,7 @@ class Distiller(EngineSteps, keras.Model):
                     "labels (x, y), or compile with alpha=0 to distil from the teacher alone."
                 )
             return ops.zeros_like(like)
-        # Per-row values (a Keras loss's `call`), so that Keras's own replica scaling is not applied twice.
-        per_row = getattr(self.student_loss_fn, "call", self.student_loss_fn)(
-            fill_missing(y, mask), ops.cast(y_pred, "float32"))  # float32 also under mixed precision
-        labelled = ops.maximum(backend.sum_over_replicas(ops.sum(mask)), 1.0)  # on all replicas: one device's mean
-        total = ops.sum(ops.cast(per_row, "float32") * masked_weight(mask, sample_weight))
-        if getattr(self.student_loss_fn, "reduction", None) == "sum":  # a Keras loss that sums, as asked
-            return total * backend.replicas_in_sync()
-        return total * backend.replicas_in_sync() / labelled
+        return labelled_mean(self.student_loss_fn, y, y_pred, mask, sample_weight)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Keras's metrics on labelled rows only; unlabelled data reports the loss terms alone."""
@@ -262,13 +253,9 @@ class Distiller(EngineSteps, keras.Model):
         return [m for m in super().metrics if not (m is compile_metrics and not m.built)]
 
     def fit(self, x=None, y=None, *args, teacher_cache=None, check_numerics=False, **kwargs):
-        """`keras.Model.fit`, plus `teacher_cache=` and `check_numerics=` (NaN checks on every batch, `data_checks`).
-
-        Args:
-            teacher_cache: a `TeacherCache` built from these same `x` (checked by size and
-                fingerprint), or an `AugmentedTeacherCache` (its stored views replace `augmentation`);
-                the teachers then do not run during training.
-        """
+        """`keras.Model.fit`, plus `teacher_cache=`: a `TeacherCache` of these same `x` (checked by size and
+        fingerprint) or an `AugmentedTeacherCache` (its stored views replace `augmentation`), so that the
+        teachers do not run; and `check_numerics=True`: NaN checks on every batch (`data_checks`)."""
         x, kwargs = check_fit_arguments(self, x, y, kwargs, check_numerics, teacher_cache)
         self._check_compiled()
         with numerics_errors():
@@ -303,11 +290,6 @@ class Distiller(EngineSteps, keras.Model):
         if self.distillation_loss_fn is None:
             return super().get_compile_config()
         return saving.compile_config(self)
-
-    @staticmethod
-    def compile_arguments(config):
-        """`compile`'s keyword arguments from `get_compile_config()`'s output."""
-        return saving.compile_arguments(config)
 
     def compile_from_config(self, config):
         self.compile(**saving.compile_arguments(config))

@@ -106,3 +106,12 @@ def build_augmentation(name):
     if name == "mixup":
         return keras.layers.MixUp(alpha=1.0)
     raise ValueError(f"Unknown augmentation {name!r}; known: mixup.")
+
+
+def checked_augmentation(augmentation, default):
+    """`Distiller.compile`'s augmentation: the layer given, the recipe's `default` when None, no
+    augmentation for `False`; a TypeError for anything that is not callable."""
+    augmentation = default if augmentation is None else augmentation
+    if augmentation and not callable(augmentation):
+        raise TypeError(f"`augmentation` must be a Keras layer or callable; received {augmentation!r}.")
+    return augmentation or None

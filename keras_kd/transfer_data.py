@@ -10,6 +10,7 @@ distillation loss over all rows, and leaves unlabelled rows out of the Keras met
 
 import numpy as np
 
+from keras_kd import backend
 from keras_kd.backend import ops
 
 MISSING_LABEL = -1
@@ -124,3 +125,18 @@ def masked_weight(mask, sample_weight):
     if len(weight.shape) > 1:
         weight = ops.reshape(weight, (ops.shape(weight)[0], -1))[:, 0]
     return mask * weight
+
+
+def labelled_mean(loss_fn, y, y_pred, mask, sample_weight=None):
+    """`loss_fn` over the labelled rows (or tokens) only: its weighted sum divided by their number in
+    the global batch (the sum itself for a Keras loss with `reduction="sum"`).
+
+    Per-row values come from a Keras loss's `call`, so that Keras's replica scaling is not applied
+    twice, computed in float32 also under mixed precision; the count is summed over replicas, so
+    that N devices give one device's mean.
+    """
+    per_row = getattr(loss_fn, "call", loss_fn)(fill_missing(y, mask), ops.cast(y_pred, "float32"))
+    total = ops.sum(ops.cast(per_row, "float32") * masked_weight(mask, sample_weight))
+    if getattr(loss_fn, "reduction", None) == "sum":
+        return total * backend.replicas_in_sync()
+    return total * backend.replicas_in_sync() / ops.maximum(backend.sum_over_replicas(ops.sum(mask)), 1.0)

@@ -169,6 +169,7 @@ def test_the_students_activity_regularization_is_in_the_loss_on_every_backend(da
     assert losses["plain_terms"] == pytest.approx(losses["regularized_terms"], rel=1e-6)
     assert losses["regularized"] > losses["plain"] + 1.0  # JAX once dropped it (stateless forward pass)
 
+
 class _AddOne(keras.layers.Layer):
     """An augmentation whose effect is visible in the statistics: x + 1 while training."""
 
@@ -200,6 +201,7 @@ def test_one_student_forward_pass_a_step_batchnorm_updates_once(teacher, method)
     distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
     moving_mean = to_numpy(student.get_layer("bn").moving_mean)
     np.testing.assert_allclose(moving_mean, 0.5 * seen.mean(axis=0), rtol=1e-4, atol=1e-5)
+
 
 def test_a_student_loss_with_reduction_sum_sums_over_the_batch(data, teacher, student):
     x, y = data

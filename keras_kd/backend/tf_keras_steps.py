@@ -56,7 +56,9 @@ class TfKerasSteps:
         # again with the distillation settings saved in the config (and the loader's optimizer).
         saved = getattr(self, "_saved_compile_config", None)
         if from_serialized and saved:
-            return self.compile(**{**self.compile_arguments(saved), "optimizer": kwargs["optimizer"]})
+            from keras_kd.saving import compile_arguments
+
+            return self.compile(**{**compile_arguments(saved), "optimizer": kwargs["optimizer"]})
         return super().compile(*args, **kwargs)
 
     def get_config(self):

@@ -22,17 +22,11 @@ import sys
 import tempfile
 
 from absl import app, flags
+from round_flags import define_round_flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("rounds", 2, "Interleaved rounds.")
-flags.DEFINE_integer("train_examples", 10000, "Training images (Fashion-MNIST, or digits if absent).")
-flags.DEFINE_integer("epochs", 3, "Epochs per run (the first is not timed).")
-flags.DEFINE_integer("batch_size", 128, "Global batch size, split over the devices.")
+define_round_flags("scaling", rounds=2, batch_size=128, train_examples=10000)  # Fashion-MNIST, or digits if absent
 flags.DEFINE_string("variants", None, "Comma-separated subset of the variants (default: all).")
-flags.DEFINE_string("worker", None, "Internal: run one variant and write its figures to --worker_out.")
-flags.DEFINE_string("worker_out", None, "Internal.")
-flags.DEFINE_string("results", "benchmarks/results/scaling.json", "Raw results.")
-flags.DEFINE_string("doc", "docs/scaling_benchmark.md", "Summary.")
 
 # name: (backend, distribution, devices)
 VARIANTS = {

@@ -28,22 +28,16 @@ import tempfile
 import time
 
 from absl import app, flags
+from round_flags import define_round_flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("rounds", 3, "Interleaved rounds.")
-flags.DEFINE_integer("train_examples", 10000, "Training images.")
+define_round_flags("speed", rounds=3, batch_size=128, train_examples=10000)
 flags.DEFINE_integer("test_examples", 2000, "Test images for the accuracy.")
-flags.DEFINE_integer("epochs", 3, "Epochs per run (the first is not timed).")
 flags.DEFINE_integer("teacher_epochs", 3, "Epochs of the shared teacher's training.")
-flags.DEFINE_integer("batch_size", 128, "Batch size.")
 flags.DEFINE_integer("views", 4, "Stored views per example of the function-matching cache.")
 flags.DEFINE_integer("top_k", 5, "Probabilities kept per view.")
-flags.DEFINE_string("worker", None, "Internal: run one variant and write its figures to --worker_out.")
-flags.DEFINE_string("worker_out", None, "Internal.")
 flags.DEFINE_string("workdir", None, "Internal: the teacher and the cache.")
 flags.DEFINE_string("data_dir", None, "Fashion-MNIST folder.")
-flags.DEFINE_string("results", "benchmarks/results/speed.json", "Raw results.")
-flags.DEFINE_string("doc", "docs/speed_benchmark.md", "Summary.")
 
 VARIANTS = {
     "student_alone": "(a) the student trained on labels alone",

@@ -45,12 +45,13 @@ def position_weight(sample_weight, rank):
     return weight
 
 
-def reduce_positions(values, sample_weight, reduction):
+def reduce_positions(values, sample_weight, reduction, over_real_tokens=True):
     """Reduce per-position values `(batch, ...)`: weighed, averaged over the real tokens.
 
     A position is real when its weight is not 0; without weights every position is.
     `"sum_over_batch_size"` (and `"mean"`) divide the weighted sum by the number of real
-    positions, `"sum"` returns it, `"none"` returns the weighted values.
+    positions (by the batch size, as Keras does, with `over_real_tokens=False`), `"sum"`
+    returns it, `"none"` returns the weighted values.
     """
     weight = ops.ones_like(values)
     if sample_weight is not None:
@@ -61,6 +62,8 @@ def reduce_positions(values, sample_weight, reduction):
     total = ops.sum(values)
     if reduction == "sum":
         return total
+    if not over_real_tokens:
+        return total / ops.cast(ops.shape(values)[0], values.dtype)
     real = ops.sum(ops.cast(ops.abs(weight) > 0, values.dtype))
     return total / ops.maximum(real, 1.0)
 

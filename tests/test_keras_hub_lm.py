@@ -82,16 +82,14 @@ def test_losses_average_over_the_real_tokens_of_padding_mask_and_sample_weight(l
     assert result["distillation_loss"] == pytest.approx(reference.real_token_mean(per_token(t, s), real), rel=1e-4)
 
 
+def tiny_backbone(max_sequence_length, **kwargs):
+    """A one-layer GPT-2 backbone, 16 wide: a student to put a head of one's own on."""
+    return keras_hub.models.GPT2Backbone(vocabulary_size=VOCAB, num_layers=1, num_heads=2, hidden_dim=16,
+                                         intermediate_dim=32, max_sequence_length=max_sequence_length, **kwargs)
+
+
 def test_a_backbone_with_its_own_lm_head_is_a_student_too():
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=VOCAB,
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        max_sequence_length=LENGTH + 1,
-        dropout=0.0,
-    )
+    backbone = tiny_backbone(LENGTH + 1, dropout=0.0)
     student = keras.Model(backbone.input, keras.layers.Dense(VOCAB, name="lm_head")(backbone.output))
     distiller = Distiller(student=student, teacher=causal_lm(1, 32))
     distiller.compile(optimizer="adam", distillation_loss_fn="forward_kl", alpha=0.0, temperature=2.0)
@@ -103,14 +101,7 @@ def test_a_backbone_with_its_own_lm_head_is_a_student_too():
 def test_vocabulary_mismatch_is_refused_naming_both_sizes():
     with pytest.raises(ValueError, match=r"teacher's vocabulary has 64 tokens but the student's has 48"):
         Distiller(student=causal_lm(1, 16, vocabulary=48), teacher=causal_lm(1, 16))
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=VOCAB,
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        max_sequence_length=8,
-    )
+    backbone = tiny_backbone(8)
     student = keras.Model(backbone.input, keras.layers.Dense(40)(backbone.output))
     with pytest.raises(ValueError, match="vocabulary has 64 tokens but the student's has 40"):
         Distiller(student=student, teacher=causal_lm(1, 16))

@@ -67,20 +67,11 @@ def mixture_logits(logits, weights, temperature):
 def reduce_values(values, sample_weight, reduction):
     """Weigh per-sample `values` by `sample_weight` and reduce them as Keras does.
 
-    Per-position values `(batch, time, ...)` (sequence logits) average over the real tokens,
-    those whose weight is not 0 (`keras_kd.tokens.reduce_positions`).
+    Per-sample values `(batch,)` average over the batch (Keras's `sum_over_batch_size`);
+    per-position values `(batch, time, ...)` (sequence logits) over the real tokens, those
+    whose weight is not 0 (`keras_kd.tokens.reduce_positions`).
     """
-    if len(values.shape) > 1:
-        return reduce_positions(values, sample_weight, reduction)
-    if sample_weight is not None:
-        weight = ops.reshape(ops.cast(sample_weight, values.dtype), (-1,))
-        values = values * weight
-    if reduction == "none":
-        return values
-    total = ops.sum(values)
-    if reduction == "sum":
-        return total
-    return total / ops.cast(ops.shape(values)[0], values.dtype)
+    return reduce_positions(values, sample_weight, reduction, over_real_tokens=len(values.shape) > 1)
 
 
 class DistillationLoss(keras.losses.Loss):

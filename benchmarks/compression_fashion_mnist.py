@@ -23,9 +23,18 @@ from keras_kd.jobs.config import CompressConfig
 from keras_kd.report import format_table
 
 # Every flag of `keras-kd compress`, with this benchmark's defaults.
-FLAGS = define_flags(CompressConfig, flags.FLAGS, defaults={
-    "dataset": "fashion_mnist", "teacher_epochs": 10, "student_epochs": 10, "prune_epochs": 4, "batch_size": 128,
-    "verbose": 2})
+FLAGS = define_flags(
+    CompressConfig,
+    flags.FLAGS,
+    defaults={
+        "dataset": "fashion_mnist",
+        "teacher_epochs": 10,
+        "student_epochs": 10,
+        "prune_epochs": 4,
+        "batch_size": 128,
+        "verbose": 2,
+    },
+)
 flags.DEFINE_string("results", "benchmarks/results/compression_fashion_mnist.json", "Raw results.")
 flags.DEFINE_string("doc", "docs/compression_benchmark.md", "Summary.")
 
@@ -40,8 +49,8 @@ def ratios(rows):
         "teacher / int8 latency per example, batch 64": teacher.latency_ms_batch64 / final.latency_ms_batch64,
         "int8 - float distilled student (points)": 100 * (final.accuracy - float_kd.accuracy),
         "distilled student - teacher (points)": 100 * (float_kd.accuracy - teacher.accuracy),
-        "distilled student - student from scratch (points)":
-            100 * (float_kd.accuracy - by_name["student_scratch"].accuracy),
+        "distilled student - student from scratch (points)": 100
+        * (float_kd.accuracy - by_name["student_scratch"].accuracy),
     }
 
 
@@ -53,8 +62,11 @@ def main(_):
     machine = seeds.machine()
     os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
     with open(FLAGS.results, "w") as handle:
-        json.dump({"machine": machine, "models": [r.as_dict() for r in rows], "ratios": measured,
-                   "metadata": metadata}, handle, indent=2)
+        json.dump(
+            {"machine": machine, "models": [r.as_dict() for r in rows], "ratios": measured, "metadata": metadata},
+            handle,
+            indent=2,
+        )
     table = format_table(rows, STAGE_COLUMNS)
     ratio_lines = "\n".join(f"| {key} | {value:.2f} |" for key, value in measured.items())
     with open(FLAGS.doc, "w") as handle:

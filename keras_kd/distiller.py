@@ -114,8 +114,18 @@ class Distiller(EngineSteps, keras.Model):
         self._temperature_value = float(value)
         self._temperature.assign(self._temperature_value)
 
-    def compile(self, optimizer="adam", metrics=None, student_loss_fn=None, distillation_loss_fn=None,
-                alpha=None, temperature=None, augmentation=None, recipe=None, **kwargs):
+    def compile(
+        self,
+        optimizer="adam",
+        metrics=None,
+        student_loss_fn=None,
+        distillation_loss_fn=None,
+        alpha=None,
+        temperature=None,
+        augmentation=None,
+        recipe=None,
+        **kwargs,
+    ):
         """Configure training, with the arguments of the Keras distillation example.
 
         Args:
@@ -191,7 +201,10 @@ class Distiller(EngineSteps, keras.Model):
         teacher_logits, teacher_features = self._teacher_outputs(x, cached_logits)
         sample_weight, mask = tokens.token_weights(x, y, y_pred, sample_weight)  # sequences: a weight per token
         distillation_loss = self.distillation_loss_fn(
-            teacher_logits, y_pred, sample_weight=sample_weight, temperature=self._temperature,
+            teacher_logits,
+            y_pred,
+            sample_weight=sample_weight,
+            temperature=self._temperature,
             # Losses that need a target class (DKD) take the teacher's top class on unlabelled rows.
             labels=None if y is None else fill_missing(y, mask, fallback=ops.argmax(teacher_logits, axis=-1)),
         )
@@ -199,8 +212,9 @@ class Distiller(EngineSteps, keras.Model):
         alpha = ops.cast(self._alpha, "float32")
         total = alpha * student_loss + (1.0 - alpha) * distillation_loss
         batch_size = ops.shape(y_pred)[0]
-        for term, tracker, t_feat, s_feat in zip(self.features, self.feature_loss_trackers, teacher_features,
-                                                 student_features):
+        for term, tracker, t_feat, s_feat in zip(
+            self.features, self.feature_loss_trackers, teacher_features, student_features
+        ):
             value = term.call(t_feat, s_feat, indices=indices, sample_weight=sample_weight, training=training)
             tracker.update_state(value, sample_weight=batch_size)
             total = total + term.weight * value

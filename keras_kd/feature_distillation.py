@@ -58,7 +58,8 @@ class FeatureDistillation(keras.layers.Layer):
             self.adapter_layer = self.loss.build_head(student_shape, teacher_shape, f"{self.name}_head")
         else:
             self.adapter_layer = build_adapter(self, student_shape, teacher_shape) or keras.layers.Identity(
-                name=f"{self.name}_id")
+                name=f"{self.name}_id"
+            )
         self.built = True
 
     def call(self, teacher_features, student_features, indices=None, sample_weight=None, training=None):
@@ -72,8 +73,11 @@ class FeatureDistillation(keras.layers.Layer):
                     )
                 return ops.zeros(())  # no memory rows to compare with: nothing to report
             return self.adapter_layer(teacher_features, student_features, indices, training=training)
-        return self.loss(teacher_features, self.adapter_layer(student_features),
-                         sample_weight=sample_weight if self.loss.per_sample else None)
+        return self.loss(
+            teacher_features,
+            self.adapter_layer(student_features),
+            sample_weight=sample_weight if self.loss.per_sample else None,
+        )
 
     def get_config(self):
         return {
@@ -125,9 +129,7 @@ def feature_model(model, layer_names, argument):
     outputs = [model.outputs[0]]
     for layer_name in layer_names:
         if layer_name not in names:
-            raise ValueError(
-                f"`{argument}` has no layer named {layer_name!r}; its layers are: {', '.join(names)}."
-            )
+            raise ValueError(f"`{argument}` has no layer named {layer_name!r}; its layers are: {', '.join(names)}.")
         layer_output = model.get_layer(layer_name).output
         if isinstance(layer_output, (list, tuple)):
             raise ValueError(f"Layer {layer_name!r} of `{argument}` has several outputs; pick a layer with one.")
@@ -143,8 +145,9 @@ def build_adapter(term, student_shape, teacher_shape):
         ValueError: shapes that neither a dense layer nor a 1x1 convolution can reconcile.
     """
     student_shape, teacher_shape = tuple(student_shape[1:]), tuple(teacher_shape[1:])
-    if term.adapter is None or (term.adapter == "auto" and (
-            student_shape == teacher_shape or not term.loss.needs_same_shape)):
+    if term.adapter is None or (
+        term.adapter == "auto" and (student_shape == teacher_shape or not term.loss.needs_same_shape)
+    ):
         return None
     kind = term.adapter
     if kind == "auto":

@@ -52,37 +52,36 @@ class Recipe:
 
 RECIPES = Registry("recipe")
 for _recipe in (
-        Recipe(
-            name="hinton",
-            summary="KL of softened outputs plus labels; pays when the teacher knows more than the "
-                    "student's labels (a transfer set with an unlabelled pool).",
-            reference="Hinton, Vinyals and Dean, 'Distilling the Knowledge in a Neural Network', 2015.",
-        ),
-        Recipe(
-            name="function_matching",
-            summary="No label loss; teacher and student see the same mixed-up view each step, T=1; "
-                    "patient: needs many epochs. Pays for images when the student can match the teacher.",
-            alpha=0.0,
-            temperature=1.0,
-            augmentation="mixup",
-            reference="Beyer et al., 'Knowledge distillation: A good teacher is patient and consistent', CVPR 2022.",
-        ),
-        Recipe(
-            name="dist",
-            summary="Pearson correlation of softened outputs (inter- and intra-class); robust to a large "
-                    "teacher-student gap.",
-            distillation_loss="dist",
-            alpha=0.5,
-            temperature=1.0,
-            reference="Huang et al., 'Knowledge Distillation from A Stronger Teacher', NeurIPS 2022.",
-        ),
-        Recipe(
-            name="teacher_assistant",
-            summary="Hinton KD through a mid-size assistant (teacher -> assistant -> student), for a "
-                    "large capacity gap.",
-            assistant=True,
-            reference="Mirzadeh et al., 'Improved Knowledge Distillation via Teacher Assistant', AAAI 2020.",
-        ),
+    Recipe(
+        name="hinton",
+        summary="KL of softened outputs plus labels; pays when the teacher knows more than the "
+        "student's labels (a transfer set with an unlabelled pool).",
+        reference="Hinton, Vinyals and Dean, 'Distilling the Knowledge in a Neural Network', 2015.",
+    ),
+    Recipe(
+        name="function_matching",
+        summary="No label loss; teacher and student see the same mixed-up view each step, T=1; "
+        "patient: needs many epochs. Pays for images when the student can match the teacher.",
+        alpha=0.0,
+        temperature=1.0,
+        augmentation="mixup",
+        reference="Beyer et al., 'Knowledge distillation: A good teacher is patient and consistent', CVPR 2022.",
+    ),
+    Recipe(
+        name="dist",
+        summary="Pearson correlation of softened outputs (inter- and intra-class); robust to a large "
+        "teacher-student gap.",
+        distillation_loss="dist",
+        alpha=0.5,
+        temperature=1.0,
+        reference="Huang et al., 'Knowledge Distillation from A Stronger Teacher', NeurIPS 2022.",
+    ),
+    Recipe(
+        name="teacher_assistant",
+        summary="Hinton KD through a mid-size assistant (teacher -> assistant -> student), for a large capacity gap.",
+        assistant=True,
+        reference="Mirzadeh et al., 'Improved Knowledge Distillation via Teacher Assistant', AAAI 2020.",
+    ),
 ):
     RECIPES.add(_recipe.name, _recipe)
 

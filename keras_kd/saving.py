@@ -52,12 +52,18 @@ def distiller_arguments(config, custom_objects=None):
     config = dict(config)
     student = keras.layers.deserialize(config.pop("student"), custom_objects=custom_objects)
     teacher = config.pop("teacher")
-    teachers = [keras.layers.deserialize(t, custom_objects=custom_objects)
-                for t in (teacher if isinstance(teacher, list) else [teacher])]
+    teachers = [
+        keras.layers.deserialize(t, custom_objects=custom_objects)
+        for t in (teacher if isinstance(teacher, list) else [teacher])
+    ]
     features = [FeatureDistillation.from_config(f) for f in (config.pop("features", None) or [])]
     saved_compile_config = config.pop("compile_config", None)
-    arguments = {"student": student, "teacher": teachers if len(teachers) > 1 else teachers[0],
-                 "features": features or None, **config}
+    arguments = {
+        "student": student,
+        "teacher": teachers if len(teachers) > 1 else teachers[0],
+        "features": features or None,
+        **config,
+    }
     return arguments, saved_compile_config
 
 

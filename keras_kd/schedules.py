@@ -80,8 +80,6 @@ class WarmUp(Linear):
     """
 
 
-
-
 def get(identifier):
     """A schedule from a number (constant), a callable, or `{"name": ..., **arguments}`."""
     if identifier is None or isinstance(identifier, Schedule) or callable(identifier):

@@ -58,9 +58,7 @@ def make_mlp(hidden=16, classes=NUM_CLASSES, name=None, dropout=0.0, batch_norm=
 def teacher(data):
     x, y = data
     model = make_mlp(32, name="teacher", dropout=0.5, batch_norm=True)
-    model.compile(
-        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    )
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=3, verbose=0)
     return model
 

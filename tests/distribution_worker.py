@@ -37,14 +37,16 @@ FEATURES, CLASSES, ROWS, BATCH = 6, 4, 128, 32
 def data():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(ROWS, FEATURES)).astype("float32")
-    y = (np.abs(x[:, 0] * 2).astype("int64") % CLASSES)
+    y = np.abs(x[:, 0] * 2).astype("int64") % CLASSES
     y[::5] = -1  # missing labels (a transfer set): the label loss is a mean over labelled rows
     return x, y
 
 
 def mlp(hidden, name):
-    return keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(hidden, activation="relu"),
-                             keras.layers.Dense(CLASSES)], name=name)
+    return keras.Sequential(
+        [keras.Input((FEATURES,)), keras.layers.Dense(hidden, activation="relu"), keras.layers.Dense(CLASSES)],
+        name=name,
+    )
 
 
 def initial_weights():

@@ -65,7 +65,7 @@ def dist(teacher_logits, student_logits, beta, gamma, temperature):
 
 def soft_crossentropy(teacher_logits, student_logits, temperature):
     p_t = _softmax64(teacher_logits / temperature)
-    return -temperature**2 * np.sum(p_t * log_softmax(_array(student_logits, np.float64) / temperature, -1), -1)
+    return -(temperature**2) * np.sum(p_t * log_softmax(_array(student_logits, np.float64) / temperature, -1), -1)
 
 
 def fitnets(teacher_features, student_features):
@@ -77,6 +77,7 @@ def fitnets(teacher_features, student_features):
 
 def attention_transfer(teacher_features, student_features, p=2.0):
     """Zagoruyko and Komodakis 2017: normalised spatial maps of mean_c |A|^p, mean squared difference."""
+
     def attention(f):
         q = np.mean(np.abs(_array(f, np.float64)) ** p, axis=-1).reshape(len(f), -1)
         return q / np.linalg.norm(q, axis=1, keepdims=True)
@@ -90,6 +91,7 @@ def _huber(x):
 
 def rkd(teacher_features, student_features, distance_weight, angle_weight):
     """Park et al. 2019, eqs. (4)-(7), with explicit loops over pairs and triplets."""
+
     def flat(f):
         return _array(f, np.float64).reshape(len(f), -1)
 
@@ -111,12 +113,12 @@ def rkd(teacher_features, student_features, distance_weight, angle_weight):
         return out
 
     t, s = flat(teacher_features), flat(student_features)
-    return (distance_weight * _huber(distances(s) - distances(t))
-            + angle_weight * _huber(angles(s) - angles(t)))
+    return distance_weight * _huber(distances(s) - distances(t)) + angle_weight * _huber(angles(s) - angles(t))
 
 
 def pkt(teacher_features, student_features, eps=1e-7):
     """Passalis and Tefas 2018: KL between cosine-kernel conditional distributions."""
+
     def conditional(f):
         f = _array(f, np.float64).reshape(len(f), -1)
         f = f / (np.linalg.norm(f, axis=1, keepdims=True) + eps)
@@ -138,6 +140,7 @@ def nce(scores, num_examples, eps=1e-7):
 
 
 # Divergences for generative models, one value per position (any leading shape), from the papers' formulas.
+
 
 def _probs(logits, temperature):
     return softmax(_array(logits, np.float64) / temperature, axis=-1)

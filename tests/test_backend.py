@@ -6,10 +6,7 @@ import sys
 
 import pytest
 
-SCRIPT = (
-    "import os, keras_kd\n"
-    "print(keras_kd.ENGINE, os.environ.get('TF_USE_LEGACY_KERAS'))\n"
-)
+SCRIPT = "import os, keras_kd\nprint(keras_kd.ENGINE, os.environ.get('TF_USE_LEGACY_KERAS'))\n"
 
 
 @pytest.mark.parametrize("value, engine", [(None, "keras3"), ("1", "tf_keras"), ("true", "tf_keras"), ("0", "keras3")])

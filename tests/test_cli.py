@@ -17,8 +17,9 @@ QUICK = ["--teacher_epochs=3", "--student_epochs=2", "--verbose=0"]
 
 def run_cli(*args, timeout=600):
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    return subprocess.run([sys.executable, "-m", "keras_kd.cli.main", *args],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "keras_kd.cli.main", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def test_distill_on_digits_writes_the_report(tmp_path):
@@ -63,9 +64,20 @@ def test_interrupted_run_leaves_nothing(tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=os.getcwd(), PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
-        [sys.executable, "-m", "keras_kd.cli.main", "distill", f"--output_dir={out}",
-         "--teacher_epochs=500", "--verbose=2"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "keras_kd.cli.main",
+            "distill",
+            f"--output_dir={out}",
+            "--teacher_epochs=500",
+            "--verbose=2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     deadline = time.time() + 300
     for line in process.stdout:
         if line.startswith("Epoch 2/") or time.time() > deadline:
@@ -111,8 +123,14 @@ def test_config_file_with_flag_override(tmp_path):
     config = tmp_path / "method.yaml"
     config.write_text("alpha: 0.5\ntemperature: 2.0\ndistillation_loss: {name: dkd, beta: 2.0}\nstudent_epochs: 50\n")
     out = tmp_path / "run"
-    result = run_cli("distill", f"--config={config}", f"--output_dir={out}", "--student_epochs=1",
-                     "--teacher_epochs=1", "--verbose=0")
+    result = run_cli(
+        "distill",
+        f"--config={config}",
+        f"--output_dir={out}",
+        "--student_epochs=1",
+        "--teacher_epochs=1",
+        "--verbose=0",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metadata = json.loads((out / "report.json").read_text())["metadata"]
     assert metadata["alpha"] == 0.5 and metadata["student_epochs"] == 1  # the flag wins
@@ -129,18 +147,26 @@ def test_bad_config_file_is_refused(tmp_path):
 @pytest.mark.parametrize("subcommand", ["distill", "compress", "tune"])
 @pytest.mark.parametrize("flag", ["--help", "--helpfull", "-h"])
 def test_help_on_every_subcommand_exits_0_without_tensorflow(subcommand, flag):
-    code = ("import sys; from keras_kd.cli.main import main\n"
-            "try:\n    main(['keras-kd', sys.argv[1], sys.argv[2]])\n"
-            "except SystemExit as e:\n    print('exit', e.code)\n"
-            "print('tensorflow imported', 'tensorflow' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code, subcommand, flag], capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=os.getcwd()), timeout=60)
+    code = (
+        "import sys; from keras_kd.cli.main import main\n"
+        "try:\n    main(['keras-kd', sys.argv[1], sys.argv[2]])\n"
+        "except SystemExit as e:\n    print('exit', e.code)\n"
+        "print('tensorflow imported', 'tensorflow' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, subcommand, flag],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=os.getcwd()),
+        timeout=60,
+    )
     assert "exit 0" in result.stdout and "--output_dir" in result.stdout
     assert "tensorflow imported False" in result.stdout
 
 
-@pytest.mark.parametrize("setting", ["--alpha=2", "--temperature=0", "--labeled_fraction=0",
-                                     "--validation_split=1", "--recipe=magic"])
+@pytest.mark.parametrize(
+    "setting", ["--alpha=2", "--temperature=0", "--labeled_fraction=0", "--validation_split=1", "--recipe=magic"]
+)
 def test_bad_settings_are_refused_before_training(tmp_path, setting):
     out = tmp_path / "run"
     result = run_cli("distill", setting, f"--output_dir={out}", timeout=120)
@@ -187,9 +213,20 @@ def test_compress_on_your_own_image_folders(tmp_path):
         pytest.skip("compress exports SavedModels and TFLite: TensorFlow")
     teacher, student = _image_folders(tmp_path, 30, 9, 12)
     out = tmp_path / "run"
-    result = run_cli("compress", f"--teacher={teacher}", f"--student={student}", f"--train={tmp_path / 'train'}",
-                     f"--unlabeled={tmp_path / 'pool'}", f"--test={tmp_path / 'test'}", f"--output_dir={out}",
-                     "--student_epochs=1", "--prune_epochs=1", "--sparsity=0.5", "--verbose=0", timeout=900)
+    result = run_cli(
+        "compress",
+        f"--teacher={teacher}",
+        f"--student={student}",
+        f"--train={tmp_path / 'train'}",
+        f"--unlabeled={tmp_path / 'pool'}",
+        f"--test={tmp_path / 'test'}",
+        f"--output_dir={out}",
+        "--student_epochs=1",
+        "--prune_epochs=1",
+        "--sparsity=0.5",
+        "--verbose=0",
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metadata = json.loads((out / "report.json").read_text())["metadata"]
     assert metadata["unlabeled_examples"] == 9 and metadata["labeled_examples"] == 27  # 3 held out for validation
@@ -204,8 +241,13 @@ def test_a_killed_distill_resumes_when_rerun_with_the_same_output_dir(tmp_path):
     out = tmp_path / "run"
     args = ["distill", "--teacher_epochs=2", "--student_epochs=6", "--verbose=2", f"--output_dir={out}"]
     env = dict(os.environ, PYTHONPATH=os.getcwd(), PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([sys.executable, "-m", "keras_kd.cli.main", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_kd.cli.main", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     distilling = False
     for line in process.stdout:
         distilling = distilling or "distilling the student" in line
@@ -216,7 +258,8 @@ def test_a_killed_distill_resumes_when_rerun_with_the_same_output_dir(tmp_path):
     assert process.returncode == -signal.SIGKILL, "the run ended before the kill"
     backup = out / "backup"
     assert {"settings.json", "initial.weights.h5", "teacher.weights.h5", "student_scratch.weights.h5"} <= set(
-        os.listdir(backup)) and not (out / "report.json").exists()
+        os.listdir(backup)
+    ) and not (out / "report.json").exists()
 
     other = run_cli(*args[:-1], "--seed=1", f"--output_dir={out}")  # other settings: refused, backup kept
     assert other.returncode == 2 and "other settings (seed)" in other.stderr and backup.exists()

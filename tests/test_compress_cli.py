@@ -20,8 +20,11 @@ def test_compress_on_digits(tmp_path):
     report = json.loads((out / "report.json").read_text())
     rows = {row["name"]: row for row in report["models"]}
     expected = ["teacher", "student_scratch", "student_kd", "student_kd_pruned"]
-    expected += ["student_kd_pruned_clustered", "student_kd_pruned_qat", "student_kd_pruned_qat_int8"] \
-        if IS_TF_KERAS else ["student_kd_pruned_int8"]
+    expected += (
+        ["student_kd_pruned_clustered", "student_kd_pruned_qat", "student_kd_pruned_qat_int8"]
+        if IS_TF_KERAS
+        else ["student_kd_pruned_int8"]
+    )
     assert list(rows) == expected
     pruned = rows["student_kd_pruned"]
     kernels = 64 * 16 + 16 * 10  # the digits student's kernels; biases are not pruned

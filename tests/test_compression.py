@@ -40,6 +40,7 @@ def digits_pair():
 
 # Schedules and masks -------------------------------------------------------------------
 
+
 def test_schedules_follow_tfmot_semantics():
     constant = ConstantSparsity(0.5, begin_step=10, end_step=30, frequency=10)
     assert [constant.should_prune(s) for s in (0, 10, 15, 20, 30, 40)] == [False, True, False, True, True, False]
@@ -61,6 +62,7 @@ def test_magnitude_mask_keeps_the_largest():
 
 # Keras 3 pruning during distillation --------------------------------------------------
 
+
 def test_magnitude_pruning_during_distillation_reaches_the_sparsity(digits_pair):
     x, y, teacher, student = digits_pair
     distiller = keras_kd.Distiller(student=student, teacher=teacher)
@@ -80,8 +82,12 @@ def test_magnitude_pruning_of_unknown_layers():
     model = keras_kd.models.build_model("digits", "student", (8, 8, 1), 10)
     model.compile("adam", "mse")
     with pytest.raises(ValueError, match="Cannot prune"):
-        model.fit(np.zeros((4, 8, 8, 1)), np.zeros((4, 10)), verbose=0,
-                  callbacks=[MagnitudePruning(ConstantSparsity(0.5), layer_names=["nope"])])
+        model.fit(
+            np.zeros((4, 8, 8, 1)),
+            np.zeros((4, 10)),
+            verbose=0,
+            callbacks=[MagnitudePruning(ConstantSparsity(0.5), layer_names=["nope"])],
+        )
 
 
 @keras3_only
@@ -109,6 +115,7 @@ def test_tfmot_on_keras3_says_how_to_switch(digits_pair):
 
 # TF-MOT on tf_keras -----------------------------------------------------------------------
 
+
 @tf_keras_only
 def test_tfmot_pruning_during_distillation_then_strip(digits_pair):
     from keras_kd.compression import tfmot
@@ -128,8 +135,10 @@ def test_tfmot_qat_and_clustering_distil(digits_pair):
     from keras_kd.compression import tfmot
 
     x, y, teacher, student = digits_pair
-    for model in (tfmot.quantize(student), tfmot.cluster(keras_kd.models.build_model(
-            "digits", "student", x.shape[1:], 10), number_of_clusters=4)):
+    for model in (
+        tfmot.quantize(student),
+        tfmot.cluster(keras_kd.models.build_model("digits", "student", x.shape[1:], 10), number_of_clusters=4),
+    ):
         before = [w.copy() for w in model.get_weights()]
         distiller = keras_kd.Distiller(student=model, teacher=teacher)
         distiller.compile(optimizer="adam", alpha=0.1, temperature=4.0)
@@ -153,9 +162,10 @@ def test_tfmot_bad_input():
 
 # Export ---------------------------------------------------------------------------------
 
+
 @tensorflow_only
 def test_saved_model_in_tf_serving_layout_reloads_in_a_fresh_process(tmp_path, digits_pair):
-    x, *_ , student = digits_pair
+    x, *_, student = digits_pair
     base = tmp_path / "serving"
     first = export_saved_model(student, str(base), "digits")
     second = export_saved_model(student, str(base), "digits")
@@ -166,9 +176,25 @@ def test_saved_model_in_tf_serving_layout_reloads_in_a_fresh_process(tmp_path, d
     np.testing.assert_allclose(outputs_in_fresh_process("saved_model", first, x[:32]), expected, rtol=1e-5, atol=1e-5)
     np.save(tmp_path / "x.npy", x[:32])
     cli = subprocess.run(
-        [_saved_model_cli(), "run", "--dir", first, "--tag_set", "serve", "--signature_def", "serving_default",
-         "--inputs", f"inputs={tmp_path / 'x.npy'}", "--outdir", str(tmp_path / "cli")],
-        capture_output=True, text=True, timeout=300, check=False)
+        [
+            _saved_model_cli(),
+            "run",
+            "--dir",
+            first,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"inputs={tmp_path / 'x.npy'}",
+            "--outdir",
+            str(tmp_path / "cli"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert cli.returncode == 0, cli.stderr[-2000:]
     np.testing.assert_allclose(np.load(tmp_path / "cli" / "logits.npy"), expected, rtol=1e-5, atol=1e-5)
 
@@ -196,11 +222,18 @@ def test_export_refuses_bad_targets(tmp_path, digits_pair):
 
 
 @tensorflow_only
-@pytest.mark.parametrize("mode, int8_io, tolerance", [
-    ("float32", False, 1e-5), ("float16", False, 1e-2), ("dynamic", False, 0.05), ("int8", False, 0.1),
-    ("int8", True, 0.1)])
+@pytest.mark.parametrize(
+    "mode, int8_io, tolerance",
+    [
+        ("float32", False, 1e-5),
+        ("float16", False, 1e-2),
+        ("dynamic", False, 0.05),
+        ("int8", False, 0.1),
+        ("int8", True, 0.1),
+    ],
+)
 def test_tflite_reloads_in_a_fresh_process(tmp_path, digits_pair, mode, int8_io, tolerance):
-    x, *_ , student = digits_pair
+    x, *_, student = digits_pair
     path = str(tmp_path / f"student_{mode}.tflite")
     size = export_tflite(student, path, mode, representative_data=x, int8_io=int8_io)
     assert size == os.path.getsize(path)

@@ -11,8 +11,9 @@ from keras_kd.backend import is_tensorflow_backed
 from keras_kd.jobs.config import DistillConfig
 from keras_kd.jobs.distill import run_distill
 
-CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "**", "*.yaml"),
-                           recursive=True))
+CONFIGS = sorted(
+    glob.glob(os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "**", "*.yaml"), recursive=True)
+)
 
 
 def test_there_is_a_config_per_method():

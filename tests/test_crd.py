@@ -44,8 +44,13 @@ def test_head_scores_follow_the_formula(monkeypatch):
 def test_distiller_with_crd_trains_embeddings_and_memory():
     x = RNG.normal(size=(48, 8, 8, 1)).astype("float32")
     y = (x.mean(axis=(1, 2, 3)) > 0).astype("int64")
-    term = keras_kd.FeatureDistillation({"name": "crd", "num_examples": len(x), "feature_dim": 8,
-                                         "num_negatives": 16, "seed": 1}, "embed", "embed", weight=0.8, name="crd")
+    term = keras_kd.FeatureDistillation(
+        {"name": "crd", "num_examples": len(x), "feature_dim": 8, "num_negatives": 16, "seed": 1},
+        "embed",
+        "embed",
+        weight=0.8,
+        name="crd",
+    )
     distiller = keras_kd.Distiller(student=convnet(4, "student"), teacher=convnet(8, "teacher"), features=[term])
     head = distiller.adapters[0]
     memory_before = np.asarray(head.student_memory).copy()

@@ -38,8 +38,10 @@ def _write_idx(path, array):
 def tiny_fashion_dir(tmp_path):
     rng = np.random.default_rng(0)
     arrays = {
-        "x_train": rng.integers(0, 256, (6, 28, 28)), "y_train": np.arange(6) % 10,
-        "x_test": rng.integers(0, 256, (4, 28, 28)), "y_test": np.arange(4),
+        "x_train": rng.integers(0, 256, (6, 28, 28)),
+        "y_train": np.arange(6) % 10,
+        "x_test": rng.integers(0, 256, (4, 28, 28)),
+        "y_test": np.arange(4),
     }
     for key, name in fashion_mnist.FILES.items():
         _write_idx(tmp_path / name, arrays[key])
@@ -95,7 +97,8 @@ def test_rt_polarity_reads_a_folder_and_splits_reproducibly(tmp_path):
     (x_train, y_train), (x_test, y_test) = rt_polarity.load_data(str(tmp_path), test_fraction=0.4, download=False)
     assert len(x_train) == 3 and len(x_test) == 2
     assert sorted(np.concatenate([x_train, x_test]).tolist()) == sorted(
-        ["a fine film", "superb", "caf\xe9 charm", "dull", "boring plot"])
+        ["a fine film", "superb", "caf\xe9 charm", "dull", "boring plot"]
+    )
     labels = dict(zip(np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])))
     assert labels["superb"] == 1 and labels["dull"] == 0
     (again, _), _ = rt_polarity.load_data(str(tmp_path), test_fraction=0.4, download=False)

@@ -88,10 +88,10 @@ def test_sample_weight_reaches_both_losses(data, teacher, student):
     distiller = compiled(student, teacher, alpha=0.5, temperature=3.0)
     results = distiller.evaluate(x, y, sample_weight=weights, batch_size=len(x), verbose=0, return_dict=True)
     s, t = np.asarray(student(x)), np.asarray(teacher(x, training=False))
-    assert results["student_loss"] == pytest.approx(
-        np.sum(reference.crossentropy(y, s) * weights) / len(x), rel=1e-4)
+    assert results["student_loss"] == pytest.approx(np.sum(reference.crossentropy(y, s) * weights) / len(x), rel=1e-4)
     assert results["distillation_loss"] == pytest.approx(
-        np.sum(reference.hinton_kd(t, s, 3.0) * weights) / len(x), rel=1e-4)
+        np.sum(reference.hinton_kd(t, s, 3.0) * weights) / len(x), rel=1e-4
+    )
 
 
 def test_alpha_one_is_training_on_labels_alone(data, teacher):
@@ -99,9 +99,11 @@ def test_alpha_one_is_training_on_labels_alone(data, teacher):
     kd_student, plain_student = make_mlp(4), make_mlp(4)
     plain_student.set_weights(kd_student.get_weights())
     compiled(kd_student, teacher, alpha=1.0, optimizer=keras.optimizers.SGD(0.1)).fit(
-        x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
-    plain_student.compile(optimizer=keras.optimizers.SGD(0.1),
-                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        x, y, epochs=2, batch_size=16, shuffle=False, verbose=0
+    )
+    plain_student.compile(
+        optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     plain_student.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
     for a, b in zip(weights_of(kd_student), weights_of(plain_student)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -135,7 +137,7 @@ def test_datasets_and_generators_train(data, teacher, student):
     def generator():
         while True:
             for start in range(0, len(x), 16):
-                yield x[start:start + 16], y[start:start + 16]
+                yield x[start : start + 16], y[start : start + 16]
 
     before = weights_of(student)
     distiller.fit(generator(), steps_per_epoch=3, epochs=1, verbose=0)
@@ -155,9 +157,13 @@ def test_the_students_activity_regularization_is_in_the_loss_on_every_backend(da
 
     def student_with(regularizer):
         keras.utils.set_random_seed(3)
-        return keras.Sequential([keras.Input((x.shape[1],)),
-                                 keras.layers.Dense(8, activation="relu", activity_regularizer=regularizer),
-                                 keras.layers.Dense(3)])
+        return keras.Sequential(
+            [
+                keras.Input((x.shape[1],)),
+                keras.layers.Dense(8, activation="relu", activity_regularizer=regularizer),
+                keras.layers.Dense(3),
+            ]
+        )
 
     losses = {}
     for name, regularizer in (("plain", None), ("regularized", keras.regularizers.L2(100.0))):
@@ -220,8 +226,9 @@ def test_recompiling_without_the_augmentation_drops_its_state(teacher, student):
     with_augmentation = {v.path if hasattr(v, "path") else v.name for v in distiller.variables}
     distiller.compile(augmentation=False)
     without = {v.path if hasattr(v, "path") else v.name for v in distiller.variables}
-    before = {v.path if hasattr(v, "path") else v.name for v in
-              keras_kd.Distiller(student=student, teacher=teacher).variables}
+    before = {
+        v.path if hasattr(v, "path") else v.name for v in keras_kd.Distiller(student=student, teacher=teacher).variables
+    }
     assert without == before
     if not IS_TF_KERAS:  # Keras 3's layer keeps a seed generator's state
         assert len(with_augmentation) == len(before) + 1

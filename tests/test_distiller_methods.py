@@ -56,16 +56,18 @@ def test_feature_terms_with_adapters_are_logged_and_match_numpy(images):
     assert results["hint_loss"] == pytest.approx(hint, rel=1e-4)
     assert results["rkd_loss"] == pytest.approx(rkd, rel=1e-3)
     assert results["at_loss"] == pytest.approx(at, rel=1e-4)
-    response = (0.5 * reference.crossentropy(y, s_logits).mean()
-                + 0.5 * reference.hinton_kd(t_logits, s_logits, 2.0).mean())
+    response = (
+        0.5 * reference.crossentropy(y, s_logits).mean() + 0.5 * reference.hinton_kd(t_logits, s_logits, 2.0).mean()
+    )
     assert results["loss"] == pytest.approx(response + 2.0 * hint + 0.5 * rkd + 10.0 * at, rel=1e-4)
 
 
 def test_adapters_train_but_are_not_part_of_the_student(images):
     x, y = images
     teacher, student = convnet(8, "teacher"), convnet(4, "student")
-    distiller = keras_kd.Distiller(student=student, teacher=teacher,
-                                   features=[keras_kd.FeatureDistillation("fitnets", "conv", "conv")])
+    distiller = keras_kd.Distiller(
+        student=student, teacher=teacher, features=[keras_kd.FeatureDistillation("fitnets", "conv", "conv")]
+    )
     adapter_before = weights_of(distiller.adapters[0])
     teacher_before = weights_of(teacher)
     distiller.compile(optimizer=keras.optimizers.Adam(0.01), alpha=0.5)
@@ -78,14 +80,20 @@ def test_adapters_train_but_are_not_part_of_the_student(images):
 
 def test_unknown_layer_lists_the_layers():
     with pytest.raises(ValueError, match="no layer named 'nope'.*conv"):
-        keras_kd.Distiller(student=convnet(4, "s"), teacher=convnet(8, "t"),
-                           features=[keras_kd.FeatureDistillation("fitnets", "nope", "conv")])
+        keras_kd.Distiller(
+            student=convnet(4, "s"),
+            teacher=convnet(8, "t"),
+            features=[keras_kd.FeatureDistillation("fitnets", "nope", "conv")],
+        )
 
 
 def test_shapes_no_adapter_can_reconcile():
     with pytest.raises(ValueError, match="cannot map"):
-        keras_kd.Distiller(student=convnet(4, "s"), teacher=convnet(8, "t"),
-                           features=[keras_kd.FeatureDistillation("fitnets", "conv", "embed")])
+        keras_kd.Distiller(
+            student=convnet(4, "s"),
+            teacher=convnet(8, "t"),
+            features=[keras_kd.FeatureDistillation("fitnets", "conv", "embed")],
+        )
 
 
 def test_subclassed_model_hides_its_features():
@@ -99,8 +107,11 @@ def test_subclassed_model_hides_its_features():
 
     teacher = make_mlp(8)
     with pytest.raises(TypeError, match="subclassed"):
-        keras_kd.Distiller(student=Hidden(), teacher=teacher,
-                           features=[keras_kd.FeatureDistillation("fitnets", teacher.layers[0].name, "dense")])
+        keras_kd.Distiller(
+            student=Hidden(),
+            teacher=teacher,
+            features=[keras_kd.FeatureDistillation("fitnets", teacher.layers[0].name, "dense")],
+        )
 
 
 def test_response_loss_in_a_feature_term_is_refused():
@@ -111,8 +122,9 @@ def test_response_loss_in_a_feature_term_is_refused():
 def test_dkd_gets_the_labels_through_the_distiller(data, teacher, student):
     x, y = data
     distiller = keras_kd.Distiller(student=student, teacher=teacher)
-    distiller.compile(optimizer="adam", distillation_loss_fn={"name": "dkd", "non_target_weight": 2.0},
-                      alpha=0.5, temperature=3.0)
+    distiller.compile(
+        optimizer="adam", distillation_loss_fn={"name": "dkd", "non_target_weight": 2.0}, alpha=0.5, temperature=3.0
+    )
     results = distiller.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
     want = reference.dkd(np.asarray(teacher(x, training=False)), np.asarray(student(x)), y, 1.0, 2.0, 3.0).mean()
     assert results["distillation_loss"] == pytest.approx(want, rel=1e-4)
@@ -156,9 +168,13 @@ def test_schedules_set_alpha_and_temperature_each_epoch(data, teacher, student):
     distiller.compile(optimizer="adam", alpha=0.9, temperature=1.0)
     scheduler = keras_kd.callbacks.DistillationScheduler(
         alpha={"name": "warmup", "start": 1.0, "end": 0.0, "epochs": 2},
-        temperature=keras_kd.schedules.Cosine(8.0, 2.0, 2))
-    probe = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(
-        (logs["alpha"], logs["temperature"], logs["loss"], logs["distillation_loss"], logs["student_loss"])))
+        temperature=keras_kd.schedules.Cosine(8.0, 2.0, 2),
+    )
+    probe = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append(
+            (logs["alpha"], logs["temperature"], logs["loss"], logs["distillation_loss"], logs["student_loss"])
+        )
+    )
     distiller.fit(x, y, epochs=3, batch_size=len(x), verbose=0, callbacks=[scheduler, probe])
     assert [s[:2] for s in seen] == [pytest.approx((1.0, 8.0)), pytest.approx((0.5, 5.0)), pytest.approx((0.0, 2.0))]
     # The traced step reads the variables: at alpha 0 the loss is the distillation loss alone.

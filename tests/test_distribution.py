@@ -21,15 +21,16 @@ WORKER = os.path.join(os.path.dirname(__file__), "distribution_worker.py")
 
 
 def _run(mode, env=None):
-    result = subprocess.run([sys.executable, WORKER, mode], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, **(env or {})})
+    result = subprocess.run(
+        [sys.executable, WORKER, mode], capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
+    )
     return _result(result)
 
 
 def _result(result):
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     assert result.returncode == 0 and lines, result.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def _assert_same_as_one_device(result):
@@ -68,9 +69,14 @@ def _two_workers():
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     processes = [
         subprocess.Popen(
-            [sys.executable, WORKER, "multi_worker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "TF_CONFIG": json.dumps(
-                {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})},
+            [sys.executable, WORKER, "multi_worker"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}),
+            },
         )
         for index in range(2)
     ]
@@ -89,7 +95,8 @@ def test_multi_worker_mirrored_strategy_with_two_processes_equals_one_device():
 def test_keras3_refuses_multi_worker_strategy_before_training():
     for result in _two_workers():
         assert "REFUSED Keras 3 cannot train under tf.distribute.MultiWorkerMirroredStrategy" in result.stdout, (
-            result.stderr[-2000:])
+            result.stderr[-2000:]
+        )
 
 
 jax_missing = importlib.util.find_spec("jax") is None

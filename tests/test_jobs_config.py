@@ -49,8 +49,12 @@ def test_no_flag_is_declared_by_hand_in_the_subcommands():
 def test_yaml_and_flags_fill_the_same_fields_flags_winning(tmp_path):
     path = tmp_path / "settings.yaml"
     path.write_text("teacher: t.keras\nstudent_epochs: 3\nalpha: 0.2\nfeatures: []\n")
-    assert DistillConfig.read_yaml(str(path)) == {"teacher_path": "t.keras", "student_epochs": 3, "alpha": 0.2,
-                                                  "features": []}
+    assert DistillConfig.read_yaml(str(path)) == {
+        "teacher_path": "t.keras",
+        "student_epochs": 3,
+        "alpha": 0.2,
+        "features": [],
+    }
     flag_values = distill.FLAGS
     flag_values.unparse_flags()
     flag_values(["keras-kd distill", f"--config={path}", "--alpha=0.7", "--verbose=0"])
@@ -72,7 +76,9 @@ def test_a_minimum_from_the_metadata_is_checked_in_yaml_too():
 
 
 def test_help_answers_without_importing_tensorflow():
-    code = ("import sys\nfrom keras_kd.cli import main\ntry:\n    main.main(['keras-kd', 'compress', '--help'])\n"
-            "except SystemExit:\n    pass\nprint('tensorflow' in sys.modules)")
+    code = (
+        "import sys\nfrom keras_kd.cli import main\ntry:\n    main.main(['keras-kd', 'compress', '--help'])\n"
+        "except SystemExit:\n    pass\nprint('tensorflow' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "--sparsity" in result.stdout and result.stdout.strip().endswith("False"), result.stdout[-500:]

@@ -79,8 +79,9 @@ def test_own_temperature_wins_over_the_distillers():
     at_seven = float(losses.KDLoss()(TEACHER, STUDENT, temperature=7.0))
     assert float(losses.KDLoss(temperature=7.0)(TEACHER, STUDENT, temperature=2.0)) == pytest.approx(at_seven)
     assert float(losses.KDLoss()(TEACHER, STUDENT, temperature=2.0)) != pytest.approx(at_seven)
-    assert float(losses.KDLoss()(TEACHER, STUDENT)) == pytest.approx(reference.hinton_kd(TEACHER, STUDENT, 1.0).mean(),
-                                                                     rel=1e-4)
+    assert float(losses.KDLoss()(TEACHER, STUDENT)) == pytest.approx(
+        reference.hinton_kd(TEACHER, STUDENT, 1.0).mean(), rel=1e-4
+    )
 
 
 def test_unknown_name_lists_the_known_ones():

@@ -84,8 +84,15 @@ def test_losses_average_over_the_real_tokens_of_padding_mask_and_sample_weight(l
 
 def tiny_backbone(max_sequence_length, **kwargs):
     """A one-layer GPT-2 backbone, 16 wide: a student to put a head of one's own on."""
-    return keras_hub.models.GPT2Backbone(vocabulary_size=VOCAB, num_layers=1, num_heads=2, hidden_dim=16,
-                                         intermediate_dim=32, max_sequence_length=max_sequence_length, **kwargs)
+    return keras_hub.models.GPT2Backbone(
+        vocabulary_size=VOCAB,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=max_sequence_length,
+        **kwargs,
+    )
 
 
 def test_a_backbone_with_its_own_lm_head_is_a_student_too():

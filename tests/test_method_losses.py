@@ -120,12 +120,15 @@ def test_response_losses_are_zero_or_minimal_for_identical_logits_and_have_gradi
         assert float(loss(t, t, labels=np.array([0, 1, 2, 3]), temperature=2.0)) == pytest.approx(0.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("spec, cls", [
-    ({"name": "dkd", "non_target_weight": 2.0}, losses.DKDLoss),
-    ({"name": "rkd", "angle_weight": 0.0}, losses.RKDLoss),
-    ("at", losses.AttentionTransferLoss),
-    ("pkt", losses.PKTLoss),
-])
+@pytest.mark.parametrize(
+    "spec, cls",
+    [
+        ({"name": "dkd", "non_target_weight": 2.0}, losses.DKDLoss),
+        ({"name": "rkd", "angle_weight": 0.0}, losses.RKDLoss),
+        ("at", losses.AttentionTransferLoss),
+        ("pkt", losses.PKTLoss),
+    ],
+)
 def test_registry_builds_from_names_and_specs(spec, cls):
     loss = losses.get(spec)
     assert isinstance(loss, cls)

@@ -18,8 +18,9 @@ def dtype_name(tensor):
 
 
 def mlp(hidden):
-    return keras.Sequential([keras.Input((NUM_FEATURES,)), keras.layers.Dense(hidden, activation="relu"),
-                             keras.layers.Dense(NUM_CLASSES)])
+    return keras.Sequential(
+        [keras.Input((NUM_FEATURES,)), keras.layers.Dense(hidden, activation="relu"), keras.layers.Dense(NUM_CLASSES)]
+    )
 
 
 def distil(data):
@@ -53,8 +54,11 @@ def test_mixed_precision_distils_with_float32_losses(data, policy):
     assert dtype_name(loss) == "float32"  # the loss does not
     # The label loss of those 16-bit logits, computed in float32: as exact as float32 allows (a
     # 16-bit cross-entropy would be off by about 1e-3 relative).
-    log_probs = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) \
+    log_probs = (
+        logits
+        - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True))
         - logits.max(1, keepdims=True)
+    )
     expected = -log_probs[np.arange(32), y[:32]].mean()
     assert student_loss == pytest.approx(expected, rel=2e-6)
     if policy == "mixed_float16":

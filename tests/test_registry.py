@@ -22,10 +22,16 @@ def test_registry_registers_by_decorator_and_refuses_unknown_and_taken_names():
         things.add("a", object())
 
 
-@pytest.mark.parametrize("registry, kind", [
-    (losses.LOSSES, "distillation loss"), (recipes.RECIPES, "recipe"), (schedules.SCHEDULES, "schedule"),
-    (datasets.LOADERS, "dataset"), (PRESETS, "model preset"),
-])
+@pytest.mark.parametrize(
+    "registry, kind",
+    [
+        (losses.LOSSES, "distillation loss"),
+        (recipes.RECIPES, "recipe"),
+        (schedules.SCHEDULES, "schedule"),
+        (datasets.LOADERS, "dataset"),
+        (PRESETS, "model preset"),
+    ],
+)
 def test_every_table_is_a_registry_with_the_same_message(registry, kind):
     assert isinstance(registry, Registry) and len(registry) > 0
     with pytest.raises(ValueError, match=f"^Unknown {kind} 'nope'; known .*: {registry.names()[0]}"):
@@ -37,7 +43,11 @@ def test_the_public_lookups_go_through_the_registries():
     assert recipes.get("dist").name == "dist"
     assert isinstance(schedules.get({"name": "WarmUp", "start": 1.0, "end": 0.5, "epochs": 2}), schedules.WarmUp)
     assert isinstance(schedules.get({"name": "warmup", "start": 1.0, "end": 0.5, "epochs": 2}), schedules.WarmUp)
-    for lookup in (lambda: losses.get({"name": "nope"}), lambda: recipes.get("nope"),
-                   lambda: schedules.get({"name": "nope"}), lambda: datasets.load("nope")):
+    for lookup in (
+        lambda: losses.get({"name": "nope"}),
+        lambda: recipes.get("nope"),
+        lambda: schedules.get({"name": "nope"}),
+        lambda: datasets.load("nope"),
+    ):
         with pytest.raises(ValueError, match="^Unknown "):
             lookup()

@@ -18,8 +18,13 @@ FORMATS = ["model.keras"] + (["saved_model"] if IS_TF_KERAS else [])
 def trained_distiller(data, teacher):
     x, y = data
     distiller = keras_kd.Distiller(student=make_mlp(4, name="student"), teacher=teacher)
-    distiller.compile(optimizer=keras.optimizers.Adam(0.01), metrics=["accuracy"],
-                      distillation_loss_fn="mse", alpha=0.25, temperature=5.0)
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        metrics=["accuracy"],
+        distillation_loss_fn="mse",
+        alpha=0.25,
+        temperature=5.0,
+    )
     distiller.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
     return distiller
 
@@ -46,8 +51,7 @@ def test_distiller_round_trip_resumes_identically(tmp_path, data, teacher, name)
     # Training resumes where it stopped: optimizer state included, same weights after.
     for model in (distiller, loaded):
         model.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
-    np.testing.assert_allclose(distiller.predict(x, verbose=0), loaded.predict(x, verbose=0),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(distiller.predict(x, verbose=0), loaded.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
     results = [m.evaluate(x, y, verbose=0, return_dict=True) for m in (distiller, loaded)]
     assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-6)
 
@@ -67,8 +71,13 @@ def test_student_saved_alone_loads_in_another_process(tmp_path, data, teacher):
     )
     out = tmp_path / "out.npy"
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    result = subprocess.run([sys.executable, "-c", script, path, str(tmp_path / "x.npy"), str(out)],
-                            capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script, path, str(tmp_path / "x.npy"), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     np.testing.assert_allclose(np.load(out), distiller.student.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
     # The student's file holds no teacher: far fewer weights than the distiller.
@@ -83,18 +92,26 @@ def test_feature_distiller_with_several_teachers_round_trips(tmp_path, name):
     x = rng.normal(size=(32, 8, 8, 1)).astype("float32")
     y = np.arange(32) % 3
     distiller = keras_kd.Distiller(
-        student=convnet(4, "student"), teacher=[convnet(8, "t1"), convnet(6, "t2")], teacher_weights=[2, 1],
-        features=[keras_kd.FeatureDistillation("fitnets", "conv", "conv", weight=0.5, name="hint")])
-    distiller.compile(optimizer=keras.optimizers.Adam(0.01),
-                      distillation_loss_fn={"name": "dkd", "non_target_weight": 2.0}, alpha=0.5, temperature=2.0)
+        student=convnet(4, "student"),
+        teacher=[convnet(8, "t1"), convnet(6, "t2")],
+        teacher_weights=[2, 1],
+        features=[keras_kd.FeatureDistillation("fitnets", "conv", "conv", weight=0.5, name="hint")],
+    )
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        distillation_loss_fn={"name": "dkd", "non_target_weight": 2.0},
+        alpha=0.5,
+        temperature=2.0,
+    )
     distiller.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
     path = str(tmp_path / name)
     distiller.save(path)
     loaded = load_distiller(path)
     assert len(loaded.teachers) == 2 and loaded.teacher_weights == pytest.approx([2 / 3, 1 / 3])
     assert isinstance(loaded.distillation_loss_fn, keras_kd.losses.DKDLoss)
-    np.testing.assert_allclose(np.asarray(loaded.adapters[0].get_weights()[0]),
-                               np.asarray(distiller.adapters[0].get_weights()[0]))
+    np.testing.assert_allclose(
+        np.asarray(loaded.adapters[0].get_weights()[0]), np.asarray(distiller.adapters[0].get_weights()[0])
+    )
     for model in (distiller, loaded):
         model.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
     np.testing.assert_allclose(distiller.predict(x, verbose=0), loaded.predict(x, verbose=0), rtol=1e-5, atol=1e-5)

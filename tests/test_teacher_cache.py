@@ -64,9 +64,9 @@ def test_logits_line_up_with_each_batch_including_a_smaller_last_one(data, teach
     seen = 0
     for packed, labels in cache.attach(_dataset(x, y)):
         batch = len(labels)
-        np.testing.assert_array_equal(packed[INPUTS_KEY], x[seen:seen + batch])
-        np.testing.assert_array_equal(labels, y[seen:seen + batch])
-        np.testing.assert_allclose(packed[TEACHER_LOGITS_KEY], expected[seen:seen + batch], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(packed[INPUTS_KEY], x[seen : seen + batch])
+        np.testing.assert_array_equal(labels, y[seen : seen + batch])
+        np.testing.assert_allclose(packed[TEACHER_LOGITS_KEY], expected[seen : seen + batch], rtol=1e-5, atol=1e-6)
         seen += batch
     assert seen == len(x)
 
@@ -82,8 +82,7 @@ def test_a_dataset_that_reshuffles_each_pass_is_refused(data, teacher, student):
     # Shuffled once, the same order on every pass: accepted.
     fixed = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=3, reshuffle_each_iteration=False)
     fixed = fixed.batch(BATCH)
-    distiller.fit(fixed, epochs=2, shuffle=False, teacher_cache=keras_kd.TeacherCache.build(teacher, fixed),
-                  verbose=0)
+    distiller.fit(fixed, epochs=2, shuffle=False, teacher_cache=keras_kd.TeacherCache.build(teacher, fixed), verbose=0)
 
 
 def test_other_content_sizes_and_kinds_are_refused(data, teacher):

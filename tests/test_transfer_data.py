@@ -51,8 +51,7 @@ def test_sample_weight_and_missing_labels_combine(data, teacher, student):
     y_missing = _with_missing(y)
     weights = np.linspace(0.5, 1.5, len(x)).astype("float32")
     distiller = compiled(student, teacher, alpha=0.5, temperature=3.0)
-    results = distiller.evaluate(x, y_missing, sample_weight=weights, batch_size=len(x), verbose=0,
-                                 return_dict=True)
+    results = distiller.evaluate(x, y_missing, sample_weight=weights, batch_size=len(x), verbose=0, return_dict=True)
     s = np.asarray(student(x))
     labelled = y_missing >= 0
     # Keras's mean divides by the row count; over labelled rows that is their count.
@@ -82,9 +81,11 @@ def test_unlabelled_rows_do_not_move_the_label_term(data, teacher):
     pool = np.random.default_rng(1).normal(size=(32, x.shape[1])).astype("float32")
     xs, ys = keras_kd.transfer_set((x[:32], y[:32]), pool, shuffle=False)
     compiled(a, teacher, alpha=1.0, optimizer=keras.optimizers.SGD(0.1)).fit(
-        xs, ys, epochs=1, batch_size=64, shuffle=False, verbose=0)
+        xs, ys, epochs=1, batch_size=64, shuffle=False, verbose=0
+    )
     compiled(b, teacher, alpha=1.0, optimizer=keras.optimizers.SGD(0.1)).fit(
-        x[:32], y[:32], epochs=1, batch_size=32, shuffle=False, verbose=0)
+        x[:32], y[:32], epochs=1, batch_size=32, shuffle=False, verbose=0
+    )
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
 
@@ -122,6 +123,12 @@ def test_losses_that_need_a_target_class_use_the_teachers_on_unlabelled_rows(dat
     with_teacher = distiller.evaluate(x, y_teacher, batch_size=len(x), verbose=0, return_dict=True)
     assert with_missing["distillation_loss"] == pytest.approx(with_teacher["distillation_loss"], rel=1e-5)
     assert with_missing["distillation_loss"] != pytest.approx(
-        distiller.evaluate(x, np.where(y_missing >= 0, y_missing, (teacher_top + 1) % 3), batch_size=len(x),
-                           verbose=0, return_dict=True)["distillation_loss"], rel=1e-3)
-
+        distiller.evaluate(
+            x,
+            np.where(y_missing >= 0, y_missing, (teacher_top + 1) % 3),
+            batch_size=len(x),
+            verbose=0,
+            return_dict=True,
+        )["distillation_loss"],
+        rel=1e-3,
+    )

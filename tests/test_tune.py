@@ -95,8 +95,14 @@ def test_cli_tune_then_distill_with_best_yaml(tmp_path):
     assert "beats the equally tuned control" in result.stdout or "NO distilled setting" in result.stdout
     assert (out / "best.yaml").exists() and (out / "tune.json").exists()
 
-    rerun = run_cli("distill", f"--config={out / 'best.yaml'}", "--teacher_epochs=1", "--student_epochs=1",
-                    "--verbose=0", f"--output_dir={tmp_path / 'distill'}")
+    rerun = run_cli(
+        "distill",
+        f"--config={out / 'best.yaml'}",
+        "--teacher_epochs=1",
+        "--student_epochs=1",
+        "--verbose=0",
+        f"--output_dir={tmp_path / 'distill'}",
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert (tmp_path / "distill" / "report.json").exists()
 
@@ -111,12 +117,19 @@ def test_cli_refuses_bad_settings_before_training(tmp_path):
 
 
 def test_cli_help_exits_0_without_tensorflow():
-    code = ("import sys; from keras_kd.cli.main import main\n"
-            "try:\n    main(['keras-kd', 'tune', '--help'])\n"
-            "except SystemExit as e:\n    print('exit', e.code)\n"
-            "print('tensorflow imported', 'tensorflow' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=os.getcwd()), timeout=60)
+    code = (
+        "import sys; from keras_kd.cli.main import main\n"
+        "try:\n    main(['keras-kd', 'tune', '--help'])\n"
+        "except SystemExit as e:\n    print('exit', e.code)\n"
+        "print('tensorflow imported', 'tensorflow' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=os.getcwd()),
+        timeout=60,
+    )
     assert "exit 0" in result.stdout and "--max_trials" in result.stdout
     assert "tensorflow imported False" in result.stdout
 
@@ -133,10 +146,21 @@ def test_cli_tune_on_your_own_image_folders_then_distill_with_best_yaml(tmp_path
     expected_teacher_accuracy = float(np.mean(np.argmax(teacher_logits, axis=-1) == y_val))
 
     out = tmp_path / "tune"
-    data = [f"--train={tmp_path / 'train'}", f"--unlabeled={tmp_path / 'pool'}",
-            f"--validation={tmp_path / 'validation'}"]
-    result = run_cli("tune", f"--teacher={teacher}", f"--student={student}", *data, f"--output_dir={out}",
-                     "--max_trials=2", "--student_epochs=1", "--verbose=0")
+    data = [
+        f"--train={tmp_path / 'train'}",
+        f"--unlabeled={tmp_path / 'pool'}",
+        f"--validation={tmp_path / 'validation'}",
+    ]
+    result = run_cli(
+        "tune",
+        f"--teacher={teacher}",
+        f"--student={student}",
+        *data,
+        f"--output_dir={out}",
+        "--max_trials=2",
+        "--student_epochs=1",
+        "--verbose=0",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| student | recipe |" in result.stdout
     summary = json.loads((out / "tune.json").read_text())
@@ -151,8 +175,14 @@ def test_cli_tune_on_your_own_image_folders_then_distill_with_best_yaml(tmp_path
     values = DistillConfig.read_yaml(str(out / "best.yaml"))
     assert values["train"] == str(tmp_path / "train") and values["student_path"] == student
     assert values["teacher_path"] == teacher and "test" not in values and "dataset" not in values
-    rerun = run_cli("distill", f"--config={out / 'best.yaml'}", f"--test={tmp_path / 'validation'}",
-                    "--student_epochs=1", "--verbose=0", f"--output_dir={tmp_path / 'distill'}")
+    rerun = run_cli(
+        "distill",
+        f"--config={out / 'best.yaml'}",
+        f"--test={tmp_path / 'validation'}",
+        "--student_epochs=1",
+        "--verbose=0",
+        f"--output_dir={tmp_path / 'distill'}",
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     report = json.loads((tmp_path / "distill" / "report.json").read_text())
     assert report["metadata"]["unlabeled_examples"] == 18 and report["metadata"]["validation_examples"] == 15
@@ -162,7 +192,8 @@ def test_cli_tune_has_no_test_flag_and_refuses_own_data_problems(tmp_path):
     result = run_cli("tune", f"--test={tmp_path}", f"--output_dir={tmp_path / 'run'}", timeout=120)
     assert result.returncode == 2 and "test" in result.stderr and "Traceback" not in result.stderr
     np.savez(tmp_path / "train.npz", x=np.zeros((10, 4), "float32"), y=np.zeros(10, "int64"))
-    result = run_cli("tune", f"--train={tmp_path / 'train.npz'}", "--student=digits",
-                     f"--output_dir={tmp_path / 'run'}", timeout=120)
+    result = run_cli(
+        "tune", f"--train={tmp_path / 'train.npz'}", "--student=digits", f"--output_dir={tmp_path / 'run'}", timeout=120
+    )
     assert result.returncode == 2 and "teacher" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()

@@ -16,19 +16,34 @@ CLASSES = 3
 
 
 def _vector_model(features, width, name):
-    return keras.Sequential([keras.Input((features,)), keras.layers.Dense(width, activation="relu"),
-                             keras.layers.Dense(CLASSES)], name=name)
+    return keras.Sequential(
+        [keras.Input((features,)), keras.layers.Dense(width, activation="relu"), keras.layers.Dense(CLASSES)], name=name
+    )
 
 
 def _image_model(width, name):
-    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                             keras.layers.Dense(width, activation="relu"), keras.layers.Dense(CLASSES)], name=name)
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(width, activation="relu"),
+            keras.layers.Dense(CLASSES),
+        ],
+        name=name,
+    )
 
 
 def _audio_model(width, name):
-    return keras.Sequential([keras.Input((400, 1)), keras.layers.Conv1D(4, 9, strides=4, activation="relu"),
-                             keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(width, activation="relu"),
-                             keras.layers.Dense(CLASSES)], name=name)
+    return keras.Sequential(
+        [
+            keras.Input((400, 1)),
+            keras.layers.Conv1D(4, 9, strides=4, activation="relu"),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(width, activation="relu"),
+            keras.layers.Dense(CLASSES),
+        ],
+        name=name,
+    )
 
 
 def _save_pair(tmp_path, build, x, y):
@@ -50,7 +65,7 @@ def _write_images(folder, n, labeled=True):
     for i in range(n):
         label = i % CLASSES
         image = np.zeros((8, 8, 1), "float32")
-        image[label * 2:label * 2 + 3] = 1.0  # a bar whose height says the class
+        image[label * 2 : label * 2 + 3] = 1.0  # a bar whose height says the class
         image += RNG.uniform(0, 0.2, image.shape)
         target = folder / (f"class_{label}" if labeled else "")
         target.mkdir(parents=True, exist_ok=True)
@@ -83,8 +98,17 @@ def _write_wavs(folder, n, labeled=True):
 
 def _distill(tmp_path, teacher, student, train, test, *extra):
     out = tmp_path / "run"
-    result = run_cli("distill", f"--teacher={teacher}", f"--student={student}", f"--train={train}",
-                     f"--test={test}", f"--output_dir={out}", "--student_epochs=2", "--verbose=0", *extra)
+    result = run_cli(
+        "distill",
+        f"--teacher={teacher}",
+        f"--student={student}",
+        f"--train={train}",
+        f"--test={test}",
+        f"--output_dir={out}",
+        "--student_epochs=2",
+        "--verbose=0",
+        *extra,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert [row["name"] for row in report["models"]] == ["teacher", "student_scratch", "student_kd"]
@@ -127,11 +151,11 @@ def test_image_folders_with_an_unlabelled_pool(tmp_path):
     _write_images(tmp_path / "test", 24)
     _write_images(tmp_path / "pool", 24, labeled=False)
     x, y, names = user_data.load(str(tmp_path / "train"), (8, 8, 1))
-    assert x.shape == (48, 8, 8, 1) and 0.0 <= x.min() and x.max() <= 1.0 and names == ["class_0", "class_1",
-                                                                                        "class_2"]
+    assert x.shape == (48, 8, 8, 1) and 0.0 <= x.min() and x.max() <= 1.0 and names == ["class_0", "class_1", "class_2"]
     teacher, student = _save_pair(tmp_path, _image_model, x, y)
-    report = _distill(tmp_path, teacher, student, tmp_path / "train", tmp_path / "test",
-                      f"--unlabeled={tmp_path / 'pool'}")
+    report = _distill(
+        tmp_path, teacher, student, tmp_path / "train", tmp_path / "test", f"--unlabeled={tmp_path / 'pool'}"
+    )
     assert report["metadata"]["unlabeled_examples"] == 24
 
 
@@ -144,8 +168,10 @@ def test_wav_folders(tmp_path):
     _distill(tmp_path, teacher, student, tmp_path / "train", tmp_path / "test")
 
 
-@pytest.mark.skipif(IS_TF_KERAS or not is_tensorflow_backed(),
-                    reason="string inputs to a saved TextVectorization model: Keras 3 on TensorFlow (next test)")
+@pytest.mark.skipif(
+    IS_TF_KERAS or not is_tensorflow_backed(),
+    reason="string inputs to a saved TextVectorization model: Keras 3 on TensorFlow (next test)",
+)
 def test_text_folders(tmp_path):
     words = {0: "dull boring slow", 1: "fine decent okay", 2: "great superb brilliant"}
     for split, count in (("train", 45), ("test", 15)):
@@ -177,13 +203,21 @@ def test_a_teacher_that_reads_strings_is_refused_on_other_backends_before_traini
     vectorize = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=4)
     vectorize.adapt(np.array(["review number one", "two three"]))
     inputs = keras.Input((), dtype="string")
-    model = keras.Model(inputs, keras.layers.Dense(CLASSES)(keras.layers.Flatten()(
-        keras.layers.Embedding(20, 4)(vectorize(inputs)))))
+    model = keras.Model(
+        inputs, keras.layers.Dense(CLASSES)(keras.layers.Flatten()(keras.layers.Embedding(20, 4)(vectorize(inputs))))
+    )
     model.save(tmp_path / "teacher.keras")
     out = tmp_path / "run"
-    result = run_cli("distill", f"--teacher={tmp_path / 'teacher.keras'}", f"--student={tmp_path / 'teacher.keras'}",
-                     f"--train={tmp_path / 'train'}", f"--test={tmp_path / 'test'}", f"--output_dir={out}",
-                     "--verbose=0", timeout=300)
+    result = run_cli(
+        "distill",
+        f"--teacher={tmp_path / 'teacher.keras'}",
+        f"--student={tmp_path / 'teacher.keras'}",
+        f"--train={tmp_path / 'train'}",
+        f"--test={tmp_path / 'test'}",
+        f"--output_dir={out}",
+        "--verbose=0",
+        timeout=300,
+    )
     assert result.returncode == 2 and "reads on the TensorFlow backend only" in result.stderr, result.stderr[-2000:]
     assert not out.exists()
 
@@ -197,12 +231,15 @@ def test_a_preset_student_name(tmp_path):
     assert report["models"][1]["params"] == 64 * 16 + 16 + 16 * 3 + 3  # the digits preset student, 3 classes
 
 
-@pytest.mark.parametrize("problem, message", [
-    ("no_test", "needs both `train`"),
-    ("wrong_shape", "takes inputs of shape"),
-    ("bad_labels", "labels from 0 to 7"),
-    ("no_student", "give the student"),
-])
+@pytest.mark.parametrize(
+    "problem, message",
+    [
+        ("no_test", "needs both `train`"),
+        ("wrong_shape", "takes inputs of shape"),
+        ("bad_labels", "labels from 0 to 7"),
+        ("no_student", "give the student"),
+    ],
+)
 def test_own_data_problems_are_refused_before_training(tmp_path, problem, message):
     x, y = _vectors(60)
     teacher, student = _save_pair(tmp_path, lambda w, n: _vector_model(6, w, n), x, y)
@@ -225,8 +262,9 @@ def _loader_reference(kind, folder, labeled=True):
     """The examples as Keras's own loader gives them (shuffle=False), for comparison."""
     common = {"labels": "inferred" if labeled else None, "batch_size": None, "shuffle": False}
     if kind == "images":
-        dataset = keras.utils.image_dataset_from_directory(str(folder), image_size=(8, 8), color_mode="grayscale",
-                                                           **common)
+        dataset = keras.utils.image_dataset_from_directory(
+            str(folder), image_size=(8, 8), color_mode="grayscale", **common
+        )
     elif kind == "audio":
         dataset = keras.utils.audio_dataset_from_directory(str(folder), output_sequence_length=400, **common)
     else:
@@ -267,8 +305,13 @@ def _split_of_own_files(tmp_path, teacher_cache=False):
     _write_images(tmp_path / "train", 30)
     _write_images(tmp_path / "pool", 12, labeled=False)
     teacher = _image_model(8, "teacher")
-    config = DistillConfig(train=str(tmp_path / "train"), unlabeled=str(tmp_path / "pool"), batch_size=8,
-                           validation_split=0.2, teacher_cache=teacher_cache)
+    config = DistillConfig(
+        train=str(tmp_path / "train"),
+        unlabeled=str(tmp_path / "pool"),
+        batch_size=8,
+        validation_split=0.2,
+        teacher_cache=teacher_cache,
+    )
     return own_split(config, teacher), config
 
 
@@ -330,6 +373,13 @@ def test_with_a_teacher_cache_the_transfer_order_is_fixed_and_cached(tmp_path):
 def test_teacher_cache_from_a_yaml_config_on_image_folders(tmp_path):
     teacher, student = _image_folders(tmp_path, 30, 12, 12)
     (tmp_path / "cache.yaml").write_text("teacher_cache: true\n")
-    report = _distill(tmp_path, teacher, student, tmp_path / "train", tmp_path / "test",
-                      f"--unlabeled={tmp_path / 'pool'}", f"--config={tmp_path / 'cache.yaml'}")
+    report = _distill(
+        tmp_path,
+        teacher,
+        student,
+        tmp_path / "train",
+        tmp_path / "test",
+        f"--unlabeled={tmp_path / 'pool'}",
+        f"--config={tmp_path / 'cache.yaml'}",
+    )
     assert "teacher cache" in report["metadata"]["method"] and report["metadata"]["unlabeled_examples"] == 12

@@ -66,8 +66,7 @@ def test_strip_output_activation_keeps_the_weights(data):
     x, _ = data
     probabilities = make_mlp(4, final_activation="softmax")
     logits = keras_kd.utils.strip_output_activation(probabilities)
-    np.testing.assert_allclose(
-        tf.nn.softmax(logits(x)).numpy(), np.asarray(probabilities(x)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tf.nn.softmax(logits(x)).numpy(), np.asarray(probabilities(x)), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("empty", ["array", "dataset"])

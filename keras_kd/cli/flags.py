@@ -14,8 +14,7 @@ HELP_FLAGS = ("-h", "--help", "--helpfull", "--helpshort", "-help", "-helpfull")
 _DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_bool}
 
 
-def define_flags(config_class, flag_values=None, defaults=None, output_dir=None, output_help=None,
-                 overwrite_help=None):
+def define_flags(config_class, flag_values=None, defaults=None, output_dir=None, output_help=None, overwrite_help=None):
     """A flag per setting of `config_class` (`defaults` override its defaults), `--config` and
     `--verbose`; with `output_dir`, also `--output_dir` and `--overwrite`. Returns the `FlagValues`
     (a new one unless given: each subcommand parses its own)."""
@@ -31,15 +30,28 @@ def define_flags(config_class, flag_values=None, defaults=None, output_dir=None,
             _DEFINE[field.type](flag, default, help_text, lower_bound=minimum, flag_values=flag_values)
         else:
             _DEFINE[field.type](flag, default, help_text, flag_values=flag_values)
-    flags.DEFINE_string("config", None, "A YAML file of settings (keys: the flags' names, plus the YAML-only "
-                        "settings of docs/cli.md); flags given on the command line override it.",
-                        flag_values=flag_values)
-    flags.DEFINE_integer("verbose", (defaults or {}).get("verbose"), "Keras verbosity: 0 quiet, 1 progress bar, "
-                         "2 a line an epoch (default: 1 on a terminal, else 2).", flag_values=flag_values)
+    flags.DEFINE_string(
+        "config",
+        None,
+        "A YAML file of settings (keys: the flags' names, plus the YAML-only "
+        "settings of docs/cli.md); flags given on the command line override it.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "verbose",
+        (defaults or {}).get("verbose"),
+        "Keras verbosity: 0 quiet, 1 progress bar, 2 a line an epoch (default: 1 on a terminal, else 2).",
+        flag_values=flag_values,
+    )
     if output_dir is not None:
         flags.DEFINE_string("output_dir", output_dir, output_help, flag_values=flag_values)
-        flags.DEFINE_bool("overwrite", False, overwrite_help or "Replace the files keras-kd writes in a non-empty "
-                          "--output_dir (other files are left alone).", flag_values=flag_values)
+        flags.DEFINE_bool(
+            "overwrite",
+            False,
+            overwrite_help
+            or "Replace the files keras-kd writes in a non-empty --output_dir (other files are left alone).",
+            flag_values=flag_values,
+        )
     return flag_values
 
 
@@ -73,8 +85,9 @@ def build_config(flag_values, config_class):
     values = {field: flag_values[flag].value for flag, field in flag_fields.items()}
     if flag_values["config"].value:
         values.update(config_class.read_yaml(flag_values["config"].value))
-        values.update({field: flag_values[flag].value for flag, field in flag_fields.items()
-                       if flag_values[flag].present})
+        values.update(
+            {field: flag_values[flag].value for flag, field in flag_fields.items() if flag_values[flag].present}
+        )
     verbose = flag_values["verbose"].value
     values["verbose"] = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     return config_class.from_dict(values)
@@ -137,6 +150,7 @@ def run_subcommand(name, argv, flag_values, config_class, job):
 def reported(run, columns=None):
     """A job that runs `run(config, folder) -> (rows, metadata)` in a staging folder, writes the
     report beside its outputs, moves them all into `output_dir` at once, and prints the table."""
+
     def job(config, output_dir):
         from keras_kd.report import format_table, staged_output_dir, write_report
         from keras_kd.report.writer import MODEL_COLUMNS
@@ -157,6 +171,8 @@ def output_dir_problem(output_dir, overwrite):
         return f"--output_dir={output_dir} is a file, not a folder; choose a folder."
     # A killed run's backup alone is no one's file: the rerun resumes from it.
     if os.path.isdir(output_dir) and set(os.listdir(output_dir)) - {"backup"} and not overwrite:
-        return (f"--output_dir={output_dir} already holds files; choose a new or empty folder, or pass "
-                "--overwrite to replace the files keras-kd writes there (other files are left alone).")
+        return (
+            f"--output_dir={output_dir} already holds files; choose a new or empty folder, or pass "
+            "--overwrite to replace the files keras-kd writes there (other files are left alone)."
+        )
     return None

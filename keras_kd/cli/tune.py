@@ -14,10 +14,13 @@ prepared by the same code; there is no `--test`.
 from keras_kd.cli.flags import define_flags, run_subcommand
 from keras_kd.jobs.config import TuneConfig
 
-FLAGS = define_flags(TuneConfig, output_dir="runs/tune",
-                     output_help="Where best.yaml, tune.json and the tuner's projects go.",
-                     overwrite_help="Replace best.yaml and tune.json in a non-empty --output_dir (earlier "
-                     "tuner projects and other files are left alone).")
+FLAGS = define_flags(
+    TuneConfig,
+    output_dir="runs/tune",
+    output_help="Where best.yaml, tune.json and the tuner's projects go.",
+    overwrite_help="Replace best.yaml and tune.json in a non-empty --output_dir (earlier "
+    "tuner projects and other files are left alone).",
+)
 
 
 def run(argv):

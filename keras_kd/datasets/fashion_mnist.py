@@ -15,8 +15,16 @@ FILES = {
     "y_test": "t10k-labels-idx1-ubyte.gz",
 }
 CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 
 
@@ -73,7 +81,10 @@ def load_data(data_dir=None, download=True):
     if folder is not None:
         arrays = {key: read_idx(os.path.join(folder, name)) for key, name in FILES.items()}
         x_train, y_train, x_test, y_test = (
-            arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+            arrays["x_train"],
+            arrays["y_train"],
+            arrays["x_test"],
+            arrays["y_test"],
         )
     elif download:
         from keras_kd.backend import keras
@@ -81,7 +92,8 @@ def load_data(data_dir=None, download=True):
         (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
     else:
         raise FileNotFoundError(
-            "Fashion-MNIST not found in " + ", ".join(candidate_dirs(data_dir))
+            "Fashion-MNIST not found in "
+            + ", ".join(candidate_dirs(data_dir))
             + ". Install Debian's `dataset-fashion-mnist`, set "
             f"{DATA_DIR_ENV}, or pass download=True."
         )

@@ -26,8 +26,9 @@ def _complete(folder):
 
 
 def _recordings_dir(data_dir):
-    folder = find_dir(os.path.join("fsdd", "recordings"), _complete, data_dir) or find_dir("recordings", _complete,
-                                                                                          data_dir)
+    folder = find_dir(os.path.join("fsdd", "recordings"), _complete, data_dir) or find_dir(
+        "recordings", _complete, data_dir
+    )
     return folder
 
 
@@ -80,8 +81,10 @@ def load_data(data_dir=None, download=True):
     folder = _recordings_dir(data_dir)
     if folder is None:
         if not download:
-            raise FileNotFoundError("FSDD recordings not found in "
-                                    + ", ".join(candidate_dirs(os.path.join("fsdd", "recordings"), data_dir)))
+            raise FileNotFoundError(
+                "FSDD recordings not found in "
+                + ", ".join(candidate_dirs(os.path.join("fsdd", "recordings"), data_dir))
+            )
         folder = _download()
     waves, digits, _, indices = read_recordings(folder)
     features = log_mel(waves)

@@ -42,13 +42,14 @@ def _files(folder):
 
 
 def data_kind(path):
-    """"npz", "csv", "images", "text" or "audio"; a ValueError for anything else."""
+    """ "npz", "csv", "images", "text" or "audio"; a ValueError for anything else."""
     if os.path.isfile(path):
         extension = os.path.splitext(path)[1].lower()
         if extension in (".npz", ".csv"):
             return extension[1:]
-        raise ValueError(f"{path}: a data file must be .npz (arrays x, y) or .csv; found "
-                         f"{extension or 'no extension'}.")
+        raise ValueError(
+            f"{path}: a data file must be .npz (arrays x, y) or .csv; found {extension or 'no extension'}."
+        )
     if not os.path.isdir(path):
         raise ValueError(f"{path} does not exist.")
     extensions = {os.path.splitext(name)[1].lower() for name in _files(path)}
@@ -101,7 +102,8 @@ class Source:
         indices = np.arange(self.num_examples) if indices is None else np.asarray(indices, "int64")
         table = tf.constant(self._table)
         return tf.data.Dataset.from_tensor_slices(indices).map(
-            lambda i: self._decode(table, i), num_parallel_calls=tf.data.AUTOTUNE)
+            lambda i: self._decode(table, i), num_parallel_calls=tf.data.AUTOTUNE
+        )
 
     def arrays(self, indices=None, batch_size=256):
         """The inputs at `indices` as one NumPy array (strings as a Python object array)."""
@@ -128,8 +130,10 @@ def open_data(path, input_shape=None, label_column="label", expect_labels=True):
         if kind == "npz":
             with np.load(path, allow_pickle=False) as data:
                 if "x" not in data:
-                    raise ValueError(f"{path}: an .npz data file holds an array `x` (and `y` for labels); found "
-                                     f"{', '.join(data.files) or 'nothing'}.")
+                    raise ValueError(
+                        f"{path}: an .npz data file holds an array `x` (and `y` for labels); found "
+                        f"{', '.join(data.files) or 'nothing'}."
+                    )
                 x = data["x"]
                 y = data["y"].astype("int64") if "y" in data else None
         else:
@@ -198,14 +202,17 @@ def _index_folder(path, kind, input_shape):
     common = {"labels": "inferred" if labeled else None, "batch_size": None, "shuffle": False}
     if kind == "images":
         if input_shape is None or len(input_shape) != 3:
-            raise ValueError(f"{path}: image folders need a model that takes images (height, width, channels); "
-                             f"the model's input shape is {input_shape}.")
+            raise ValueError(
+                f"{path}: image folders need a model that takes images (height, width, channels); "
+                f"the model's input shape is {input_shape}."
+            )
         height, width, channels = input_shape
         color_mode = {1: "grayscale", 3: "rgb", 4: "rgba"}.get(channels)
         if color_mode is None:
             raise ValueError(f"{path}: the model takes images with {channels} channels; images have 1, 3 or 4.")
-        indexed = keras.utils.image_dataset_from_directory(path, image_size=(height, width), color_mode=color_mode,
-                                                           **common)
+        indexed = keras.utils.image_dataset_from_directory(
+            path, image_size=(height, width), color_mode=color_mode, **common
+        )
         extensions, shape = IMAGE_EXTENSIONS, (height, width, channels)
 
         def decode(table, i):
@@ -222,8 +229,10 @@ def _index_folder(path, kind, input_shape):
     else:
         length = input_shape[0] if input_shape else None
         if length is None:
-            raise ValueError(f"{path}: WAV folders need a model with a fixed input length (samples, channels); "
-                             f"the model's input shape is {input_shape}.")
+            raise ValueError(
+                f"{path}: WAV folders need a model with a fixed input length (samples, channels); "
+                f"the model's input shape is {input_shape}."
+            )
         indexed = keras.utils.audio_dataset_from_directory(path, output_sequence_length=length, **common)
         extensions = AUDIO_EXTENSIONS
         shape = tuple(indexed.element_spec[0].shape if labeled else indexed.element_spec.shape)
@@ -232,15 +241,19 @@ def _index_folder(path, kind, input_shape):
             audio, _ = tf.audio.decode_wav(tf.io.read_file(table[i]), desired_samples=length)
             audio.set_shape(shape)
             return audio
+
     class_names = None
     if labeled:
         class_names = sorted(name for name in os.listdir(path) if os.path.isdir(os.path.join(path, name)))
     paths, labels = _listed_files(path, extensions, labeled, class_names)
     keras_paths = getattr(indexed, "file_paths", None)  # the image loader says which files, in which order
     if (keras_paths is not None and list(keras_paths) != paths) or int(indexed.cardinality()) != len(paths):
-        raise ValueError(f"{path}: the files listed here differ from those Keras's loader found; please report "
-                         "this with the folder's layout.")
+        raise ValueError(
+            f"{path}: the files listed here differ from those Keras's loader found; please report "
+            "this with the folder's layout."
+        )
     if labeled and list(getattr(indexed, "class_names", class_names)) != class_names:
         raise ValueError(f"{path}: the class folders differ from those Keras's loader found.")
-    return Source(path, kind, labels if labeled else None, class_names, np.array(paths, dtype=object).astype(str),
-                  decode, shape)
+    return Source(
+        path, kind, labels if labeled else None, class_names, np.array(paths, dtype=object).astype(str), decode, shape
+    )

@@ -53,7 +53,8 @@ class JobBackup:
             if changed:
                 raise UsageError(
                     f"{self.folder} holds the backup of a killed run with other settings ({', '.join(changed)}); "
-                    "rerun it with the same settings to resume, or delete that folder to start afresh.")
+                    "rerun it with the same settings to resume, or delete that folder to start afresh."
+                )
             self._log(f"resuming the run backed up in {self.folder}")
             return
         os.makedirs(self.folder, exist_ok=True)

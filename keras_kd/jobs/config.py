@@ -34,27 +34,40 @@ class DistillConfig:
     student_epochs: int = setting(60, "Epochs to train each student.", minimum=1)
     batch_size: int = setting(32, "Batch size.", minimum=1)
     learning_rate: float = setting(1e-3, "Adam learning rate.")
-    recipe: str = setting("hinton", "Named distillation method (docs/when_distillation_pays.md).",
-                          choices=RECIPE_NAMES)
+    recipe: str = setting("hinton", "Named distillation method (docs/when_distillation_pays.md).", choices=RECIPE_NAMES)
     alpha: float = setting(None, "Weight of the label loss (1 - alpha: distillation); default: the recipe's.")
     temperature: float = setting(None, "Distillation temperature T > 0; default: the recipe's.")
-    labeled_fraction: float = setting(0.1, "Share of the training examples whose labels the students get; the "
-                                      "rest is an unlabelled pool the teacher scores (1: every label, no pool).")
-    validation_split: float = setting(0.1, "Share of the training data held out for the val_* figures (never "
-                                      "the test set).")
-    train: str = setting(None, "Your labelled training data: .npz (x, y), .csv, or a folder of images, .txt or "
-                         ".wav files in one sub-folder per class (docs/cli.md). Needs --teacher and --student "
-                         "(and --test, but for tune).")
+    labeled_fraction: float = setting(
+        0.1,
+        "Share of the training examples whose labels the students get; the "
+        "rest is an unlabelled pool the teacher scores (1: every label, no pool).",
+    )
+    validation_split: float = setting(
+        0.1, "Share of the training data held out for the val_* figures (never the test set)."
+    )
+    train: str = setting(
+        None,
+        "Your labelled training data: .npz (x, y), .csv, or a folder of images, .txt or "
+        ".wav files in one sub-folder per class (docs/cli.md). Needs --teacher and --student "
+        "(and --test, but for tune).",
+    )
     unlabeled: str = setting(None, "Your unlabelled data (same forms, no labels): the pool the teacher scores.")
     validation: str = setting(None, "Your validation data (else --validation_split of --train).")
     test: str = setting(None, "Your test data, used once for the report.")
-    student_path: str = setting(None, "The student: an untrained .keras model (each student starts from its "
-                                "weights) or a preset name (digits, fashion_mnist, fsdd).", flag="student")
+    student_path: str = setting(
+        None,
+        "The student: an untrained .keras model (each student starts from its "
+        "weights) or a preset name (digits, fashion_mnist, fsdd).",
+        flag="student",
+    )
     label_column: str = setting("label", "The class column of CSV data.")
     seed: int = setting(0, "Random seed: data split, initial weights, shuffling.")
-    teacher_dtype: str = setting("float32", "The teacher's inference dtype while distilling: bfloat16 runs a copy "
-                                 "of it in bfloat16 (cheaper where the CPU or GPU has it; docs/fast_distillation.md).",
-                                 choices=("float32", "bfloat16"))
+    teacher_dtype: str = setting(
+        "float32",
+        "The teacher's inference dtype while distilling: bfloat16 runs a copy "
+        "of it in bfloat16 (cheaper where the CPU or GPU has it; docs/fast_distillation.md).",
+        choices=("float32", "bfloat16"),
+    )
     verbose: int = 2
     # YAML only: a distillation-loss spec (`{"name": "dkd", "non_target_weight": 8.0}`), feature
     # terms (`FeatureDistillation` arguments), schedules for alpha and T, and teacher caching.
@@ -94,8 +107,11 @@ class DistillConfig:
     @classmethod
     def flag_fields(cls):
         """`{flag name: field name}` of the settings this job takes on the command line."""
-        return {field.metadata.get("flag") or field.name: field.name for field in dataclasses.fields(cls)
-                if field.metadata.get("help") and field.name not in cls.NOT_FLAGS}
+        return {
+            field.metadata.get("flag") or field.name: field.name
+            for field in dataclasses.fields(cls)
+            if field.metadata.get("help") and field.name not in cls.NOT_FLAGS
+        }
 
     @property
     def own_data(self):
@@ -106,8 +122,11 @@ class DistillConfig:
         from keras_kd import recipes
 
         arguments = recipes.get(self.recipe).compile_arguments()
-        for key, value in (("alpha", self.alpha), ("temperature", self.temperature),
-                           ("distillation_loss_fn", self.distillation_loss)):
+        for key, value in (
+            ("alpha", self.alpha),
+            ("temperature", self.temperature),
+            ("distillation_loss_fn", self.distillation_loss),
+        ):
             if value is not None:
                 arguments[key] = value
         return arguments
@@ -155,13 +174,16 @@ class DistillConfig:
         from keras_kd.datasets import user_data
 
         if not (self.train and (self.test or not require_test)):
-            raise ValueError("Your own data needs both `train` (labelled) and `test`; `unlabeled` and "
-                             "`validation` are optional.")
+            raise ValueError(
+                "Your own data needs both `train` (labelled) and `test`; `unlabeled` and `validation` are optional."
+            )
         if not self.teacher_path:
             raise ValueError("With your own data, give the trained teacher: `teacher` (a .keras file).")
         if not self.student_path:
-            raise ValueError(f"With your own data, give the student: `student` (an untrained .keras file, or a "
-                             f"preset: {', '.join(sorted(models.PRESETS))}).")
+            raise ValueError(
+                f"With your own data, give the student: `student` (an untrained .keras file, or a "
+                f"preset: {', '.join(sorted(models.PRESETS))})."
+            )
         for name in ("train", "unlabeled", "validation", "test"):
             path = getattr(self, name)
             if path is not None:
@@ -171,15 +193,19 @@ class DistillConfig:
                     raise ValueError(f"`{name}`: {error}") from None
         self._validate_student()
         if recipes.get(self.recipe).assistant:
-            raise ValueError("The teacher_assistant recipe builds its assistant from a data set's preset; with "
-                             "your own data, distil an assistant first and pass it as the teacher.")
+            raise ValueError(
+                "The teacher_assistant recipe builds its assistant from a data set's preset; with "
+                "your own data, distil an assistant first and pass it as the teacher."
+            )
 
     def _validate_student(self):
         from keras_kd import models
 
         if self.student_path not in models.PRESETS and not os.path.isfile(self.student_path):
-            raise ValueError(f"`student` {self.student_path!r} is neither a .keras file nor a preset "
-                             f"({', '.join(sorted(models.PRESETS))}).")
+            raise ValueError(
+                f"`student` {self.student_path!r} is neither a .keras file nor a preset "
+                f"({', '.join(sorted(models.PRESETS))})."
+            )
 
 
 @dataclasses.dataclass
@@ -208,8 +234,10 @@ class CompressConfig(DistillConfig):
                 f"set TF_USE_LEGACY_KERAS=1 before Python starts (active: {ENGINE_DESCRIPTION})."
             )
         if self.features and IS_TF_KERAS:
-            raise ValueError("Feature terms name the student's layers, which TF-MOT's pruning wrappers rename; "
-                             "on tf_keras, `keras-kd compress` distils from the outputs only: remove `features`.")
+            raise ValueError(
+                "Feature terms name the student's layers, which TF-MOT's pruning wrappers rename; "
+                "on tf_keras, `keras-kd compress` distils from the outputs only: remove `features`."
+            )
         assert_tensorflow_backend("keras-kd compress (its outputs are SavedModels and TFLite files)")
 
 
@@ -218,7 +246,7 @@ def import_keras_tuner():
     try:
         import keras_tuner
     except ImportError as error:
-        raise RuntimeError(f"`tune` needs KerasTuner: pip install \"keras-kd[tune]\" ({error}).") from None
+        raise RuntimeError(f'`tune` needs KerasTuner: pip install "keras-kd[tune]" ({error}).') from None
     return keras_tuner
 
 
@@ -240,21 +268,32 @@ class TuneConfig(DistillConfig):
 
         import_keras_tuner()
         if self.test:
-            raise ValueError("`tune` never reads the test set: remove `test` from the settings, and give it to "
-                             "`keras-kd distill --config=best.yaml --test=...` afterwards.")
+            raise ValueError(
+                "`tune` never reads the test set: remove `test` from the settings, and give it to "
+                "`keras-kd distill --config=best.yaml --test=...` afterwards."
+            )
         if (self.unlabeled or self.validation) and not self.train:
             raise ValueError("Your own data needs `train` (labelled); `unlabeled` and `validation` are optional.")
         super().validate(require_test=False)
         if not self.validation and not self.validation_split > 0:
-            raise ValueError("`tune` scores each setting on validation data held out of the training data; "
-                             f"`validation_split` must be > 0 (received {self.validation_split!r}), or give "
-                             "`validation` data.")
+            raise ValueError(
+                "`tune` scores each setting on validation data held out of the training data; "
+                f"`validation_split` must be > 0 (received {self.validation_split!r}), or give "
+                "`validation` data."
+            )
         for name in recipe_names:
             if recipes.get(name).assistant and self.own_data:  # raises, listing the known recipes
-                raise ValueError(f"The {name} recipe builds its assistant from a data set's preset; with your own "
-                                 "data, leave it out of the searched recipes.")
-        searched = [name for name in ("distillation_loss", "alpha_schedule", "temperature_schedule")
-                    if getattr(self, name) is not None]
+                raise ValueError(
+                    f"The {name} recipe builds its assistant from a data set's preset; with your own "
+                    "data, leave it out of the searched recipes."
+                )
+        searched = [
+            name
+            for name in ("distillation_loss", "alpha_schedule", "temperature_schedule")
+            if getattr(self, name) is not None
+        ]
         if searched:
-            raise ValueError(f"`tune` searches the recipe, alpha and temperature; remove {', '.join(searched)} "
-                             "from the settings, they would override the searched values.")
+            raise ValueError(
+                f"`tune` searches the recipe, alpha and temperature; remove {', '.join(searched)} "
+                "from the settings, they would override the searched values."
+            )

@@ -174,9 +174,11 @@ class StreamingSplit:
         """
         rows = [np.zeros(len(self.keep)), self.keep, self.train_labels]
         if self.num_pool:
-            rows = [np.concatenate([rows[0], np.ones(self.num_pool)]),
-                    np.concatenate([rows[1], np.arange(self.num_pool)]),
-                    np.concatenate([rows[2], np.full(self.num_pool, MISSING_LABEL)])]
+            rows = [
+                np.concatenate([rows[0], np.ones(self.num_pool)]),
+                np.concatenate([rows[1], np.arange(self.num_pool)]),
+                np.concatenate([rows[2], np.full(self.num_pool, MISSING_LABEL)]),
+            ]
         return self._stream(rows, config, shuffle=True, reshuffle=not config.teacher_cache, indices=indices), None
 
     def validation_data(self, config):
@@ -256,10 +258,14 @@ def check_fits(model, argument, example_shape, num_classes):
     """A clear error, before training, when `model` cannot read inputs of `example_shape` or has the
     wrong class count."""
     expected = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
-    if expected is not None and len(expected) == len(example_shape) and any(
-            e is not None and d is not None and e != d for e, d in zip(expected, example_shape)):
-        raise UsageError(f"The {argument} takes inputs of shape {expected}, but the data has shape "
-                         f"{tuple(example_shape)}.")
+    if (
+        expected is not None
+        and len(expected) == len(example_shape)
+        and any(e is not None and d is not None and e != d for e, d in zip(expected, example_shape))
+    ):
+        raise UsageError(
+            f"The {argument} takes inputs of shape {expected}, but the data has shape {tuple(example_shape)}."
+        )
     outputs = model.output_shape[-1]
     if outputs != num_classes:
         raise UsageError(f"The {argument} has {outputs} outputs, but the teacher and data have {num_classes} classes.")
@@ -290,8 +296,10 @@ def own_split(config, teacher):
     source = open_checked(config, config.train, teacher)
     labels = source.labels
     if labels.min() < 0 or labels.max() >= num_classes:
-        raise UsageError(f"`train` has labels from {labels.min()} to {labels.max()}, but the teacher has "
-                         f"{num_classes} classes (labels 0 to {num_classes - 1}).")
+        raise UsageError(
+            f"`train` has labels from {labels.min()} to {labels.max()}, but the teacher has "
+            f"{num_classes} classes (labels 0 to {num_classes - 1})."
+        )
     check_fits(teacher, "teacher", source.example_shape, num_classes)
     pool = open_checked(config, config.unlabeled, teacher, expect_labels=False) if config.unlabeled else None
     if pool is not None and (pool.kind == "text") != (source.kind == "text"):

@@ -53,8 +53,12 @@ def run_distill(config, output_folder):
         "student_epochs": config.student_epochs,
         "batch_size": config.batch_size,
         "train_examples": int(split.num_train),
-        "data": {name: getattr(config, name) for name in ("train", "unlabeled", "validation", "test")
-                 if getattr(config, name)} or config.dataset,
+        "data": {
+            name: getattr(config, name)
+            for name in ("train", "unlabeled", "validation", "test")
+            if getattr(config, name)
+        }
+        or config.dataset,
         "test_examples": int(len(x_test)),
         "wall_seconds": round(time.time() - started, 1),
         "cpu_count": os.cpu_count(),

@@ -32,8 +32,13 @@ def int8_student(config, folder, rows, int8_io=False, representative=1000):
     path = os.path.join(folder, "student_kd_int8.tflite")
     export_tflite(student, path, "int8", representative_data=x_train[:representative], int8_io=int8_io)
     measured = artifacts.measure(path, "tflite", x_test, y_test)
-    return {"name": "student_kd_int8", "params": rows[-1].params, "size_bytes": measured["size_bytes"],
-            "accuracy": measured["accuracy"], "latency_ms": measured["latency_ms_batch1"]}
+    return {
+        "name": "student_kd_int8",
+        "params": rows[-1].params,
+        "size_bytes": measured["size_bytes"],
+        "accuracy": measured["accuracy"],
+        "latency_ms": measured["latency_ms_batch1"],
+    }
 
 
 def run_over_seeds(config, seeds, with_int8=False, int8_io=False, log=print):
@@ -77,20 +82,27 @@ def gains(runs, better="student_kd", baseline="student_scratch"):
 def summary_table(runs, labels=None):
     """A Markdown table: each model's parameters, size, accuracy (mean ± std) and median latency."""
     names = [model["name"] for model in runs[0]["models"]]
-    lines = ["| model | parameters | size (MB) | test accuracy (%), mean ± std | CPU latency (ms/example), median |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| model | parameters | size (MB) | test accuracy (%), mean ± std | CPU latency (ms/example), median |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name in names:
         mean, spread = mean_and_spread(100 * figures(runs, name, "accuracy"))
-        lines.append(f"| {(labels or {}).get(name, name)} | {int(figures(runs, name, 'params')[0]):,} | "
-                     f"{figures(runs, name, 'size_bytes').mean() / 1e6:.3f} | {mean:.2f} ± {spread:.2f} | "
-                     f"{np.median(figures(runs, name, 'latency_ms')):.3f} |")
+        lines.append(
+            f"| {(labels or {}).get(name, name)} | {int(figures(runs, name, 'params')[0]):,} | "
+            f"{figures(runs, name, 'size_bytes').mean() / 1e6:.3f} | {mean:.2f} ± {spread:.2f} | "
+            f"{np.median(figures(runs, name, 'latency_ms')):.3f} |"
+        )
     return "\n".join(lines)
 
 
 def describe(metadata):
     """The run's data and method in words, from a report's metadata."""
-    teacher = (f"teacher trained on all {metadata['train_examples']:,} training labels for "
-               f"{metadata['teacher_epochs']} epochs" if metadata.get("teacher_epochs") else "teacher loaded")
+    teacher = (
+        f"teacher trained on all {metadata['train_examples']:,} training labels for {metadata['teacher_epochs']} epochs"
+        if metadata.get("teacher_epochs")
+        else "teacher loaded"
+    )
     return (
         f"{teacher}; both students start from the same weights; the student from labels sees "
         f"{metadata['labeled_examples']:,} labelled examples for {metadata['scratch_epochs']} epochs, the "

@@ -39,8 +39,7 @@ def load_teacher(path, input_shape, num_classes, verbose=1):
         )
     if teacher.output_shape[-1] != num_classes:
         raise ValueError(
-            f"The teacher at {path!r} has {teacher.output_shape[-1]} outputs; the data has "
-            f"{num_classes} classes."
+            f"The teacher at {path!r} has {teacher.output_shape[-1]} outputs; the data has {num_classes} classes."
         )
     return as_logits_model(teacher, verbose)
 
@@ -81,7 +80,11 @@ def train_on_labels(model, x, y, config, epochs, validation_data=None, validatio
     )
     callbacks = list(callbacks) + (backup.callbacks(model.name) if backup else [])
     model.fit(
-        x, y, epochs=epochs, validation_data=validation_data, verbose=config.verbose,
+        x,
+        y,
+        epochs=epochs,
+        validation_data=validation_data,
+        verbose=config.verbose,
         callbacks=callbacks + ([DurationEstimate(model.name)] if config.verbose else []),
         validation_freq=validation_freq,
         **_batching(x, config),
@@ -108,8 +111,18 @@ def needs_indices(config, num_examples):
     return any(getattr(term.loss, "needs_indices", False) for term in _feature_terms(config, num_examples))
 
 
-def distill(student, teacher, x, y, config, validation_data=None, num_examples=None, epochs=None, callbacks=(),
-            teacher_cache=None):
+def distill(
+    student,
+    teacher,
+    x,
+    y,
+    config,
+    validation_data=None,
+    num_examples=None,
+    epochs=None,
+    callbacks=(),
+    teacher_cache=None,
+):
     """Train `student` from `teacher` with the run's recipe, alpha, temperature, feature terms,
     schedules and teacher cache, for `epochs` (default `config.student_epochs`).
 
@@ -126,8 +139,7 @@ def distill(student, teacher, x, y, config, validation_data=None, num_examples=N
         return student
     streaming = _is_dataset(x)
     terms = _feature_terms(config, num_examples if streaming else len(x))
-    distiller = Distiller(student=student, teacher=teacher, features=terms or None,
-                          teacher_dtype=config.teacher_dtype)
+    distiller = Distiller(student=student, teacher=teacher, features=terms or None, teacher_dtype=config.teacher_dtype)
     distiller.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         metrics=["accuracy"],
@@ -141,8 +153,14 @@ def distill(student, teacher, x, y, config, validation_data=None, num_examples=N
     if any(getattr(term.loss, "needs_indices", False) for term in terms) and not streaming:
         x = with_indices(x)  # validation data stays plain: CRD reports 0 there (no memory rows)
     distiller.fit(
-        x, y, epochs=epochs or config.student_epochs, validation_data=validation_data, verbose=config.verbose,
-        callbacks=callbacks, teacher_cache=cache, **_batching(x, config),
+        x,
+        y,
+        epochs=epochs or config.student_epochs,
+        validation_data=validation_data,
+        verbose=config.verbose,
+        callbacks=callbacks,
+        teacher_cache=cache,
+        **_batching(x, config),
     )
     if backup:
         backup.mark_finished(student)
@@ -154,8 +172,15 @@ def _teacher_cache(config, teacher, x, distiller):
     (function matching), its top-5 soft labels on 4 stored mix-up views per example (FKD)."""
     if distiller.augmentation is None:
         return TeacherCache.build(teacher, x)
-    return AugmentedTeacherCache.build(teacher, x, MixUpViews(1.0), views=4, top_k=5,
-                                       temperature=distiller.temperature, teacher_dtype=config.teacher_dtype)
+    return AugmentedTeacherCache.build(
+        teacher,
+        x,
+        MixUpViews(1.0),
+        views=4,
+        top_k=5,
+        temperature=distiller.temperature,
+        teacher_dtype=config.teacher_dtype,
+    )
 
 
 def scratch_epochs(config, split):
@@ -171,8 +196,11 @@ def train_or_load_teacher(config, split, total_steps=3):
     if config.teacher_path:
         _log(f"[1/{total_steps}] loading the teacher from {config.teacher_path}", config.verbose)
         return load_teacher(config.teacher_path, input_shape, num_classes, config.verbose)
-    _log(f"[1/{total_steps}] training the teacher on {len(x_train)} labelled examples for "
-         f"{config.teacher_epochs} epochs", config.verbose)
+    _log(
+        f"[1/{total_steps}] training the teacher on {len(x_train)} labelled examples for "
+        f"{config.teacher_epochs} epochs",
+        config.verbose,
+    )
     teacher = models.build_model(config.dataset, "teacher", input_shape, num_classes)
     return train_on_labels(teacher, x_train, y_train, config, config.teacher_epochs, split.validation)
 
@@ -198,19 +226,33 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
     verbose = config.verbose
     input_shape, num_classes = split.input_shape, int(teacher.output_shape[-1])
     if build_student is None:
+
         def build_student(name):
             return models.build_model(config.dataset, "student", input_shape, num_classes, name)
+
     scratch = build_student("student_scratch")
     backup = JobBackup.of(config)
     initial_weights = backup.initial_weights(scratch) if backup else scratch.get_weights()
     epochs = scratch_epochs(config, split)
-    _log(f"[2/{total_steps}] training the student from {split.num_labeled} labels alone for {epochs} "
-         "epochs (as many steps as the distilled student)", verbose)
+    _log(
+        f"[2/{total_steps}] training the student from {split.num_labeled} labels alone for {epochs} "
+        "epochs (as many steps as the distilled student)",
+        verbose,
+    )
     # Its many short epochs are validated about as often as the distilled student's.
-    train_on_labels(scratch, *split.labeled_data(config), config, epochs, split.validation_data(config),
-                    validation_freq=max(1, epochs // config.student_epochs))
-    _log(f"[3/{total_steps}] distilling the student ({config.recipe}) on {split.num_labeled} labelled "
-         f"and {split.num_pool} unlabelled examples for {config.student_epochs} epochs", verbose)
+    train_on_labels(
+        scratch,
+        *split.labeled_data(config),
+        config,
+        epochs,
+        split.validation_data(config),
+        validation_freq=max(1, epochs // config.student_epochs),
+    )
+    _log(
+        f"[3/{total_steps}] distilling the student ({config.recipe}) on {split.num_labeled} labelled "
+        f"and {split.num_pool} unlabelled examples for {config.student_epochs} epochs",
+        verbose,
+    )
     if recipes.get(config.recipe).assistant:
         _log("      first a teacher assistant from the teacher, then the student from the assistant", verbose)
         assistant = models.build_model(config.dataset, "assistant", input_shape, num_classes)

@@ -39,8 +39,19 @@ OBJECTIVE = "val_accuracy"
 ALPHA_RANGE = (0.0, 0.9)
 TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
 LEARNING_RATE_RANGE = (3e-4, 1e-2)
-BEST_KEYS = ("dataset", "recipe", "alpha", "temperature", "learning_rate", "teacher_epochs", "student_epochs",
-             "batch_size", "labeled_fraction", "validation_split", "seed")
+BEST_KEYS = (
+    "dataset",
+    "recipe",
+    "alpha",
+    "temperature",
+    "learning_rate",
+    "teacher_epochs",
+    "student_epochs",
+    "batch_size",
+    "labeled_fraction",
+    "validation_split",
+    "seed",
+)
 """The keys of `best.yaml`: flag names of `keras-kd distill`, so `--config=best.yaml` reruns the setting."""
 OWN_DATA_KEYS = ("train", "unlabeled", "validation", "label_column")
 """With your own data, these too (and `teacher`, `student`); `dataset` and `labeled_fraction` do not apply."""
@@ -93,20 +104,40 @@ def tune(config, output_folder, max_trials=None, seed=None, recipe_names=SEARCHE
     folder = _new_tuner_folder(output_folder)
     quiet = dataclasses.replace(config, verbose=0)  # KerasTuner reports each trial instead
 
-    _log(config, f"[2/3] searching {max_trials} distillation settings ({', '.join(recipe_names)}) on "
-                 f"{split.num_validation} validation examples")
-    distilled = _search("distilled", _distillation_space(recipe_names), max_trials, seed, folder, config.verbose,
-                        lambda settings: _distilled_accuracy(quiet, settings, split, teacher, build, initial_weights))
+    _log(
+        config,
+        f"[2/3] searching {max_trials} distillation settings ({', '.join(recipe_names)}) on "
+        f"{split.num_validation} validation examples",
+    )
+    distilled = _search(
+        "distilled",
+        _distillation_space(recipe_names),
+        max_trials,
+        seed,
+        folder,
+        config.verbose,
+        lambda settings: _distilled_accuracy(quiet, settings, split, teacher, build, initial_weights),
+    )
     _log(config, f"[3/3] searching {max_trials} learning rates for the student from labels alone (the control)")
-    control = _search("control", _control_space(), max_trials, seed, folder, config.verbose,
-                      lambda settings: _control_accuracy(quiet, settings, split, build, initial_weights))
+    control = _search(
+        "control",
+        _control_space(),
+        max_trials,
+        seed,
+        folder,
+        config.verbose,
+        lambda settings: _control_accuracy(quiet, settings, split, build, initial_weights),
+    )
 
     best_settings = _best_yaml_values(config, distilled["best"]["settings"])
     summary = _summary(config, split, teacher, distilled, control, max_trials, seed, folder)
     summary["best_settings"] = best_settings
     _write_outputs(output_folder, best_settings, summary)
-    print(f"\n{format_results(distilled, control)}\n\n{verdict(distilled, control)}\n\n"
-          f"best.yaml and tune.json written to {output_folder}", flush=True)
+    print(
+        f"\n{format_results(distilled, control)}\n\n{verdict(distilled, control)}\n\n"
+        f"best.yaml and tune.json written to {output_folder}",
+        flush=True,
+    )
     return {
         "best_settings": best_settings,
         "distilled_val_accuracy": distilled["best"][OBJECTIVE],
@@ -120,10 +151,10 @@ def _summary(config, split, teacher, distilled, control, max_trials, seed, folde
     return {
         "engine": ENGINE_DESCRIPTION,
         "dataset": config.dataset if not config.train else None,
-        "data": {name: getattr(config, name) for name in ("train", "unlabeled", "validation")
-                 if getattr(config, name)} or config.dataset,
+        "data": {name: getattr(config, name) for name in ("train", "unlabeled", "validation") if getattr(config, name)}
+        or config.dataset,
         "objective": f"{OBJECTIVE} (max) on the validation examples held out of the training data; "
-                     "the test set is not used",
+        "the test set is not used",
         "max_trials": int(max_trials),
         "seed": seed,
         "validation_examples": int(split.num_validation),
@@ -198,8 +229,10 @@ def _search(name, space, max_trials, seed, folder, verbose, evaluate):
     )
     tuner = Search(oracle, directory=folder, project_name=name, overwrite=True)  # `folder` is ours, and new
     tuner.search(verbose=1 if verbose else 0)
-    trials = [{"trial_id": trial.trial_id, "settings": _settings(trial.hyperparameters.values),
-               OBJECTIVE: trial.score} for trial in oracle.trials.values()]
+    trials = [
+        {"trial_id": trial.trial_id, "settings": _settings(trial.hyperparameters.values), OBJECTIVE: trial.score}
+        for trial in oracle.trials.values()
+    ]
     best_id = oracle.get_best_trials(1)[0].trial_id
     return {"trials": trials, "best": next(trial for trial in trials if trial["trial_id"] == best_id)}
 
@@ -208,7 +241,8 @@ def _student_builder(config, split, teacher):
     """`build(name)` -> a fresh student: `config.student_path` (a file or preset), else the dataset's preset."""
     num_classes = int(teacher.output_shape[-1])
     return student_builder(config, split, num_classes) or (
-        lambda name: models.build_model(config.dataset, "student", split.input_shape, num_classes, name))
+        lambda name: models.build_model(config.dataset, "student", split.input_shape, num_classes, name)
+    )
 
 
 def _score(model, split):
@@ -287,11 +321,12 @@ def _write_outputs(output_folder, best_settings, summary):
     import yaml
 
     best, control = summary["distilled"]["best"], summary["control"]["best"]
-    header = (f"# keras-kd tune: the best of {summary['max_trials']} distillation settings on validation data: "
-              f"{100 * best[OBJECTIVE]:.2f}% (the control from labels: {100 * control[OBJECTIVE]:.2f}%).\n"
-              "# Rerun with: keras-kd distill --config=best.yaml\n")
-    _write_atomically(os.path.join(output_folder, "best.yaml"),
-                      header + yaml.safe_dump(best_settings, sort_keys=False))
+    header = (
+        f"# keras-kd tune: the best of {summary['max_trials']} distillation settings on validation data: "
+        f"{100 * best[OBJECTIVE]:.2f}% (the control from labels: {100 * control[OBJECTIVE]:.2f}%).\n"
+        "# Rerun with: keras-kd distill --config=best.yaml\n"
+    )
+    _write_atomically(os.path.join(output_folder, "best.yaml"), header + yaml.safe_dump(best_settings, sort_keys=False))
     _write_atomically(os.path.join(output_folder, "tune.json"), json.dumps(summary, indent=2) + "\n")
 
 
@@ -303,13 +338,14 @@ def _rows(distilled, control):
 
 def format_results(distilled, control):
     """Every trial of both searches as a Markdown table, best validation accuracy first."""
-    lines = ["| student | recipe | alpha | T | learning rate | val accuracy (%) |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = ["| student | recipe | alpha | T | learning rate | val accuracy (%) |", "|---|---|---:|---:|---:|---:|"]
     for student, trial in _rows(distilled, control):
         settings = trial["settings"]
-        lines.append(f"| {student} | {settings.get('recipe', '-')} | {settings.get('alpha', '-')} | "
-                     f"{settings.get('temperature', '-')} | {settings['learning_rate']:.3g} | "
-                     f"{100 * trial[OBJECTIVE]:.2f} |")
+        lines.append(
+            f"| {student} | {settings.get('recipe', '-')} | {settings.get('alpha', '-')} | "
+            f"{settings.get('temperature', '-')} | {settings['learning_rate']:.3g} | "
+            f"{100 * trial[OBJECTIVE]:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -317,12 +353,18 @@ def verdict(distilled, control):
     """One sentence: does the best distilled setting beat the equally tuned control on validation?"""
     best, reference = distilled["best"], control["best"]
     points = 100 * (best[OBJECTIVE] - reference[OBJECTIVE])
-    accuracies = (f"{100 * best[OBJECTIVE]:.2f}% against {100 * reference[OBJECTIVE]:.2f}% for the best "
-                  f"student from labels (learning rate {reference['settings']['learning_rate']:.3g})")
+    accuracies = (
+        f"{100 * best[OBJECTIVE]:.2f}% against {100 * reference[OBJECTIVE]:.2f}% for the best "
+        f"student from labels (learning rate {reference['settings']['learning_rate']:.3g})"
+    )
     if points > 0:
         settings = best["settings"]
-        return (f"The best distilled setting (recipe {settings['recipe']}, alpha {settings['alpha']}, "
-                f"T {settings['temperature']}, learning rate {settings['learning_rate']:.3g}) beats the "
-                f"equally tuned control by {points:.2f} points of validation accuracy: {accuracies}.")
-    return (f"NO distilled setting beat the equally tuned control on validation: the best distilled reached "
-            f"{accuracies} ({points:.2f} points).")
+        return (
+            f"The best distilled setting (recipe {settings['recipe']}, alpha {settings['alpha']}, "
+            f"T {settings['temperature']}, learning rate {settings['learning_rate']:.3g}) beats the "
+            f"equally tuned control by {points:.2f} points of validation accuracy: {accuracies}."
+        )
+    return (
+        f"NO distilled setting beat the equally tuned control on validation: the best distilled reached "
+        f"{accuracies} ({points:.2f} points)."
+    )

@@ -126,10 +126,7 @@ def get_student_loss(identifier):
     if isinstance(identifier, (str, dict)):
         identifier = keras.losses.get(identifier)
     if not callable(identifier):
-        raise ValueError(
-            f"`student_loss_fn` must be a Keras loss, a loss name or a callable; "
-            f"received {identifier!r}."
-        )
+        raise ValueError(f"`student_loss_fn` must be a Keras loss, a loss name or a callable; received {identifier!r}.")
     config = identifier.get_config() if hasattr(identifier, "get_config") else {}
     if config.get("from_logits") is False:
         raise ValueError(
@@ -155,8 +152,7 @@ def from_spec(spec):
 
         accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
         raise ValueError(
-            f"Bad arguments for distillation loss {cls.__name__}: {error}. "
-            f"It accepts: {', '.join(accepted)}."
+            f"Bad arguments for distillation loss {cls.__name__}: {error}. It accepts: {', '.join(accepted)}."
         ) from None
 
 

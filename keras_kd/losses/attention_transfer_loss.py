@@ -52,4 +52,3 @@ class AttentionTransferLoss(FeatureLoss):
     def __init__(self, p=2.0, reduction="sum_over_batch_size", name="attention_transfer_loss", **kwargs):
         super().__init__(reduction=reduction, name=name, **kwargs)
         self.p = float(p)
-

@@ -58,9 +58,15 @@ def mixture_logits(logits, weights, temperature):
 
     softmax(mixture / T) = sum_i w_i softmax(t_i / T), computed in log space.
     """
-    log_mix = ops.logsumexp(ops.stack([
-        ops.log_softmax(ops.cast(t, "float32") / temperature, axis=-1) + ops.log(w) for t, w in zip(logits, weights)
-    ]), axis=0)
+    log_mix = ops.logsumexp(
+        ops.stack(
+            [
+                ops.log_softmax(ops.cast(t, "float32") / temperature, axis=-1) + ops.log(w)
+                for t, w in zip(logits, weights)
+            ]
+        ),
+        axis=0,
+    )
     return log_mix * temperature
 
 

@@ -44,19 +44,27 @@ def crd_settings(num_examples, feature_dim, num_negatives, nce_temperature, mome
     """CRD's hyper-parameters, checked and typed once for the loss (its config) and its head (its state)."""
     if int(num_examples) < 2:
         raise ValueError(f"`num_examples` must be the training-set size (>= 2); received {num_examples!r}.")
-    return {"num_examples": int(num_examples), "feature_dim": int(feature_dim), "num_negatives": int(num_negatives),
-            "nce_temperature": float(nce_temperature), "momentum": float(momentum), "seed": seed}
+    return {
+        "num_examples": int(num_examples),
+        "feature_dim": int(feature_dim),
+        "num_negatives": int(num_negatives),
+        "nce_temperature": float(nce_temperature),
+        "momentum": float(momentum),
+        "seed": seed,
+    }
 
 
 @register_serializable("CRDHead")
 class CRDHead(keras.layers.Layer):
     """CRD's trainable embeddings and its two memory banks; the Distiller owns one per CRD term."""
 
-    def __init__(self, num_examples, feature_dim=128, num_negatives=4096, nce_temperature=0.07,
-                 momentum=0.5, seed=None, **kwargs):
+    def __init__(
+        self, num_examples, feature_dim=128, num_negatives=4096, nce_temperature=0.07, momentum=0.5, seed=None, **kwargs
+    ):
         super().__init__(**kwargs)
-        for name, value in crd_settings(num_examples, feature_dim, num_negatives, nce_temperature, momentum,
-                                        seed).items():
+        for name, value in crd_settings(
+            num_examples, feature_dim, num_negatives, nce_temperature, momentum, seed
+        ).items():
             setattr(self, name, value)
         self.student_embedding = keras.layers.Dense(self.feature_dim, name="student_embedding")
         self.teacher_embedding = keras.layers.Dense(self.feature_dim, name="teacher_embedding")
@@ -69,10 +77,12 @@ class CRDHead(keras.layers.Layer):
         bound = 1.0 / math.sqrt(self.feature_dim / 3.0)
         initializer = keras.initializers.RandomUniform(-bound, bound, seed=self.seed)
         shape = (self.num_examples, self.feature_dim)
-        self.student_memory = self.add_weight(name="student_memory", shape=shape, initializer=initializer,
-                                              trainable=False)
-        self.teacher_memory = self.add_weight(name="teacher_memory", shape=shape, initializer=initializer,
-                                              trainable=False)
+        self.student_memory = self.add_weight(
+            name="student_memory", shape=shape, initializer=initializer, trainable=False
+        )
+        self.teacher_memory = self.add_weight(
+            name="teacher_memory", shape=shape, initializer=initializer, trainable=False
+        )
         self.normalizers = self.add_weight(name="normalizers", shape=(2,), initializer="zeros", trainable=False)
         self.built = True
 
@@ -108,7 +118,8 @@ class CRDHead(keras.layers.Layer):
         estimate = ops.stack([ops.mean(scores_s), ops.mean(scores_t)]) * float(self.num_examples)
         normalizers = ops.where(normalizers > 0, normalizers, ops.stop_gradient(estimate))
         loss = nce_loss(scores_s / normalizers[0], self.num_examples) + nce_loss(
-            scores_t / normalizers[1], self.num_examples)
+            scores_t / normalizers[1], self.num_examples
+        )
         if training:
             self.normalizers.assign(normalizers)
             self._update_memory(self.student_memory, indices, v_s)
@@ -141,11 +152,22 @@ class CRDLoss(FeatureLoss):
     needs_indices = True
     hyperparameters = CRD_SETTINGS
 
-    def __init__(self, num_examples, feature_dim=128, num_negatives=4096, nce_temperature=0.07, momentum=0.5,
-                 seed=None, reduction="sum_over_batch_size", name="crd_loss", **kwargs):
+    def __init__(
+        self,
+        num_examples,
+        feature_dim=128,
+        num_negatives=4096,
+        nce_temperature=0.07,
+        momentum=0.5,
+        seed=None,
+        reduction="sum_over_batch_size",
+        name="crd_loss",
+        **kwargs,
+    ):
         super().__init__(reduction=reduction, name=name, **kwargs)
-        for name, value in crd_settings(num_examples, feature_dim, num_negatives, nce_temperature, momentum,
-                                        seed).items():
+        for name, value in crd_settings(
+            num_examples, feature_dim, num_negatives, nce_temperature, momentum, seed
+        ).items():
             setattr(self, name, value)
 
     def build_head(self, student_shape, teacher_shape, name):

@@ -87,8 +87,9 @@ class DISTLoss(DistillationLoss):
     per_sample = False
     hyperparameters = ("beta", "gamma")
 
-    def __init__(self, beta=1.0, gamma=1.0, temperature=None, reduction="sum_over_batch_size",
-                 name="dist_loss", **kwargs):
+    def __init__(
+        self, beta=1.0, gamma=1.0, temperature=None, reduction="sum_over_batch_size", name="dist_loss", **kwargs
+    ):
         super().__init__(temperature=temperature, reduction=reduction, name=name, **kwargs)
         self.beta = float(beta)
         self.gamma = float(gamma)
@@ -102,4 +103,3 @@ class DISTLoss(DistillationLoss):
         if sample_weight is None:
             sample_weight = get_keras_mask(y_pred)
         return dist_loss(y_true, y_pred, weights=sample_weight, **self.fn_kwargs(temperature))
-

@@ -62,9 +62,7 @@ def dkd_loss(teacher_logits, student_logits, labels, target_weight=1.0, non_targ
     t, s = teacher_logits / temperature, student_logits / temperature
     log_t_target, log_t_other = _target_log_probs(t, mask)
     log_s_target, log_s_other = _target_log_probs(s, mask)
-    tckd = ops.exp(log_t_target) * (log_t_target - log_s_target) + ops.exp(log_t_other) * (
-        log_t_other - log_s_other
-    )
+    tckd = ops.exp(log_t_target) * (log_t_target - log_s_target) + ops.exp(log_t_other) * (log_t_other - log_s_other)
     log_q_t = ops.log_softmax(_without_target(t, mask), axis=-1)
     log_q_s = ops.log_softmax(_without_target(s, mask), axis=-1)
     nckd = ops.sum(ops.exp(log_q_t) * (log_q_t - log_q_s) * (1.0 - mask), axis=-1)
@@ -90,11 +88,24 @@ class DKDLoss(DistillationLoss):
     needs_labels = True
     hyperparameters = ("target_weight", "non_target_weight")
 
-    def __init__(self, target_weight=1.0, non_target_weight=8.0, temperature=None, reduction="sum_over_batch_size",
-                 name="dkd_loss", alpha=None, beta=None, **kwargs):
+    def __init__(
+        self,
+        target_weight=1.0,
+        non_target_weight=8.0,
+        temperature=None,
+        reduction="sum_over_batch_size",
+        name="dkd_loss",
+        alpha=None,
+        beta=None,
+        **kwargs,
+    ):
         super().__init__(temperature=temperature, reduction=reduction, name=name, **kwargs)
         if alpha is not None or beta is not None:
-            warnings.warn("DKDLoss(alpha=, beta=) is deprecated (in keras-kd, alpha is the label-loss weight): "
-                          "use target_weight= and non_target_weight=.", DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "DKDLoss(alpha=, beta=) is deprecated (in keras-kd, alpha is the label-loss weight): "
+                "use target_weight= and non_target_weight=.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self.target_weight = float(target_weight if alpha is None else alpha)
         self.non_target_weight = float(non_target_weight if beta is None else beta)

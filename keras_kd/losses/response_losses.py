@@ -35,8 +35,7 @@ class SoftTargetCrossentropy(DistillationLoss):
 
     fn = staticmethod(soft_target_crossentropy)
 
-    def __init__(self, temperature=None, reduction="sum_over_batch_size", name="soft_target_crossentropy",
-                 **kwargs):
+    def __init__(self, temperature=None, reduction="sum_over_batch_size", name="soft_target_crossentropy", **kwargs):
         super().__init__(temperature=temperature, reduction=reduction, name=name, **kwargs)
 
 

@@ -85,9 +85,9 @@ class RKDLoss(FeatureLoss):
     needs_same_shape = False
     hyperparameters = ("distance_weight", "angle_weight")
 
-    def __init__(self, distance_weight=25.0, angle_weight=50.0, reduction="sum_over_batch_size",
-                 name="rkd_loss", **kwargs):
+    def __init__(
+        self, distance_weight=25.0, angle_weight=50.0, reduction="sum_over_batch_size", name="rkd_loss", **kwargs
+    ):
         super().__init__(reduction=reduction, name=name, **kwargs)
         self.distance_weight = float(distance_weight)
         self.angle_weight = float(angle_weight)
-

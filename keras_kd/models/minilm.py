@@ -102,8 +102,10 @@ def minilm_classifier(num_classes, sequence_length=None, folder=None, dropout=0.
     keras_hub = _keras_hub()
     backbone = keras_hub.models.BertBackbone.from_preset(folder or minilm_folder())
     backbone.get_layer("pooled_dense").trainable = False  # the [CLS] pooler: unused, mean pooling instead
-    inputs = {key: keras.Input((sequence_length,), dtype="int32", name=key)
-              for key in ("token_ids", "padding_mask", "segment_ids")}
+    inputs = {
+        key: keras.Input((sequence_length,), dtype="int32", name=key)
+        for key in ("token_ids", "padding_mask", "segment_ids")
+    }
     sequence = backbone(inputs)["sequence_output"]
     pooled = MaskedMeanPooling(name="mean_pooling")(sequence, inputs["padding_mask"])
     if dropout:
@@ -117,8 +119,9 @@ def _tokenizer(vocabulary):
     keras_hub = _keras_hub()
     # The reference (uncased) tokenizer lowercases and strips accents; lowering is done before,
     # outside the special tokens, so that "[MASK]" in a sentence stays the mask token.
-    return keras_hub.tokenizers.BertTokenizer(vocabulary=vocabulary, lowercase=False, strip_accents=True,
-                                              special_tokens_in_strings=True)
+    return keras_hub.tokenizers.BertTokenizer(
+        vocabulary=vocabulary, lowercase=False, strip_accents=True, special_tokens_in_strings=True
+    )
 
 
 def _lower_outside_special_tokens(text):
@@ -145,5 +148,8 @@ def minilm_tokenize(texts, sequence_length=48, folder=None):
         for row, ids in enumerate(pieces, start):
             ids = [CLS_ID, *ids[: sequence_length - 2], SEP_ID]
             token_ids[row, : len(ids)] = ids
-    return {"token_ids": token_ids, "padding_mask": (token_ids != PAD_ID).astype("int32"),
-            "segment_ids": np.zeros_like(token_ids)}
+    return {
+        "token_ids": token_ids,
+        "padding_mask": (token_ids != PAD_ID).astype("int32"),
+        "segment_ids": np.zeros_like(token_ids),
+    }

@@ -35,8 +35,7 @@ MODEL_COLUMNS = (
 
 def format_table(rows, columns=MODEL_COLUMNS):
     """A Markdown table of the rows, as printed by the CLI and written to `report.md`."""
-    lines = ["| " + " | ".join(header for header, _ in columns) + " |",
-             "|---|" + "---:|" * (len(columns) - 1)]
+    lines = ["| " + " | ".join(header for header, _ in columns) + " |", "|---|" + "---:|" * (len(columns) - 1)]
     for row in rows:
         lines.append("| " + " | ".join(cell(row) for _, cell in columns) + " |")
     return "\n".join(lines)
@@ -56,8 +55,13 @@ def _plot(rows, path, title):
         axes.scatter(size, 100 * row.accuracy, s=60)
         # Labels of the right-most points go to their left, so none runs off the plot.
         right_most = size > 0.5 * largest and size != min(sizes)
-        axes.annotate(row.name, (size, 100 * row.accuracy), textcoords="offset points",
-                      xytext=(-8, 6) if right_most else (8, 6), ha="right" if right_most else "left")
+        axes.annotate(
+            row.name,
+            (size, 100 * row.accuracy),
+            textcoords="offset points",
+            xytext=(-8, 6) if right_most else (8, 6),
+            ha="right" if right_most else "left",
+        )
     axes.set_xscale("log")
     axes.set_xlim(min(sizes) / 2.5, largest * 2.5)
     low, high = min(100 * r.accuracy for r in rows), max(100 * r.accuracy for r in rows)

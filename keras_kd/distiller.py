@@ -28,11 +28,10 @@ class Distiller(EngineSteps, keras.Model):
                + sum_k weight_k * feature_loss_k(teacher features_k, student features_k)
         distillation_loss(t, s) = T^2 * KL(softmax(t / T) || softmax(s / T))  (default)
 
-    The teachers are frozen (`trainable = False`) and always run with `training=False`;
-    only the student's trainable weights (and feature adapters) get gradients. `predict`
-    and `call` return the student's logits, and `evaluate` reports the same terms as
-    `fit`: `loss` (the total), `student_loss`, `distillation_loss`, one `<name>_loss` per
-    feature term, and the compiled metrics on the student's output. Under a
+    The teachers are frozen (`trainable = False`) and always run with `training=False`; only the student's
+    trainable weights (and feature adapters) get gradients. `predict` and `call` return the student's logits,
+    and `evaluate` reports the same terms as `fit`: `loss` (the total), `student_loss`, `distillation_loss`,
+    one `<name>_loss` per feature term, and the compiled metrics on the student's output. Under a
     `tf.distribute` strategy the loss is scaled per replica as Keras scales its own.
 
     Args:
@@ -40,16 +39,15 @@ class Distiller(EngineSteps, keras.Model):
         teacher: the trained model to learn from (same engine, same output shape), or a
             list of them: their soft targets are averaged (`teacher_weights`) at temperature T.
         teacher_weights: weights of several teachers' soft targets; equal by default.
-        features: `FeatureDistillation` terms between named teacher and student layers
-            (taken from the first teacher).
+        features: `FeatureDistillation` terms between named teacher and student layers (of the first teacher).
         teacher_dtype: `"bfloat16"` runs an inference copy of the teachers in bfloat16 (cheaper
             where the hardware has it; the loss stays float32): `keras_kd.teacher_pass`.
 
     Raises:
-        TypeError: a model that is not a Keras model of the active engine, or a subclassed
-            model where features are asked of it.
-        ValueError: output shapes that differ, a model that ends in softmax, a layer name
-            that does not exist, feature shapes that no adapter can reconcile.
+        TypeError: a model that is not a Keras model of the active engine, or a subclassed model where
+            features are asked of it.
+        ValueError: output shapes that differ, a model that ends in softmax, a layer name that does not
+            exist, feature shapes that no adapter can reconcile.
 
     Example:
         >>> distiller = Distiller(student=student, teacher=teacher)
@@ -131,22 +129,18 @@ class Distiller(EngineSteps, keras.Model):
         Args:
             optimizer: optimizer for the student's weights.
             metrics: metrics of the student's predictions against the labels.
-            student_loss_fn: loss on labels; default cross-entropy from logits (sparse or
-                one-hot labels), averaged over the labelled rows of each batch. A Keras
-                cross-entropy must have `from_logits=True`.
-            distillation_loss_fn: a keras-kd loss, a name (`"kd"`, `"dkd"`, `"dist"`, ...), or
-                a Keras probability loss such as `keras.losses.KLDivergence()`, which is
-                applied to `softmax(logits / T)` and scaled by T^2 as in the Keras example
-                (KL is computed in log space, so it is exact for extreme logits).
+            student_loss_fn: loss on labels; default cross-entropy from logits (sparse or one-hot labels),
+                averaged over the labelled rows of each batch. A Keras cross-entropy must have `from_logits=True`.
+            distillation_loss_fn: a keras-kd loss, a name (`"kd"`, `"dkd"`, `"dist"`, ...), or a Keras
+                probability loss such as `keras.losses.KLDivergence()`, which is applied to `softmax(logits / T)`
+                and scaled by T^2 as in the Keras example (KL in log space: exact for extreme logits).
             alpha: weight of the student loss; `1 - alpha` weighs the distillation loss.
             temperature: T > 0 that softens both models' outputs.
-            augmentation: a layer applied to each training batch before both teacher and
-                student see it (function matching: the same view for both, on the fly);
-                `False` drops a recipe's augmentation.
-            recipe: a named method (`keras_kd.recipes.RECIPES`: "hinton", "function_matching",
-                "dist", "teacher_assistant") whose loss, alpha, temperature and augmentation
-                fill every argument above left as None. Default "hinton" (alpha 0.5,
-                T `keras_kd.recipes.DEFAULT_TEMPERATURE`).
+            augmentation: a layer applied to each training batch before both teacher and student see it
+                (function matching: the same view for both, on the fly); `False` drops a recipe's augmentation.
+            recipe: a named method (`keras_kd.recipes.RECIPES`: "hinton", "function_matching", "dist",
+                "teacher_assistant") whose loss, alpha, temperature and augmentation fill every argument above
+                left as None. Default "hinton" (alpha 0.5, T `keras_kd.recipes.DEFAULT_TEMPERATURE`).
             **kwargs: passed on to `keras.Model.compile` (e.g. `jit_compile`, `steps_per_execution`).
 
         Raises:
@@ -161,8 +155,7 @@ class Distiller(EngineSteps, keras.Model):
         self.distillation_loss_fn = kd_losses.get(distillation_loss_fn or defaults["distillation_loss_fn"])
         previous = self.augmentation
         self.augmentation = kd_recipes.checked_augmentation(augmentation, defaults["augmentation"])
-        if previous is not None and previous is not self.augmentation:
-            backend.untrack(self, previous)  # its seed is no longer part of the state
+        backend.untrack(self, previous, kept=self.augmentation)  # a replaced augmentation's seed leaves the state
         self._user_metrics = metrics
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
@@ -200,22 +193,17 @@ class Distiller(EngineSteps, keras.Model):
             y_pred, x, student_features = self._student_pass(x, training, augment=cached_logits is None)
         teacher_logits, teacher_features = self._teacher_outputs(x, cached_logits)
         sample_weight, mask = tokens.token_weights(x, y, y_pred, sample_weight)  # sequences: a weight per token
+        # Losses that need a target class (DKD) take the teacher's top class on unlabelled rows.
+        labels = None if y is None else fill_missing(y, mask, fallback=ops.argmax(teacher_logits, axis=-1))
         distillation_loss = self.distillation_loss_fn(
-            teacher_logits,
-            y_pred,
-            sample_weight=sample_weight,
-            temperature=self._temperature,
-            # Losses that need a target class (DKD) take the teacher's top class on unlabelled rows.
-            labels=None if y is None else fill_missing(y, mask, fallback=ops.argmax(teacher_logits, axis=-1)),
+            teacher_logits, y_pred, sample_weight=sample_weight, temperature=self._temperature, labels=labels
         )
         student_loss = self._label_loss(y, y_pred, mask, sample_weight, like=distillation_loss)
         alpha = ops.cast(self._alpha, "float32")
         total = alpha * student_loss + (1.0 - alpha) * distillation_loss
         batch_size = ops.shape(y_pred)[0]
-        for term, tracker, t_feat, s_feat in zip(
-            self.features, self.feature_loss_trackers, teacher_features, student_features
-        ):
-            value = term.call(t_feat, s_feat, indices=indices, sample_weight=sample_weight, training=training)
+        for term, tracker, t, s in zip(self.features, self.feature_loss_trackers, teacher_features, student_features):
+            value = term.call(t, s, indices=indices, sample_weight=sample_weight, training=training)
             tracker.update_state(value, sample_weight=batch_size)
             total = total + term.weight * value
         # JAX hands the forward pass's losses (activity regularizers) over through `_losses_override`.

@@ -148,11 +148,11 @@ def get_keras_mask(tensor):
     return _get(tensor)
 
 
-def untrack(model, value):
-    """Stop `model` tracking a layer it no longer holds (Keras 3 keeps a replaced attribute's layer, and
-    its variables, in the model's state; tf_keras untracks a replaced attribute itself)."""
+def untrack(model, value, kept=None):
+    """Stop `model` tracking a layer it no longer holds, unless it is `kept` (Keras 3 keeps a replaced
+    attribute's layer, and its variables, in the model's state; tf_keras untracks it itself)."""
     tracker = getattr(model, "_tracker", None)
-    if not IS_TF_KERAS and tracker is not None:
+    if value is not None and value is not kept and not IS_TF_KERAS and tracker is not None:
         tracker.untrack(value)
 
 

@@ -178,6 +178,11 @@ def showcase_table():
     return "\n".join(lines)
 
 
+def section(introduction, body):
+    """README lines of one results section: a sentence that says where it comes from, then the table."""
+    return [introduction, "", body, ""]
+
+
 def main():
     sections = [
         "# Benchmarks",
@@ -234,31 +239,24 @@ def main():
     ]
     if digits:
         body = digits.split("## ", 1)[1].split("\n", 1)[1].strip()
-        block += [
-            "The main job on digits, three seeds (`docs/results.md`, `python benchmarks/digits_seeds.py`):",
-            "",
-            body,
-            "",
-        ]
+        block += section(
+            "The main job on digits, three seeds (`docs/results.md`, `python benchmarks/digits_seeds.py`):", body
+        )
     if pays and "<!-- generated:end -->" in pays:
         generated = pays.split("<!-- generated:begin (benchmarks/when_distillation_pays.py) -->")[1]
         generated = generated.split("<!-- generated:end -->")[0].strip()
-        block += [
+        block += section(
             "Where distillation pays on digits: by labelled examples (the rest an unlabelled pool), and by "
             "student size on the teacher's own data ([docs/when_distillation_pays.md]"
             "(docs/when_distillation_pays.md), `python benchmarks/when_distillation_pays.py`):",
-            "",
             generated.split("\n\n", 1)[1].strip(),
-            "",
-        ]
+        )
     if headline:
-        block += [
+        block += section(
             "Fashion-MNIST headline, three seeds: 5,400 labels for the students, 48,600 training images "
             "without labels, one teacher (`docs/headline.md`, `python benchmarks/headline_fashion_mnist.py`):",
-            "",
             headline.split("\n\n", 2)[2].strip(),
-            "",
-        ]
+        )
     if speed:
         ratios = [line for line in speed.splitlines() if line.startswith("| (") and "/" in line.split("|")[1]]
         block += [

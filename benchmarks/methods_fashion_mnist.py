@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 from absl import app, flags
+from harness import write_doc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -188,9 +189,7 @@ def write_outputs(runs, names):
         "Epoch time is the median of epochs 2 and later (the first includes tracing); the teacher "
         "cache's one-time pass over the data is not in it.",
     ]
-    with open(FLAGS.doc, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_doc(FLAGS.doc, lines)
 
 
 if __name__ == "__main__":

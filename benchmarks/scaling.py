@@ -17,12 +17,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 
 from absl import app, flags
-from round_flags import define_round_flags
+from harness import define_round_flags, run_worker_process, write_doc
 
 FLAGS = flags.FLAGS
 define_round_flags("scaling", rounds=2, batch_size=128, train_examples=10000)  # Fashion-MNIST, or digits if absent
@@ -102,21 +101,15 @@ def run_worker(variant):
 
 def run_variant(variant):
     with tempfile.TemporaryDirectory() as folder:
-        out = os.path.join(folder, "out.json")
-        command = [
-            sys.executable,
-            os.path.abspath(__file__),
-            f"--worker={variant}",
-            f"--worker_out={out}",
-            f"--train_examples={FLAGS.train_examples}",
-            f"--epochs={FLAGS.epochs}",
-            f"--batch_size={FLAGS.batch_size}",
-        ]
-        result = subprocess.run(command, env=worker_environment(variant), capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"{variant} failed:\n{result.stderr[-3000:]}")
-        with open(out) as handle:
-            return json.load(handle)
+        return run_worker_process(
+            __file__,
+            variant,
+            os.path.join(folder, "out.json"),
+            env=worker_environment(variant),
+            train_examples=FLAGS.train_examples,
+            epochs=FLAGS.epochs,
+            batch_size=FLAGS.batch_size,
+        )
 
 
 def summarize(runs):
@@ -135,7 +128,7 @@ def summarize(runs):
     }
 
 
-def write_doc(summary, meta):
+def write_summary(summary, meta):
     lines = [
         "# Scaling: backends and devices",
         "",
@@ -159,8 +152,7 @@ def write_doc(summary, meta):
         "`tests/test_distribution.py` checks that each distributed row computes one device's losses and "
         "weights.",
     ]
-    with open(FLAGS.doc, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
+    write_doc(FLAGS.doc, lines, echo=False)
 
 
 def main(argv):
@@ -191,7 +183,7 @@ def main(argv):
     os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
     with open(FLAGS.results, "w") as handle:
         json.dump({"meta": meta, "summary": summary, "runs": runs}, handle, indent=2)
-    write_doc(summary, meta)
+    write_summary(summary, meta)
     print(open(FLAGS.doc).read())
 
 

@@ -22,13 +22,12 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 from absl import app, flags
-from round_flags import define_round_flags
+from harness import define_round_flags, run_worker_process, write_doc
 
 FLAGS = flags.FLAGS
 define_round_flags("speed", rounds=3, batch_size=128, train_examples=10000)
@@ -241,25 +240,19 @@ def main(_):
         print(json.dumps(prepared), flush=True)
         for round_index in range(FLAGS.rounds):
             for name in VARIANTS:
-                out = os.path.join(workdir, "figures.json")
-                command = [
-                    sys.executable,
-                    os.path.abspath(__file__),
-                    f"--worker={name}",
-                    f"--worker_out={out}",
-                    f"--workdir={workdir}",
-                    f"--train_examples={FLAGS.train_examples}",
-                    f"--test_examples={FLAGS.test_examples}",
-                    f"--epochs={FLAGS.epochs}",
-                    f"--batch_size={FLAGS.batch_size}",
-                ]
-                if FLAGS.data_dir:
-                    command.append(f"--data_dir={FLAGS.data_dir}")
-                subprocess.run(
-                    command, check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), stdout=subprocess.DEVNULL
+                figures = run_worker_process(
+                    __file__,
+                    name,
+                    os.path.join(workdir, "figures.json"),
+                    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                    workdir=workdir,
+                    train_examples=FLAGS.train_examples,
+                    test_examples=FLAGS.test_examples,
+                    epochs=FLAGS.epochs,
+                    batch_size=FLAGS.batch_size,
+                    data_dir=FLAGS.data_dir,
                 )
-                with open(out) as handle:
-                    runs[name].append(json.load(handle))
+                runs[name].append(figures)
                 last = runs[name][-1]
                 print(
                     f"round {round_index} {name}: {last['steady_epoch_seconds']:.2f} s/epoch "
@@ -398,9 +391,7 @@ def write(runs, summary, ratios, prepared):
         "`benchmarks/pipeline_profile.py`): the step waited 0.12 ms per step for its batch, 0.15% of the 83 ms "
         "step (`benchmarks/results/pipeline_profile.json`).",
     ]
-    with open(FLAGS.doc, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_doc(FLAGS.doc, lines)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,7 @@ import time
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
 from keras_kd.jobs.backup import JobBackup
 from keras_kd.jobs.training import prepare, scratch_epochs, student_builder, teacher_and_students
-from keras_kd.report import ModelRow, accuracy, latency_ms, model_file_size
-from keras_kd.utils import count_params
+from keras_kd.report import measure_model
 
 
 def run_distill(config, output_folder):
@@ -27,17 +26,11 @@ def run_distill(config, output_folder):
     scratch, kd_student = teacher_and_students(config, split, teacher, build_student=build)
 
     compile_arguments = config.compile_arguments()
-    rows = []
-    for name, model in (("teacher", teacher), ("student_scratch", scratch), ("student_kd", kd_student)):
-        rows.append(
-            ModelRow(
-                name=name,
-                params=count_params(model),
-                size_bytes=model_file_size(model, os.path.join(output_folder, f"{name}.keras")),
-                accuracy=accuracy(model, x_test, y_test),
-                latency_ms=latency_ms(model, x_test[:1]),
-            )
-        )
+    models = (("teacher", teacher), ("student_scratch", scratch), ("student_kd", kd_student))
+    rows = [
+        measure_model(name, model, x_test, y_test, os.path.join(output_folder, f"{name}.keras"))
+        for name, model in models
+    ]
     metadata = {
         "engine": ENGINE_DESCRIPTION,
         "method": describe_method(config),

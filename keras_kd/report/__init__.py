@@ -1,6 +1,6 @@
 """Measuring models and writing the report that `keras-kd distill` and `compress` produce."""
 
-from keras_kd.report.measure import accuracy, latency_ms, model_file_size
+from keras_kd.report.measure import accuracy, latency_ms, measure_model, model_file_size
 from keras_kd.report.staging import staged_output_dir
 from keras_kd.report.writer import ModelRow, format_table, write_report
 
@@ -9,6 +9,7 @@ __all__ = [
     "accuracy",
     "format_table",
     "latency_ms",
+    "measure_model",
     "model_file_size",
     "staged_output_dir",
     "write_report",

@@ -60,3 +60,18 @@ def latency_ms(model, example, runs=50, warmup=5):
         to_numpy(forward(inputs))
         timings.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(timings)
+
+
+def measure_model(name, model, x_test, y_test, path=None):
+    """`model`'s report row: parameters, saved size (the `.keras` file is kept at `path` when given),
+    test accuracy and latency at batch 1."""
+    from keras_kd.report.writer import ModelRow
+    from keras_kd.utils import count_params
+
+    return ModelRow(
+        name,
+        count_params(model),
+        model_file_size(model, path),
+        accuracy(model, x_test, y_test),
+        latency_ms(model, x_test[:1]),
+    )

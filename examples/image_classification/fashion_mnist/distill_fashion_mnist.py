@@ -23,8 +23,7 @@ from absl import app, flags
 
 import keras_kd
 from keras_kd.backend import keras
-from keras_kd.report import ModelRow, accuracy, format_table, latency_ms, model_file_size
-from keras_kd.utils import count_params
+from keras_kd.report import format_table, measure_model
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Folder with Fashion-MNIST's four *-ubyte.gz files.")
@@ -80,13 +79,7 @@ def main(_):
     print(distiller.evaluate(x_test, y_test, return_dict=True))
 
     rows = [
-        ModelRow(
-            name,
-            count_params(model),
-            model_file_size(model),
-            accuracy(model, x_test, y_test),
-            latency_ms(model, x_test[:1]),
-        )
+        measure_model(name, model, x_test, y_test)
         for name, model in (("teacher", teacher), ("student_scratch", scratch), ("student_kd", student))
     ]
     print(format_table(rows))

@@ -47,7 +47,7 @@ from keras_kd.backend import IS_TF_KERAS, keras
 from keras_kd.jobs import seeds
 from keras_kd.jobs.config import DistillConfig
 from keras_kd.jobs.training import distill, train_on_labels
-from keras_kd.report import ModelRow, accuracy, format_table, latency_ms, model_file_size
+from keras_kd.report import ModelRow, accuracy, format_table, latency_ms, measure_model, model_file_size
 from keras_kd.teacher_cache import TeacherCache, fingerprint
 from keras_kd.utils import copy_model, count_params
 
@@ -441,16 +441,7 @@ def main(_):
         models, chosen[seed] = run_seed(seed, data, grids)
         if index == 0:  # the settings chosen on validation with the first seed, kept for the others
             grids = {arm: [{key: chosen[seed][arm][key] for key in grid[0]}] for arm, grid in grids.items()}
-        rows = [teacher_row] + [
-            ModelRow(
-                name,
-                count_params(model),
-                model_file_size(model),
-                accuracy(model, x_test, y_test),
-                latency_ms(model, x_test[:1]),
-            )
-            for name, model in models.items()
-        ]
+        rows = [teacher_row] + [measure_model(name, model, x_test, y_test) for name, model in models.items()]
         print(f"seed {seed}\n{format_table(rows)}", flush=True)
         runs[seed] = [row.as_dict() for row in rows]
 

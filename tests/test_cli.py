@@ -60,7 +60,8 @@ def test_unknown_subcommand():
     assert result.returncode == 2 and "distill" in result.stderr
 
 
-def test_interrupted_run_leaves_nothing(tmp_path):
+def test_interrupted_run_leaves_no_output_only_its_backup(tmp_path):
+    """SIGTERM mid-run: no report or model in --output_dir, only the backup a rerun resumes from."""
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=os.getcwd(), PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
@@ -85,7 +86,8 @@ def test_interrupted_run_leaves_nothing(tmp_path):
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=120)
     assert process.returncode != 0
-    assert not out.exists() or os.listdir(out) == []
+    assert not out.exists() or set(os.listdir(out)) <= {"backup"}
+    assert [name for name in os.listdir(tmp_path) if name != "run"] == []  # no staging folder left beside it
 
 
 def test_staged_output_dir_keeps_old_files_on_failure(tmp_path):

@@ -27,12 +27,15 @@ RUN_ONLY = ("verbose", "backup_dir")
 class JobBackup:
     """The backup folder of one run; `JobBackup.of(config)` is None without `config.backup_dir`."""
 
-    def __init__(self, folder, verbose=0):
-        self.folder, self.verbose = folder, verbose
+    def __init__(self, folder, settings, verbose=0):
+        self.folder, self.settings, self.verbose = folder, settings, verbose
 
     @classmethod
     def of(cls, config):
-        return cls(config.backup_dir, config.verbose) if getattr(config, "backup_dir", None) else None
+        if not getattr(config, "backup_dir", None):
+            return None
+        settings = {key: value for key, value in dataclasses.asdict(config).items() if key not in RUN_ONLY}
+        return cls(config.backup_dir, json.loads(json.dumps(settings, default=str)), config.verbose)
 
     def _path(self, name):
         return os.path.join(self.folder, name)
@@ -41,24 +44,29 @@ class JobBackup:
         if self.verbose:
             print(message, flush=True)
 
-    def check_settings(self, config):
-        """Record `config` on a first run; on a rerun, refuse settings that differ from the recorded ones."""
-        settings = {key: value for key, value in dataclasses.asdict(config).items() if key not in RUN_ONLY}
-        settings = json.loads(json.dumps(settings, default=str))
+    def check_settings(self):
+        """On a rerun, refuse settings that differ from the killed run's (recorded with its first backup)."""
         path = self._path(SETTINGS_FILE)
-        if os.path.exists(path):
-            with open(path) as handle:
-                recorded = json.load(handle)
-            changed = sorted(key for key in set(recorded) | set(settings) if recorded.get(key) != settings.get(key))
-            if changed:
-                raise UsageError(
-                    f"{self.folder} holds the backup of a killed run with other settings ({', '.join(changed)}); "
-                    "rerun it with the same settings to resume, or delete that folder to start afresh."
-                )
-            self._log(f"resuming the run backed up in {self.folder}")
+        if not os.path.exists(path):
             return
-        os.makedirs(self.folder, exist_ok=True)
-        atomic.write_json(path, settings)
+        with open(path) as handle:
+            recorded = json.load(handle)
+        changed = sorted(
+            key for key in set(recorded) | set(self.settings) if recorded.get(key) != self.settings.get(key)
+        )
+        if changed:
+            raise UsageError(
+                f"{self.folder} holds the backup of a killed run with other settings ({', '.join(changed)}); "
+                "rerun it with the same settings to resume, or delete that folder to start afresh."
+            )
+        self._log(f"resuming the run backed up in {self.folder}")
+
+    def _start(self):
+        """Create the folder and record the settings before the first backup: a run refused before
+        training leaves nothing behind."""
+        if not os.path.exists(self._path(SETTINGS_FILE)):
+            os.makedirs(self.folder, exist_ok=True)
+            atomic.write_json(self._path(SETTINGS_FILE), self.settings)
 
     def initial_weights(self, model):
         """`model`'s initial weights: those of the first run when this is a rerun (saved on a first run)."""
@@ -66,6 +74,7 @@ class JobBackup:
         if os.path.exists(path):
             model.load_weights(path)
         else:
+            self._start()
             atomic.save_weights(model, path)
         return model.get_weights()
 
@@ -80,9 +89,11 @@ class JobBackup:
 
     def callbacks(self, name):
         """A `BackupAndRestore` for the training of model `name`: a rerun goes on where it stopped."""
+        self._start()
         return [resume.backup_callback(self._path(name))]
 
     def mark_finished(self, model):
+        self._start()
         atomic.save_weights(model, self._path(f"{model.name}.weights.h5"))
 
     def remove(self):

@@ -18,7 +18,7 @@ def run_distill(config, output_folder):
     config.validate()
     backup = JobBackup.of(config)
     if backup:  # `keras-kd distill` rerun after a kill: the same settings, or a clear error
-        backup.check_settings(config)
+        backup.check_settings()
     started = time.time()
     keras.utils.set_random_seed(config.seed)
     split, (x_test, y_test), teacher = prepare(config)

@@ -16,7 +16,7 @@ def pytest_file(src, fast):
     native.py_test(
         name = src[len("tests/"):-len(".py")],
         size = "medium" if fast else "large",
-        srcs = [src, "tests/bazel_pytest_main.py"],
+        srcs = native.glob(["tests/*.py"]),  # test files import each other's helpers
         main = "tests/bazel_pytest_main.py",
         args = ["-q", "-p", "no:cacheprovider", "$(location %s)" % src],
         data = ["pytest.ini"] + native.glob(TEST_DATA[1:]),

@@ -22,6 +22,7 @@ _ATTRIBUTES = {
     "MISSING_LABEL": "keras_kd.transfer_data",
     "MixUpViews": "keras_kd.augmented_cache",
     "TeacherCache": "keras_kd.teacher_cache",
+    "TopKTeacherCache": "keras_kd.top_k_cache",
     "load_distiller": "keras_kd.saving",
     "transfer_set": "keras_kd.transfer_data",
     "tune": "keras_kd.jobs.tune",  # imports KerasTuner only when called

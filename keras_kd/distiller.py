@@ -12,7 +12,7 @@ from keras_kd.backend import EngineSteps, keras, ops, register_serializable
 from keras_kd.data_checks import check_data, check_fit_arguments, numerics_errors
 from keras_kd.feature_distillation import FeatureDistillation, feature_extractors
 from keras_kd.inputs import unpack
-from keras_kd.teacher_cache import attach_teacher_cache
+from keras_kd.teacher_cache import attach_teacher_cache, cached_teacher_logits
 from keras_kd.teacher_pass import TeacherPass, validate_teacher_dtype
 from keras_kd.transfer_data import fill_missing, labelled_mean, masked_weight
 from keras_kd.validation import checked_teachers, normalized_teacher_weights, validate_alpha
@@ -191,7 +191,7 @@ class Distiller(EngineSteps, keras.Model):
         elif y_pred is None or self._student_features is not None or (training and self.augmentation is not None):
             # cached views (an augmented teacher cache) are augmented already
             y_pred, x, student_features = self._student_pass(x, training, augment=cached_logits is None)
-        teacher_logits, teacher_features = self._teacher_outputs(x, cached_logits)
+        teacher_logits, teacher_features = self._teacher_outputs(x, cached_logits, num_classes=y_pred.shape[-1])
         sample_weight, mask = tokens.token_weights(x, y, y_pred, sample_weight)  # sequences: a weight per token
         # Losses that need a target class (DKD) take the teacher's top class on unlabelled rows.
         labels = None if y is None else fill_missing(y, mask, fallback=ops.argmax(teacher_logits, axis=-1))
@@ -214,10 +214,10 @@ class Distiller(EngineSteps, keras.Model):
         self.distillation_loss_tracker.update_state(distillation_loss, sample_weight=batch_size)
         return backend.scale_loss_for_replicas(total)
 
-    def _teacher_outputs(self, x, cached_logits):
+    def _teacher_outputs(self, x, cached_logits, num_classes):
         """Logits (one teacher's, the cache's, or several teachers' mixture as logits at T) and features."""
-        if cached_logits is not None:
-            return ops.stop_gradient(ops.convert_to_tensor(cached_logits)), []
+        if cached_logits is not None:  # a top-k cache's distribution is rebuilt here, on the device
+            return ops.stop_gradient(cached_teacher_logits(cached_logits, num_classes)), []
         features = []
         if self._teacher_features is not None:  # the first teacher's logits come with its features
             first, *features = [ops.stop_gradient(f) for f in self._teacher_features(x, training=False)]

@@ -1,6 +1,7 @@
 """Keys of the input dicts through which data carries extras to the Distiller.
 
-`{"inputs": x, "teacher_logits": ...}` comes from a `TeacherCache`; `{"inputs": x,
+`{"inputs": x, "teacher_logits": ...}` comes from a `TeacherCache`, `{"inputs": x,
+"teacher_top_k_probabilities": ..., "teacher_top_k_ids": ...}` from a `TopKTeacherCache`; `{"inputs": x,
 "index": ...}` from `with_indices`, for losses with a per-example memory (CRD). Keras
 shuffles every entry of such a dict together.
 """
@@ -10,6 +11,9 @@ import numpy as np
 INPUTS_KEY = "inputs"
 TEACHER_LOGITS_KEY = "teacher_logits"
 INDEX_KEY = "index"
+TOP_K_PROBABILITIES_KEY = "teacher_top_k_probabilities"
+TOP_K_IDS_KEY = "teacher_top_k_ids"
+_EXTRA_KEYS = (TEACHER_LOGITS_KEY, TOP_K_PROBABILITIES_KEY, INDEX_KEY)
 
 
 def with_indices(x):
@@ -20,7 +24,13 @@ def with_indices(x):
 
 
 def unpack(x):
-    """`(inputs, cached teacher logits or None, example indices or None)`."""
-    if isinstance(x, dict) and (TEACHER_LOGITS_KEY in x or INDEX_KEY in x):
-        return x[INPUTS_KEY], x.get(TEACHER_LOGITS_KEY), x.get(INDEX_KEY)
-    return x, None, None
+    """`(inputs, cached teacher outputs or None, example indices or None)`.
+
+    The cached outputs are logits, or for a top-k cache the dict `{"probabilities", "ids"}`.
+    """
+    if not (isinstance(x, dict) and any(key in x for key in _EXTRA_KEYS)):
+        return x, None, None
+    cached = x.get(TEACHER_LOGITS_KEY)
+    if TOP_K_PROBABILITIES_KEY in x:
+        cached = {"probabilities": x[TOP_K_PROBABILITIES_KEY], "ids": x[TOP_K_IDS_KEY]}
+    return x[INPUTS_KEY], cached, x.get(INDEX_KEY)

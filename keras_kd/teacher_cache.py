@@ -22,9 +22,10 @@ import hashlib
 import numpy as np
 
 from keras_kd import atomic
-from keras_kd.backend import to_numpy
+from keras_kd.backend import ops, to_numpy
 from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, TEACHER_LOGITS_KEY, unpack
 
+_SAVED_PREFIX = "target_"  # the stored outputs' keys in a saved file
 _FINGERPRINT_ROWS = 4096  # rows hashed: enough to tell data sets apart, fast on large ones
 _ORDER_FIX = (
     "A dataset that reshuffles on every pass cannot be cached: build the cache from the dataset before "
@@ -34,13 +35,29 @@ _ORDER_FIX = (
 
 
 def fingerprint(x):
-    """A short hash of an array's shape, dtype and a deterministic sample of its rows."""
-    x = np.asarray(x)
-    step = max(1, len(x) // _FINGERPRINT_ROWS)
+    """A short hash of an array's (or a dict of arrays') shape, dtype and a deterministic sample of its rows."""
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(repr((x.shape, str(x.dtype))).encode())
-    digest.update(np.ascontiguousarray(x[::step]).tobytes())
+    for key, leaf in _leaves(x):
+        leaf = np.asarray(leaf)
+        step = max(1, len(leaf) // _FINGERPRINT_ROWS)
+        digest.update(repr((key, leaf.shape, str(leaf.dtype))).encode())
+        digest.update(np.ascontiguousarray(leaf[::step]).tobytes())
     return digest.hexdigest()
+
+
+def _leaves(x):
+    """`(key, array)` pairs: one for an array, one per entry (sorted) for a dict such as keras-hub's inputs."""
+    if isinstance(x, dict):
+        return [(key, x[key]) for key in sorted(x)]
+    return [(None, x)]
+
+
+def _num_rows(x):
+    return len(_leaves(x)[0][1])
+
+
+def _rows(x, start, stop):
+    return {key: value[start:stop] for key, value in x.items()} if isinstance(x, dict) else x[start:stop]
 
 
 def _is_dataset(x):
@@ -90,6 +107,60 @@ def _check_finite(dataset, argument):
         )
 
 
+def _teacher_batches(teacher, x, batch_size):
+    """`(inputs, teacher logits as NumPy, input hash or None)` per batch of `x`, and the fingerprint of `x`."""
+    teachers = teacher if isinstance(teacher, (list, tuple)) else [teacher]
+    if len(teachers) != 1:
+        raise ValueError("A teacher cache is built from one teacher; cache an ensemble by caching its model.")
+    model = teachers[0]
+    if _is_dataset(x):
+        _check_finite(x, "x")
+
+        def from_dataset():
+            for element in x:
+                inputs, _, _ = unpack(_split_element(element)[0])
+                yield inputs, to_numpy(model(inputs, training=False)), np.asarray(_batch_hash(inputs))
+
+        return from_dataset(), None
+    if _num_rows(x) == 0:
+        raise ValueError("`x` holds no samples: there is nothing to cache.")
+
+    def from_arrays():
+        for start in range(0, _num_rows(x), batch_size):
+            inputs = _rows(x, start, start + batch_size)
+            yield inputs, to_numpy(model(inputs, training=False)), None
+
+    return from_arrays(), fingerprint(x)
+
+
+def _collect(batches, convert):
+    """Run the teacher batch by batch, keep `convert(inputs, logits)` (an array, or a dict of
+    arrays) per batch; `(stored outputs concatenated, fingerprint, number of examples, batches)`,
+    `batches` the sizes and input hashes of a dataset's batches, `()` for arrays."""
+    stream, fingerprint_ = batches
+    parts, sizes, hashes = [], [], []
+    for inputs, batch_logits, batch_hash in stream:
+        parts.append(convert(inputs, batch_logits))
+        sizes.append(len(batch_logits))
+        hashes.append(batch_hash)
+    if not parts:
+        raise ValueError("`x` holds no samples: there is nothing to cache.")
+    try:
+        if isinstance(parts[0], dict):
+            stored = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        else:
+            stored = np.concatenate(parts)
+    except ValueError as error:
+        raise ValueError(
+            "The teacher's outputs differ in shape from batch to batch (sequences padded to each batch's "
+            "longest?): a cache needs one shape; pad every batch to one length (keras-hub preprocessors "
+            f"do, with `sequence_length`). ({error})"
+        ) from None
+    if fingerprint_ is not None:
+        return stored, fingerprint_, sum(sizes), ()
+    return stored, _dataset_fingerprint(sizes, hashes), sum(sizes), (sizes, np.stack(hashes))
+
+
 class TeacherCache:
     """Teacher logits for every example of fixed inputs: NumPy arrays, or a finite `tf.data.Dataset`.
 
@@ -105,18 +176,43 @@ class TeacherCache:
     """
 
     def __init__(self, logits, input_fingerprint, num_examples, batch_sizes=None, batch_hashes=None):
-        self.logits = np.asarray(logits, dtype="float32")
+        self._init_batches(
+            {TEACHER_LOGITS_KEY: np.asarray(logits, dtype="float32")},
+            input_fingerprint,
+            num_examples,
+            batch_sizes,
+            batch_hashes,
+        )
+
+    def _init_batches(self, targets, input_fingerprint, num_examples, batch_sizes, batch_hashes):
+        # `targets`: what the cache hands the Distiller per example, by input-dict key.
+        self.targets = targets
         self.input_fingerprint = input_fingerprint
         self.num_examples = int(num_examples)
         # Built from a dataset: the size and input hashes of each batch, in order.
         self.batch_sizes = None if batch_sizes is None else np.asarray(batch_sizes, "int64")
         self.batch_hashes = None if batch_hashes is None else np.asarray(batch_hashes, "int64")
-        if len(self.logits) != self.num_examples:
-            raise ValueError(f"The cache holds {len(self.logits)} rows of logits for {num_examples} examples.")
+        for values in targets.values():
+            if len(values) != self.num_examples:
+                raise ValueError(f"The cache holds {len(values)} rows of teacher outputs for {num_examples} examples.")
         if self.batch_sizes is not None and int(self.batch_sizes.sum()) != self.num_examples:
             raise ValueError(
                 f"The cache's batches hold {int(self.batch_sizes.sum())} examples, its logits {self.num_examples}."
             )
+
+    @property
+    def logits(self):
+        """The teacher's logits, one row per example."""
+        return self.targets[TEACHER_LOGITS_KEY]
+
+    @logits.setter
+    def logits(self, value):
+        self.targets[TEACHER_LOGITS_KEY] = np.asarray(value, dtype="float32")
+
+    @property
+    def nbytes(self):
+        """Memory the stored teacher outputs take."""
+        return int(sum(values.nbytes for values in self.targets.values()))
 
     @property
     def from_dataset(self):
@@ -129,37 +225,14 @@ class TeacherCache:
 
         Args:
             teacher: one Keras model with logits outputs (cache an ensemble by caching its model).
-            x: an array of inputs, or a finite `tf.data.Dataset` of batches `(x, y[, w])` or `x`
-                in a fixed order; it is read once, batch by batch.
+            x: an array of inputs (or a dict of arrays, as keras-hub models take), or a finite
+                `tf.data.Dataset` of batches `(x, y[, w])` or `x` in a fixed order; it is read
+                once, batch by batch.
             batch_size: the teacher's batch size for arrays (a dataset keeps its own batches).
         """
-        teachers = teacher if isinstance(teacher, (list, tuple)) else [teacher]
-        if len(teachers) != 1:
-            raise ValueError("TeacherCache.build takes one teacher; cache an ensemble by caching its model.")
-        model = teachers[0]
-        if _is_dataset(x):
-            return cls._build_from_dataset(model, x)
-        x = np.asarray(x)
-        if len(x) == 0:
-            raise ValueError("`x` holds no samples: there is nothing to cache.")
-        logits = np.concatenate(
-            [to_numpy(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
-        )
-        return cls(logits, fingerprint(x), len(x))
-
-    @classmethod
-    def _build_from_dataset(cls, model, dataset):
-        _check_finite(dataset, "x")
-        logits, sizes, hashes = [], [], []
-        for element in dataset:
-            inputs, _, _ = unpack(_split_element(element)[0])
-            batch_logits = to_numpy(model(inputs, training=False))
-            logits.append(batch_logits)
-            sizes.append(len(batch_logits))
-            hashes.append(np.asarray(_batch_hash(inputs)))
-        if not logits:
-            raise ValueError("`x` holds no samples: there is nothing to cache.")
-        return cls(np.concatenate(logits), _dataset_fingerprint(sizes, hashes), sum(sizes), sizes, np.stack(hashes))
+        batches = _teacher_batches(teacher, x, batch_size)
+        logits, fingerprint_, num_examples, dataset_batches = _collect(batches, lambda inputs, logits: logits)
+        return cls(logits, fingerprint_, num_examples, *dataset_batches)
 
     def check(self, x, argument="x"):
         """Raise a ValueError unless `x` is the data this cache was built from (in the same order)."""
@@ -170,15 +243,15 @@ class TeacherCache:
                 f"The teacher cache was built from a tf.data.Dataset; `{argument}` is a "
                 f"{type(x).__name__}: pass that dataset, or rebuild the cache from `{argument}`."
             )
-        if isinstance(x, dict) or not hasattr(x, "__len__"):
+        if not all(hasattr(leaf, "__len__") for _, leaf in _leaves(x)):
             raise ValueError(
-                f"A teacher cache works with `{argument}` as one NumPy array (the one it was built "
-                f"from) or a tf.data.Dataset; received {type(x).__name__}."
+                f"A teacher cache works with `{argument}` as the NumPy array (or dict of arrays) it was "
+                f"built from, or a tf.data.Dataset; received {type(x).__name__}."
             )
-        if len(x) != self.num_examples:
+        if _num_rows(x) != self.num_examples:
             raise ValueError(
                 f"The teacher cache was built from {self.num_examples} examples, but `{argument}` has "
-                f"{len(x)}: rebuild it with TeacherCache.build(teacher, {argument})."
+                f"{_num_rows(x)}: rebuild it with {type(self).__name__}.build(teacher, {argument})."
             )
         if fingerprint(x) != self.input_fingerprint:
             raise ValueError(
@@ -226,7 +299,7 @@ class TeacherCache:
             return self._attach_to_dataset(x, argument)
         inputs, _, indices = unpack(x)
         self.check(inputs, argument=argument)
-        packed = {INPUTS_KEY: inputs, TEACHER_LOGITS_KEY: self.logits}
+        packed = {INPUTS_KEY: inputs, **self.targets}
         if indices is not None:
             packed[INDEX_KEY] = indices
         return packed
@@ -235,7 +308,7 @@ class TeacherCache:
         import tensorflow as tf
 
         self._check_dataset(dataset, argument)
-        logits = tf.constant(self.logits)
+        targets = {key: tf.constant(values) for key, values in self.targets.items()}
         offsets = np.concatenate([[0], np.cumsum(self.batch_sizes)[:-1]]).astype("int64")
         batches = tf.data.Dataset.from_tensor_slices((offsets, self.batch_sizes, self.batch_hashes))
         message = (
@@ -249,7 +322,8 @@ class TeacherCache:
             inputs, _, indices = unpack(x)
             same = tf.debugging.assert_equal(_batch_hash(inputs), expected, message=message)
             with tf.control_dependencies([same]):
-                packed = {INPUTS_KEY: inputs, TEACHER_LOGITS_KEY: tf.identity(logits[offset : offset + size])}
+                packed = {INPUTS_KEY: inputs}
+                packed.update({key: tf.identity(values[offset : offset + size]) for key, values in targets.items()})
             if indices is not None:
                 packed[INDEX_KEY] = indices
             return (packed, *rest) if rest else packed
@@ -262,17 +336,42 @@ class TeacherCache:
         with atomic.replaced_file(path, suffix=".npz") as temporary:  # flushed to disk, then renamed
             np.savez(
                 temporary,
-                logits=self.logits,
                 fingerprint=np.array(self.input_fingerprint),
                 num_examples=np.array(self.num_examples),
+                **self._saved_settings(),
+                **{_SAVED_PREFIX + key: values for key, values in self.targets.items()},
                 **extra,
             )
+
+    def _saved_settings(self):
+        return {}
 
     @classmethod
     def load(cls, path):
         with np.load(path) as data:
             batches = (data["batch_sizes"], data["batch_hashes"]) if "batch_sizes" in data else (None, None)
-            return cls(data["logits"], str(data["fingerprint"]), int(data["num_examples"]), *batches)
+            targets = {key[len(_SAVED_PREFIX) :]: data[key] for key in data.files if key.startswith(_SAVED_PREFIX)}
+            if "logits" in data.files:  # files written before top-k caches existed
+                targets = {TEACHER_LOGITS_KEY: data["logits"]}
+            settings = {key: data[key] for key in data.files if key.startswith("setting_")}
+            return cls._from_saved(targets, str(data["fingerprint"]), int(data["num_examples"]), batches, settings)
+
+    @classmethod
+    def _from_saved(cls, targets, input_fingerprint, num_examples, batches, settings):
+        if set(targets) != {TEACHER_LOGITS_KEY}:
+            raise ValueError(
+                f"This file holds a cache of {sorted(targets)}, not full logits: load it with TopKTeacherCache.load."
+            )
+        return cls(targets[TEACHER_LOGITS_KEY], input_fingerprint, num_examples, *batches)
+
+
+def cached_teacher_logits(cached, num_classes):
+    """The teacher logits a cache handed the step: its logits, or a top-k cache's distribution rebuilt."""
+    if isinstance(cached, dict):
+        from keras_kd.top_k_cache import top_k_logits
+
+        return top_k_logits(cached["probabilities"], cached["ids"], num_classes)
+    return ops.convert_to_tensor(cached)
 
 
 def attach_teacher_cache(distiller, x, y, cache, kwargs):

@@ -80,14 +80,17 @@ def test_interrupted_run_leaves_no_output_only_its_backup(tmp_path):
         env=env,
     )
     deadline = time.time() + 300
+    lines = []
     for line in process.stdout:
+        lines.append(line)
         if line.startswith("Epoch 2/") or time.time() > deadline:
             break
     process.send_signal(signal.SIGTERM)
-    process.wait(timeout=120)
-    assert process.returncode != 0
-    assert not out.exists() or set(os.listdir(out)) <= {"backup"}
-    assert [name for name in os.listdir(tmp_path) if name != "run"] == []  # no staging folder left beside it
+    rest, _ = process.communicate(timeout=120)
+    seen = f"exit status {process.returncode}; output ends:\n{''.join(lines[-5:])}{rest[-2000:]}"
+    assert process.returncode != 0, seen
+    assert not out.exists() or set(os.listdir(out)) <= {"backup"}, seen
+    assert [name for name in os.listdir(tmp_path) if name != "run"] == [], seen  # no staging folder beside it
 
 
 def test_staged_output_dir_keeps_old_files_on_failure(tmp_path):

@@ -174,3 +174,11 @@ def scatter_update(inputs, indices, updates):
 
 def zeros(shape, dtype=None):
     return tf.zeros(shape, dtype=dtype or "float32")
+
+
+def arange(stop, dtype="int32"):
+    return tf.range(stop, dtype=dtype)
+
+
+def scatter(indices, values, shape):
+    return tf.scatter_nd(indices, values, tf.stack(shape) if isinstance(shape, (list, tuple)) else shape)

@@ -1,0 +1,186 @@
+"""`TopKTeacherCache`: a teacher cache that fits language models, the k most likely tokens per position.
+
+A full cache of a language model's logits holds `positions x vocabulary` floats: 50,257 per
+token for GPT-2, far more than the text. This cache keeps, per position, the teacher's `k`
+largest probabilities and their token ids; the rest of the mass is kept, spread evenly over
+the other tokens, so the cached distribution still sums to 1 and every registered loss (KD,
+the divergences, DKD) runs on it unchanged. The error this truncation introduces is measured
+while the cache is built, against the full distribution the teacher gave:
+`dropped_mass` (mean probability outside the top k) and `kl_to_full` (mean
+`KL(teacher || cached)` in nats per real token).
+
+The cache is built in one streaming pass (arrays, a dict of arrays such as keras-hub's
+`{"token_ids", "padding_mask"}`, or a finite `tf.data.Dataset` in a fixed order) and the
+full distribution is rebuilt per batch inside the training step, on the device, from the
+`k` values: the input pipeline carries `k` numbers per token, not the vocabulary.
+
+Example:
+>>> cache = TopKTeacherCache.build(teacher_lm, x_train, top_k=16)
+>>> print(cache.dropped_mass, cache.kl_to_full, cache.nbytes, cache.full_logits_nbytes)
+>>> distiller.fit(x_train, y_train, sample_weight=w_train, epochs=8, teacher_cache=cache)
+
+References:
+    ms-swift's top-k teacher logits for LLM distillation; Shum et al. 2024, "FIRST: Teach a
+    Reliable Large Language Model Through Efficient Trustworthy Distillation" (top-k caching).
+"""
+
+import numpy as np
+
+from keras_kd.backend import ops
+from keras_kd.inputs import TOP_K_IDS_KEY, TOP_K_PROBABILITIES_KEY
+from keras_kd.teacher_cache import TeacherCache, _collect, _teacher_batches
+from keras_kd.tokens import padding_mask
+
+_FLOOR = 1e-8  # the smallest probability a rebuilt distribution holds, so that its log is finite
+
+
+def top_k_logits(probabilities, ids, num_classes):
+    """Logits `log(q)` of the distribution `q` with `probabilities` at `ids` (last axis `k`) and the
+    rest of the mass spread evenly over the other `num_classes - k` classes; any backend."""
+    probabilities = ops.cast(probabilities, "float32")
+    k = probabilities.shape[-1]
+    rest = ops.maximum(1.0 - ops.sum(probabilities, axis=-1, keepdims=True), 0.0) / max(num_classes - k, 1)
+    positions = ops.shape(probabilities)[:-1]
+    values = ops.reshape(probabilities - rest, (-1,))
+    ids = ops.reshape(ops.cast(ids, "int32"), (-1, k))
+    rows = ops.shape(ids)[0]
+    row_of_each = ops.reshape(ops.expand_dims(ops.arange(rows, dtype="int32"), 1) + ops.zeros_like(ids), (-1,))
+    scattered = ops.scatter(ops.stack([row_of_each, ops.reshape(ids, (-1,))], axis=1), values, (rows, num_classes))
+    full = ops.reshape(scattered, (*positions, num_classes)) + rest
+    return ops.log(ops.maximum(full, _FLOOR))
+
+
+class _TruncationError:
+    """Running means over real positions of the mass outside the top k and of KL(full || cached)."""
+
+    def __init__(self):
+        self.positions = 0.0
+        self.dropped = 0.0
+        self.kl = 0.0
+
+    def add(self, p, ids, top_p, weight):
+        num_classes, k = p.shape[-1], top_p.shape[-1]
+        dropped = np.clip(1.0 - top_p.sum(-1), 0.0, None)
+        # q equals p on the top k, dropped / (V - k) elsewhere: KL = sum over the rest of p log(p / q).
+        rest = np.maximum(dropped / max(num_classes - k, 1), _FLOOR)[..., None]
+        in_rest = p.copy()
+        np.put_along_axis(in_rest, ids, 0.0, axis=-1)
+        kl = (in_rest * (np.log(np.maximum(in_rest, 1e-300)) - np.log(rest))).sum(-1)
+        self.positions += float(weight.sum())
+        self.dropped += float((dropped * weight).sum())
+        self.kl += float((kl * weight).sum())
+
+    @property
+    def means(self):
+        count = max(self.positions, 1.0)
+        return self.dropped / count, self.kl / count
+
+
+class TopKTeacherCache(TeacherCache):
+    """The teacher's `top_k` probabilities and token ids at every position of fixed inputs.
+
+    Used like `TeacherCache` (`Distiller.fit(..., teacher_cache=cache)`, `save`, `load`), with
+    the same checks that the data is the data the cache was built from. The teacher's own
+    temperature is applied in training, to the rebuilt distribution.
+    """
+
+    def __init__(
+        self,
+        probabilities,
+        ids,
+        num_classes,
+        input_fingerprint,
+        num_examples,
+        batch_sizes=None,
+        batch_hashes=None,
+        dropped_mass=None,
+        kl_to_full=None,
+    ):
+        self.num_classes = int(num_classes)
+        self.dropped_mass = None if dropped_mass is None else float(dropped_mass)
+        self.kl_to_full = None if kl_to_full is None else float(kl_to_full)
+        ids = np.asarray(ids)
+        targets = {
+            TOP_K_PROBABILITIES_KEY: np.asarray(probabilities, "float16"),
+            TOP_K_IDS_KEY: ids.astype("uint16" if self.num_classes <= 2**16 else "int32"),
+        }
+        self._init_batches(targets, input_fingerprint, num_examples, batch_sizes, batch_hashes)
+
+    @property
+    def top_k(self):
+        return int(self.targets[TOP_K_IDS_KEY].shape[-1])
+
+    @property
+    def logits(self):
+        raise AttributeError("A TopKTeacherCache holds top-k probabilities, not logits: see `targets`.")
+
+    @property
+    def full_logits_nbytes(self):
+        """What a cache of the full float32 logits of the same positions would take."""
+        positions = int(np.prod(self.targets[TOP_K_IDS_KEY].shape[:-1]))
+        return positions * self.num_classes * 4
+
+    @classmethod
+    def build(cls, teacher, x, top_k=32, batch_size=256):
+        """Run `teacher` once over `x` in inference mode and keep its `top_k` tokens per position.
+
+        Args:
+            teacher: one Keras model with logits outputs `(batch, ..., classes)`.
+            x: arrays (or a dict of arrays, keras-hub's inputs), or a finite `tf.data.Dataset`
+                of batches in a fixed order, padded to one length.
+            top_k: tokens kept per position (at least 1, fewer than the vocabulary).
+            batch_size: the teacher's batch size for arrays.
+        """
+        error = _TruncationError()
+        num_classes = []
+
+        def keep_top_k(inputs, logits):
+            logits = np.asarray(logits, "float64")
+            if not 1 <= top_k < logits.shape[-1]:
+                raise ValueError(f"top_k={top_k} must be at least 1 and below the {logits.shape[-1]} classes.")
+            num_classes.append(logits.shape[-1])
+            p = np.exp(logits - logits.max(-1, keepdims=True))
+            p /= p.sum(-1, keepdims=True)
+            ids = np.argsort(-p, axis=-1)[..., :top_k]
+            top_p = np.take_along_axis(p, ids, axis=-1)
+            mask = padding_mask(inputs)
+            weight = np.ones(p.shape[:-1]) if mask is None else np.asarray(mask, "float64").reshape(p.shape[:-1])
+            error.add(p, ids, top_p, weight)
+            return {TOP_K_PROBABILITIES_KEY: top_p.astype("float16"), TOP_K_IDS_KEY: ids}
+
+        stored, fingerprint, num_examples, batches = _collect(_teacher_batches(teacher, x, batch_size), keep_top_k)
+        dropped_mass, kl_to_full = error.means
+        return cls(
+            stored[TOP_K_PROBABILITIES_KEY],
+            stored[TOP_K_IDS_KEY],
+            num_classes[0],
+            fingerprint,
+            num_examples,
+            *(batches or (None, None)),
+            dropped_mass=dropped_mass,
+            kl_to_full=kl_to_full,
+        )
+
+    def _saved_settings(self):
+        settings = {"setting_num_classes": np.array(self.num_classes)}
+        if self.dropped_mass is not None:
+            settings["setting_dropped_mass"] = np.array(self.dropped_mass)
+            settings["setting_kl_to_full"] = np.array(self.kl_to_full)
+        return settings
+
+    @classmethod
+    def _from_saved(cls, targets, input_fingerprint, num_examples, batches, settings):
+        if TOP_K_IDS_KEY not in targets:
+            raise ValueError("This file holds a cache of full logits: load it with TeacherCache.load.")
+        dropped = settings.get("setting_dropped_mass")
+        kl = settings.get("setting_kl_to_full")
+        return cls(
+            targets[TOP_K_PROBABILITIES_KEY],
+            targets[TOP_K_IDS_KEY],
+            int(settings["setting_num_classes"]),
+            input_fingerprint,
+            num_examples,
+            *batches,
+            dropped_mass=None if dropped is None else float(dropped),
+            kl_to_full=None if kl is None else float(kl),
+        )

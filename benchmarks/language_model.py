@@ -41,6 +41,7 @@ FULL = {
     "seeds": "0,1,2",
     "small_epochs": 16,
     "same_epochs": 8,
+    "top_k": 16,
 }
 QUICK = {
     "teacher_layers": 2,
@@ -52,16 +53,18 @@ QUICK = {
     "seeds": "0",
     "small_epochs": 12,
     "same_epochs": 6,
+    "top_k": 16,
 }
 
 
-def run(settings, student_sentences, student_epochs, results):
+def run(settings, student_sentences, student_epochs, results, teacher_file):
     command = [
         sys.executable,
         EXAMPLE,
         f"--results={results}",
         f"--student_sentences={student_sentences}",
         f"--student_epochs={student_epochs}",
+        f"--teacher_file={teacher_file}",  # trained in the first regime, loaded in the second
     ]
     command += [
         f"--{name}={settings[name]}"
@@ -73,6 +76,7 @@ def run(settings, student_sentences, student_epochs, results):
             "student_width",
             "max_length",
             "seeds",
+            "top_k",
         )
     ]
     print(" ".join(command), flush=True)
@@ -91,10 +95,13 @@ def main():
     started = time.time()
     report = {"settings": settings, "regimes": {}}
     with tempfile.TemporaryDirectory() as folder:
+        teacher_file = os.path.join(folder, "teacher.weights.h5")
         report["regimes"]["teacher_saw_more"] = run(
-            settings, args.student_sentences, settings["small_epochs"], os.path.join(folder, "small.json")
+            settings, args.student_sentences, settings["small_epochs"], os.path.join(folder, "small.json"), teacher_file
         )
-        report["regimes"]["same_data"] = run(settings, 0, settings["same_epochs"], os.path.join(folder, "same.json"))
+        report["regimes"]["same_data"] = run(
+            settings, 0, settings["same_epochs"], os.path.join(folder, "same.json"), teacher_file
+        )
     small = report["regimes"]["teacher_saw_more"]["summary"]
     report["target_met"] = {
         method: small[method]["change_vs_labels_percent"] <= -5.0 and small[method]["lower_on_every_seed"]

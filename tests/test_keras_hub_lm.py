@@ -112,3 +112,37 @@ def test_vocabulary_mismatch_is_refused_naming_both_sizes():
     student = keras.Model(backbone.input, keras.layers.Dense(40)(backbone.output))
     with pytest.raises(ValueError, match="vocabulary has 64 tokens but the student's has 40"):
         Distiller(student=student, teacher=causal_lm(1, 16))
+
+
+def test_a_distilled_lm_exports_a_next_token_saved_model_that_saved_model_cli_runs(tmp_path):
+    """The serving signature: token ids and padding mask in, the distribution after each row's last real token out."""
+    import subprocess
+
+    from keras_kd.backend import BACKEND
+    from keras_kd.compression import export_saved_model
+    from tests.test_compression import _saved_model_cli
+
+    if BACKEND != "tensorflow":
+        pytest.skip("SavedModels are written by the TensorFlow backend")
+    student = causal_lm(1, 16)
+    x, _, _ = batch(8, seed=3)
+    path = export_saved_model(student, str(tmp_path), "lm", signature="next_token")
+    np.save(tmp_path / "ids.npy", x["token_ids"])
+    np.save(tmp_path / "mask.npy", x["padding_mask"])
+    cli = subprocess.run(
+        [_saved_model_cli(), "run", "--dir", path, "--tag_set", "serve", "--signature_def", "serving_default"]
+        + ["--inputs", f"token_ids={tmp_path / 'ids.npy'};padding_mask={tmp_path / 'mask.npy'}"]
+        + ["--outdir", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    logits = to_numpy(student(x)).astype("float64")
+    last = x["padding_mask"].sum(1) - 1
+    at_last = logits[np.arange(len(last)), last]
+    expected = np.exp(at_last - at_last.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "next_token_probabilities.npy"), expected, atol=1e-5)
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "next_token.npy"), expected.argmax(-1))

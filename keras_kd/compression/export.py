@@ -1,7 +1,11 @@
 """Export the student alone: TF Serving SavedModels (atomic, versioned) and TFLite files.
 
 SavedModel signature `serving_default`: input `inputs` (float32, `(batch,) + input shape`),
-output `logits` (float32, `(batch, classes)`). TF Serving watches `BASE/NAME/` and serves
+output `logits` (float32, `(batch, classes)`). A language model exports with
+`signature="next_token"` instead: inputs `token_ids` and `padding_mask` (int32, `(batch, time)`,
+keras-hub's preprocessed form), outputs `next_token_probabilities` (float32, `(batch,
+vocabulary)`, after the last real token of each row) and `next_token` (int32, its argmax):
+one generation step, which a server or a client loop repeats. TF Serving watches `BASE/NAME/` and serves
 the highest integer version folder; a version is written under a hidden temporary name and
 renamed into place, so a watching server never sees half of it, and an existing version is
 never overwritten.
@@ -38,21 +42,46 @@ def _input_spec(model):
     return tf.TensorSpec((None,) + tuple(shape[1:]), tf.float32, name=INPUT_NAME)
 
 
-def _write_saved_model(model, path):
+def _logits_function(model):
+    import tensorflow as tf
+
+    return tf.function(
+        lambda inputs: {OUTPUT_NAME: model(inputs, training=False)}, input_signature=[_input_spec(model)]
+    )
+
+
+def _next_token_function(model):
+    """Token ids and padding mask in; the distribution after each row's last real token out."""
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec((None, None), tf.int32, name=name) for name in ("token_ids", "padding_mask")]
+
+    def next_token(token_ids, padding_mask):
+        logits = model({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)
+        last = tf.maximum(tf.reduce_sum(tf.cast(padding_mask, tf.int32), axis=1) - 1, 0)
+        probabilities = tf.nn.softmax(tf.cast(tf.gather(logits, last, batch_dims=1), tf.float32))
+        return {"next_token_probabilities": probabilities, "next_token": tf.argmax(probabilities, -1, tf.int32)}
+
+    return tf.function(next_token, input_signature=specs)
+
+
+SIGNATURES = {"logits": _logits_function, "next_token": _next_token_function}
+
+
+def _write_saved_model(model, path, signature="logits"):
     """A SavedModel of `model` (inference mode) with the documented signature."""
     import tensorflow as tf
 
-    spec = _input_spec(model)
     # A plain tf.Module that tracks the model's variables, each once (Keras 3's ExportArchive
     # stores every weight twice), and the serving function: no optimizer state rides along.
     module = tf.Module()
     module.weights_ = [v if IS_TF_KERAS else v.value for v in model.variables]
-    serve = tf.function(lambda inputs: {OUTPUT_NAME: model(inputs, training=False)}, input_signature=[spec])
+    serve = SIGNATURES[signature](model)
     module.serve = serve
     tf.saved_model.save(module, path, signatures={SIGNATURE: serve})
 
 
-def export_saved_model(model, base_dir, name="student", version=None):
+def export_saved_model(model, base_dir, name="student", version=None, signature="logits"):
     """Write `model` to `base_dir/name/version/` for TF Serving and return that path.
 
     Args:
@@ -61,12 +90,15 @@ def export_saved_model(model, base_dir, name="student", version=None):
         base_dir: TF Serving's model base path.
         name: the model's name (a folder under `base_dir`).
         version: a positive integer; default the next free version.
+        signature: `"logits"` (classifiers) or `"next_token"` (causal language models).
 
     Raises:
         ValueError: `base_dir` is a file, the version exists, or a Distiller was passed.
         RuntimeError: a Keras 3 backend other than TensorFlow (the message says how to export).
     """
     _check_exportable(model, "SavedModel export")
+    if signature not in SIGNATURES:
+        raise ValueError(f"Unknown signature {signature!r}; expected one of {sorted(SIGNATURES)}.")
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):
         raise ValueError(f"Export path {base_dir!r} is a file; give a folder for TF Serving's base path.")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
@@ -81,7 +113,7 @@ def export_saved_model(model, base_dir, name="student", version=None):
     os.makedirs(model_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".partial-", dir=model_dir)  # not an integer: TF Serving ignores it
     try:
-        _write_saved_model(model, os.path.join(staging, "model"))
+        _write_saved_model(model, os.path.join(staging, "model"), signature)
         os.rename(os.path.join(staging, "model"), target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

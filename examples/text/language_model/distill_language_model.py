@@ -47,6 +47,15 @@ flags.DEFINE_float("alpha", 0.5, "Weight of the label loss in the distilled stud
 flags.DEFINE_float("temperature", 1.0, "Temperature of the distillation losses.")
 flags.DEFINE_list("methods", ["labels", "forward_kl", "generalized_jsd"], "Students to train.")
 flags.DEFINE_list("seeds", ["0"], "Seeds (each: new student initial weights, shared by the methods).")
+flags.DEFINE_integer(
+    "top_k", 16, "Distil from a TopKTeacherCache of the teacher's top k tokens per position (0: run the teacher live)."
+)
+flags.DEFINE_string(
+    "teacher_file", None, "Teacher weights (.weights.h5): loaded if the file exists, else written after training."
+)
+flags.DEFINE_string(
+    "export_dir", None, "TF Serving base path: the first seed's last distilled student as a next-token SavedModel."
+)
 flags.DEFINE_string("results", None, "Optional JSON file for the figures.")
 
 PAD, BOUNDARY, UNKNOWN = 0, 1, 2  # padding, start/end of a sentence, a character not in the vocabulary
@@ -114,6 +123,51 @@ def optimizer(steps):
 
     schedule = keras.optimizers.schedules.CosineDecay(FLAGS.learning_rate, decay_steps=max(1, steps))
     return keras.optimizers.AdamW(schedule, weight_decay=0.01)
+
+
+def EpochTimer():
+    """A callback timing each epoch; `median()` leaves out the first epoch's tracing when there are more."""
+    import keras
+
+    class Timer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.start)
+
+        def median(self):
+            return float(np.median(self.seconds[1:] or self.seconds))
+
+    return Timer()
+
+
+def export(student):
+    """The student as a SavedModel with the next-token signature (TensorFlow backend), for TF Serving."""
+    import keras
+
+    from keras_kd.compression import export_saved_model
+
+    if keras.backend.backend() != "tensorflow":
+        print("--export_dir: SavedModels are written on the TensorFlow backend (KERAS_BACKEND=tensorflow); skipped")
+        return None
+    path = export_saved_model(student, FLAGS.export_dir, "language_model", signature="next_token")
+    print(f"next-token SavedModel written to {path}")
+    return path
+
+
+def distiller(student, teacher, method, steps):
+    import keras_kd
+
+    model = keras_kd.Distiller(student=student, teacher=teacher)
+    model.compile(
+        optimizer=optimizer(steps), distillation_loss_fn=method, alpha=FLAGS.alpha, temperature=FLAGS.temperature
+    )
+    return model
 
 
 def bits_per_token(model, x, y, weight, batch_size=256):
@@ -184,9 +238,15 @@ def main(_):
         weighted_metrics=[],
     )
     tick = time.time()
-    trainer.fit(
-        x_train, y_train, sample_weight=w_train, epochs=FLAGS.teacher_epochs, batch_size=FLAGS.batch_size, verbose=2
-    )
+    if FLAGS.teacher_file and os.path.exists(FLAGS.teacher_file):
+        teacher.load_weights(FLAGS.teacher_file)  # the same settings trained it (the benchmark's two regimes)
+        print(f"teacher loaded from {FLAGS.teacher_file}")
+    else:
+        trainer.fit(
+            x_train, y_train, sample_weight=w_train, epochs=FLAGS.teacher_epochs, batch_size=FLAGS.batch_size, verbose=2
+        )
+        if FLAGS.teacher_file:
+            teacher.save_weights(FLAGS.teacher_file)
     teacher_seconds = time.time() - tick
     results = {
         "engine": keras_kd.ENGINE_DESCRIPTION,
@@ -216,8 +276,27 @@ def main(_):
     )
     prompts = ["the movie ", "a film that "]
     results["samples"]["teacher"] = [sample(teacher, inverse, p, vocab) for p in prompts]
+    cache = None
+    if FLAGS.top_k:
+        tick = time.time()
+        cache = keras_kd.TopKTeacherCache.build(teacher, x_small, top_k=FLAGS.top_k)
+        results["top_k_cache"] = {
+            "top_k": FLAGS.top_k,
+            "dropped_mass": cache.dropped_mass,
+            "kl_to_full_nats": cache.kl_to_full,
+            "megabytes": cache.nbytes / 1e6,
+            "full_logits_megabytes": cache.full_logits_nbytes / 1e6,
+            "build_seconds": round(time.time() - tick, 1),
+        }
+        print(
+            f"top-{FLAGS.top_k} teacher cache: {cache.nbytes / 1e6:.1f} MB against "
+            f"{cache.full_logits_nbytes / 1e6:.1f} MB of full logits; "
+            f"{100 * cache.dropped_mass:.2f} % of the mass outside the top k, "
+            f"KL to the full distribution {cache.kl_to_full:.4f} nats per token"
+        )
 
-    student_steps = FLAGS.student_epochs * math.ceil(count / FLAGS.batch_size)
+    steps_per_epoch = math.ceil(count / FLAGS.batch_size)
+    student_steps = FLAGS.student_epochs * steps_per_epoch
     for seed in FLAGS.seeds:
         keras.utils.set_random_seed(int(seed))
         initial = causal_lm(size, FLAGS.student_layers, FLAGS.student_width, FLAGS.max_length)
@@ -236,14 +315,8 @@ def main(_):
                     weighted_metrics=[],
                 )
             else:
-                model = keras_kd.Distiller(student=student, teacher=teacher)
-                model.compile(
-                    optimizer=optimizer(student_steps),
-                    distillation_loss_fn=method,
-                    alpha=FLAGS.alpha,
-                    temperature=FLAGS.temperature,
-                )
-            tick = time.time()
+                model = distiller(student, teacher, method, student_steps)
+            tick, timer = time.time(), EpochTimer()
             model.fit(
                 x_small,
                 y_small,
@@ -251,14 +324,26 @@ def main(_):
                 epochs=FLAGS.student_epochs,
                 batch_size=FLAGS.batch_size,
                 verbose=0,
+                callbacks=[timer],
+                **({} if method == "labels" or cache is None else {"teacher_cache": cache}),
             )
             seconds = time.time() - tick
             bits = bits_per_token(student, x_test, y_test, w_test)
-            run[method] = {"bits_per_token": bits, "seconds_per_step": seconds / student_steps}
+            run[method] = {"bits_per_token": bits, "seconds_per_step": timer.median() / steps_per_epoch}
             print(f"seed {seed} {method}: {bits:.3f} bits per token held out ({seconds:.0f} s)")
             if seed == FLAGS.seeds[0]:
                 results["samples"][f"student_{method}"] = [sample(student, inverse, p, vocab) for p in prompts]
+                if FLAGS.export_dir and method == FLAGS.methods[-1]:
+                    results["saved_model"] = export(student)
         results["runs"][seed] = run
+    if cache is not None:  # what the cache saves: one epoch with the teacher run live, same student
+        student = causal_lm(size, FLAGS.student_layers, FLAGS.student_width, FLAGS.max_length)
+        model = distiller(student, teacher, FLAGS.methods[-1], student_steps)
+        timer = EpochTimer()
+        model.fit(
+            x_small, y_small, sample_weight=w_small, epochs=3, batch_size=FLAGS.batch_size, verbose=0, callbacks=[timer]
+        )
+        results["live_teacher_seconds_per_step"] = timer.median() / steps_per_epoch
 
     summary = {}
     for method in FLAGS.methods:

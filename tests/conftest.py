@@ -25,6 +25,30 @@ NUM_FEATURES = 8
 NUM_CLASSES = 3
 
 
+# Whole jobs (the CLI in subprocesses, own-data folders, search, atomic writes under kill): the
+# code under them is engine-independent Python, already tested on every engine below them, so
+# they run on Keras 3's TensorFlow backend and on JAX (one non-TensorFlow backend) to keep the
+# four-engine suite near 30 minutes. tf_keras keeps the jobs whose code differs there
+# (test_compress_cli: TF-MOT; test_resume: its own checkpoint callback). KERAS_KD_ALL_ENGINES=1
+# runs every job on every engine.
+JOB_MODULES = {"test_cli", "test_tune", "test_user_data", "test_atomic"}
+JOB_ENGINES = {"tensorflow", "jax"}
+
+
+def pytest_collection_modifyitems(config, items):
+    from keras_kd.backend import IS_TF_KERAS
+
+    engine = "tf_keras" if IS_TF_KERAS else BACKEND
+    if engine in JOB_ENGINES or os.environ.get("KERAS_KD_ALL_ENGINES") == "1":
+        return
+    skip = pytest.mark.skip(
+        reason=f"job-level test: runs on the {' and '.join(sorted(JOB_ENGINES))} engines (KERAS_KD_ALL_ENGINES=1: all)"
+    )
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in JOB_MODULES:
+            item.add_marker(skip)
+
+
 def pytest_report_header(config):
     from keras_kd.backend import ENGINE_DESCRIPTION
 

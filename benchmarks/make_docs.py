@@ -22,6 +22,7 @@ PAGES = [
     ("Compression", "docs/compression_benchmark.md"),
     ("Main job on digits", "docs/results.md"),
     ("Where distillation pays", "docs/when_distillation_pays.md"),
+    ("Language models", "docs/language_model_benchmark.md"),
 ]
 EXAMPLES = [
     (

@@ -273,3 +273,27 @@ def test_export_on_another_backend_says_how_and_writes_nothing(tmp_path, digits_
     with pytest.raises(RuntimeError, match="KERAS_BACKEND=tensorflow"):
         export_tflite(student, str(tmp_path / "s.tflite"))
     assert list(tmp_path.iterdir()) == []
+
+
+@tf_keras_only
+def test_compress_builds_one_teacher_cache_for_its_later_stages(tmp_path, monkeypatch):
+    """Prune, cluster and QAT distil on the same transfer set: one cache, not one per stage."""
+    from keras_kd.jobs.compress import run_compress
+    from keras_kd.jobs.config import CompressConfig
+    from keras_kd.teacher_cache import TeacherCache
+
+    built = []
+    original = TeacherCache.build.__func__
+    monkeypatch.setattr(
+        TeacherCache, "build", classmethod(lambda cls, *a, **k: built.append(1) or original(cls, *a, **k))
+    )
+    config = CompressConfig(
+        teacher_epochs=2, student_epochs=1, prune_epochs=1, clusters=4, qat=True, teacher_cache=True, verbose=0
+    )
+    rows, _ = run_compress(config, str(tmp_path))
+    assert [row.name for row in rows][-3:] == [
+        "student_kd_pruned_clustered",
+        "student_kd_pruned_qat",
+        "student_kd_pruned_qat_int8",
+    ]
+    assert len(built) == 2  # the distilled student's, then the later stages' one

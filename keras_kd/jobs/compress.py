@@ -18,7 +18,7 @@ from keras_kd.compression.export import export_saved_model, export_tflite
 from keras_kd.compression.magnitude_pruning import MagnitudePruning
 from keras_kd.compression.pruning_schedules import PolynomialDecay
 from keras_kd.compression.verify import outputs_in_fresh_process
-from keras_kd.jobs.training import distill, prepare, student_builder, teacher_and_students
+from keras_kd.jobs.training import distill, prepare, stage_teacher_cache, student_builder, teacher_and_students
 from keras_kd.utils import count_nonzero_params, count_params, snapshot
 
 MEGABYTE = 1e6
@@ -64,7 +64,7 @@ def _log(message, verbose):
         print(message, flush=True)
 
 
-def prune_by_distillation(student, teacher, x, y, config):
+def prune_by_distillation(student, teacher, x, y, config, teacher_cache=None):
     """Keep distilling while the kernels are pruned to `config.sparsity`; returns a plain model."""
     steps = math.ceil(len(x) / config.batch_size)
     end_step = steps * max(1, config.prune_epochs - 1)  # the last epoch fine-tunes at full sparsity
@@ -75,28 +75,33 @@ def prune_by_distillation(student, teacher, x, y, config):
         wrapped = tfmot.prune(
             student, config.sparsity, schedule="polynomial", begin_step=0, end_step=end_step, frequency=frequency
         )
-        distill(wrapped, teacher, x, y, config, epochs=config.prune_epochs, callbacks=tfmot.pruning_callbacks())
+        callbacks = tfmot.pruning_callbacks()
+        distill(
+            wrapped, teacher, x, y, config, epochs=config.prune_epochs, callbacks=callbacks, teacher_cache=teacher_cache
+        )
         return tfmot.strip(wrapped)
     pruning = MagnitudePruning(PolynomialDecay(0.0, config.sparsity, 0, end_step, frequency=frequency))
-    distill(student, teacher, x, y, config, epochs=config.prune_epochs, callbacks=[pruning])
+    distill(
+        student, teacher, x, y, config, epochs=config.prune_epochs, callbacks=[pruning], teacher_cache=teacher_cache
+    )
     return student
 
 
-def cluster_by_distillation(student, teacher, x, y, config):
+def cluster_by_distillation(student, teacher, x, y, config, teacher_cache=None):
     """tf_keras: sparsity-preserving clustering, one epoch of distillation, stripped."""
     from keras_kd.compression import tfmot
 
     clustered = tfmot.cluster(student, config.clusters, preserve_sparsity=True)
-    distill(clustered, teacher, x, y, config, epochs=1)
+    distill(clustered, teacher, x, y, config, epochs=1, teacher_cache=teacher_cache)
     return tfmot.strip(clustered)
 
 
-def qat_by_distillation(student, teacher, x, y, config, preserve):
+def qat_by_distillation(student, teacher, x, y, config, preserve, teacher_cache=None):
     """tf_keras: quantization-aware distillation (PQAT/CQAT when `preserve` is given)."""
     from keras_kd.compression import tfmot
 
     quantized = tfmot.quantize(student, preserve=preserve)
-    distill(quantized, teacher, x, y, config, epochs=config.qat_epochs)
+    distill(quantized, teacher, x, y, config, epochs=config.qat_epochs, teacher_cache=teacher_cache)
     return quantized
 
 
@@ -109,11 +114,12 @@ def run_compress(config, output_folder):
     split, (x_test, y_test), teacher = prepare(config, total_steps=5)
     build = student_builder(config, split, teacher.output_shape[-1])
     scratch, kd_student = teacher_and_students(config, split, teacher, total_steps=5, build_student=build)
-    x_train, y_train = split.transfer_set  # later stages distil on the same transfer set
+    x_train, y_train = split.transfer_set  # later stages distil on the same transfer set: one teacher cache
+    cache = stage_teacher_cache(config, teacher, kd_student, x_train)
     _log(f"[4/5] pruning to {config.sparsity:.0%} sparsity while distilling", verbose)
     to_prune = snapshot(kd_student, "student_kd_pruned")
     to_prune.trainable = True
-    final = prune_by_distillation(to_prune, teacher, x_train, y_train, config)
+    final = prune_by_distillation(to_prune, teacher, x_train, y_train, config, cache)
     stages = [
         ("teacher", teacher),
         ("student_scratch", scratch),
@@ -122,11 +128,11 @@ def run_compress(config, output_folder):
     ]
     preserve = "sparsity"
     if config.clusters is not None:
-        final = cluster_by_distillation(_trainable_copy(final), teacher, x_train, y_train, config)
+        final = cluster_by_distillation(_trainable_copy(final), teacher, x_train, y_train, config, cache)
         stages.append(("student_kd_pruned_clustered", final))
         preserve = "clusters"
     if config.qat:
-        final = qat_by_distillation(_trainable_copy(final), teacher, x_train, y_train, config, preserve)
+        final = qat_by_distillation(_trainable_copy(final), teacher, x_train, y_train, config, preserve, cache)
         stages.append(("student_kd_pruned_qat", final))
 
     _log("[5/5] exporting and measuring the artifacts", verbose)

@@ -167,6 +167,16 @@ def distill(
     return distiller.student
 
 
+def stage_teacher_cache(config, teacher, student, x):
+    """The teacher cache `distill` would build for `student` on `x` (None unless `config.teacher_cache`),
+    made once for the stages that all distil on the same data (compress: prune, cluster, QAT)."""
+    if not config.teacher_cache:
+        return None
+    distiller = Distiller(student=student, teacher=teacher, teacher_dtype=config.teacher_dtype)
+    distiller.compile(optimizer="sgd", **config.compile_arguments())  # the recipe's augmentation and T
+    return _teacher_cache(config, teacher, x, distiller)
+
+
 def _teacher_cache(config, teacher, x, distiller):
     """The teacher's outputs computed once: its logits, or, for a recipe that augments every batch
     (function matching), its top-5 soft labels on 4 stored mix-up views per example (FKD)."""

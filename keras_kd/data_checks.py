@@ -2,7 +2,8 @@
 
 `Distiller.fit` and `evaluate` call `check_data` once. It peeks at the first batches in
 Python (NumPy arrays: the first `PEEK_ROWS` rows and every label; a `tf.data.Dataset`: its
-first `PEEK_BATCHES` batches; a `keras.utils.PyDataset`: its first batch) and raises a
+first `PEEK_BATCHES` batches; a `keras.utils.PyDataset` or a Python generator: its first batch,
+which `fit` then gets again) and raises a
 `ValueError` that names the argument, the offending value and the fix for:
 
 - an empty dataset, including a `tf.data` pipeline filtered down to nothing;
@@ -19,6 +20,7 @@ non-finite loss.
 """
 
 import contextlib
+import inspect
 import math
 import re
 
@@ -247,7 +249,9 @@ def check_fit_arguments(distiller, x, y, kwargs, check_numerics=False, teacher_c
     (each pass of a generator-backed dataset may differ, and the cache checks them batch by batch).
     """
     check_not_empty(x, "x")
-    if teacher_cache is None or not _is_dataset(x):
+    if inspect.isgenerator(x):
+        x = _peeked_generator(distiller, x, check_numerics)
+    elif teacher_cache is None or not _is_dataset(x):
         check_data(distiller, x, y, kwargs.get("sample_weight"), "x", check_numerics)
     validation = kwargs.get("validation_data")
     if validation is not None:
@@ -267,6 +271,22 @@ def check_fit_arguments(distiller, x, y, kwargs, check_numerics=False, teacher_c
     if check_numerics and _is_dataset(x):
         x = _assert_finite_batches(x)
     return x, kwargs
+
+
+def _peeked_generator(distiller, generator, check_numerics):
+    """Check a generator's first batch like any data, then hand `fit` a generator that yields it again."""
+    try:
+        first = next(generator)
+    except StopIteration:
+        raise _empty_error("x") from None
+    inputs, labels, weights = _split(first)
+    check_data(distiller, inputs, labels, weights, "x", check_numerics)
+
+    def replayed():
+        yield first
+        yield from generator
+
+    return replayed()
 
 
 def _assert_finite_batches(dataset):

@@ -200,3 +200,26 @@ def test_py_dataset_first_batch_is_checked(distiller, data):
 
     with pytest.raises(ValueError, match="class indices outside"):
         distiller.fit(Batches(), epochs=1, verbose=0)
+
+
+def test_a_generators_first_batch_is_checked_and_still_trained_on(distiller, data):
+    x, y = data
+    seen = []
+
+    def batches(bad):
+        for start in range(0, len(x), 16):
+            seen.append(start)
+            yield x[start : start + 16], y[start : start + 16] + (NUM_CLASSES if bad else 0)
+
+    with pytest.raises(ValueError, match="class indices outside"):
+        distiller.fit(batches(bad=True), epochs=1, verbose=0)
+    assert seen == [0]  # refused on its first batch, before any step
+
+    def empty():
+        yield from ()
+
+    with pytest.raises(ValueError, match="yields no batches"):
+        distiller.fit(empty(), epochs=1, verbose=0)
+    seen.clear()
+    history = distiller.fit(batches(bad=False), epochs=1, verbose=0).history
+    assert seen == list(range(0, len(x), 16)) and np.isfinite(history["loss"][0])

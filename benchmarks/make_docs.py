@@ -269,6 +269,20 @@ def main():
             *ratios,
             "",
         ]
+    language = read("docs/language_model_benchmark.md")
+    if language and "## The teacher saw more text" in language:
+        regime = language.split("## The teacher saw more text than the students", 1)[1].split("\n## ", 1)[0]
+        target = language.split("## Target", 1)[1].split("\n## ", 1)[0].strip() if "## Target" in language else ""
+        with open(os.path.join(RESULTS, "language_model.json")) as handle:
+            small = json.load(handle)["regimes"]["teacher_saw_more"]
+        block += section(
+            f"A language model (character-level GPT-2-style, keras-hub) distilled into one "
+            f"{small['student']['size_ratio']:.0f}x smaller, the teacher trained on {small['train_sentences']:,} "
+            f"sentences, the students on {small['student_sentences']:,}; held-out bits per token, lower is better "
+            "([docs/language_model_benchmark.md](docs/language_model_benchmark.md), "
+            "`KERAS_BACKEND=jax python benchmarks/language_model.py`):",
+            "\n\n".join(part.strip() for part in (regime, target) if part.strip()),
+        )
     block += [
         "All benchmarks, text and speech included: [docs/benchmarks.md](docs/benchmarks.md). The methods and "
         "compression pages were measured before the transfer-set rework (55k-parameter "

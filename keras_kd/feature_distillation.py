@@ -2,6 +2,7 @@
 
 from keras_kd import losses as kd_losses
 from keras_kd.backend import is_graph_model, keras, ops
+from keras_kd.losses.base import reduce_values
 
 ADAPTER_KINDS = ("auto", "dense", "conv", None)
 
@@ -73,11 +74,20 @@ class FeatureDistillation(keras.layers.Layer):
                     )
                 return ops.zeros(())  # no memory rows to compare with: nothing to report
             return self.adapter_layer(teacher_features, student_features, indices, training=training)
-        return self.loss(
-            teacher_features,
-            self.adapter_layer(student_features),
-            sample_weight=sample_weight if self.loss.per_sample else None,
-        )
+        student_features = self.adapter_layer(student_features)
+        if not self.loss.per_sample:
+            return self.loss(teacher_features, student_features)
+        if _per_token(teacher_features, sample_weight):
+            # Sequence features `(batch, time, ...)` with a weight per token: one value per token,
+            # averaged over the real tokens as the token-level losses are.
+            batch_and_time = ops.shape(sample_weight)
+            values = self.loss.compute(
+                *(ops.reshape(f, (-1, *f.shape[2:])) for f in (teacher_features, student_features))
+            )
+            return reduce_values(ops.reshape(values, batch_and_time), sample_weight, self.loss.kd_reduction)
+        if sample_weight is not None and len(sample_weight.shape) == 2:  # other features of a sequence model
+            sample_weight = ops.max(sample_weight, axis=1)  # each sequence with a real token counts
+        return self.loss(teacher_features, student_features, sample_weight=sample_weight)
 
     def get_config(self):
         return {
@@ -94,6 +104,14 @@ class FeatureDistillation(keras.layers.Layer):
         config = dict(config)
         config["loss"] = kd_losses.deserialize(config["loss"])
         return cls(**config)
+
+
+def _per_token(features, sample_weight):
+    """True for features `(batch, time, ...)` and a weight `(batch, time)` of the same time steps
+    (a time axis of unknown length is taken to be the tokens')."""
+    if sample_weight is None or len(sample_weight.shape) != 2 or len(features.shape) < 3:
+        return False
+    return None in (features.shape[1], sample_weight.shape[1]) or features.shape[1] == sample_weight.shape[1]
 
 
 def feature_extractors(teacher, student, terms):

@@ -155,3 +155,30 @@ def test_distiller_fits_a_sequence_model_with_padding_and_reports_token_accuracy
     s = to_numpy(student(x)).argmax(-1)
     real = np.concatenate([PADDING] * 4) > 0
     assert accuracy == pytest.approx(np.mean(s[real] == y[real]), abs=1e-6)
+
+
+@pytest.mark.parametrize("padding_from", ["sample_weight", "padding_mask"])
+def test_feature_terms_on_sequence_features_average_over_real_tokens(padding_from):
+    """A hint on hidden states `(batch, time, width)`: one value per token, padding left out."""
+    from keras_kd import FeatureDistillation
+
+    ids = _token_ids()
+    y = np.roll(ids, -1, axis=1).astype("int64")
+    dict_inputs = padding_from == "padding_mask"
+    teacher, student = _language_model(8, dict_inputs=dict_inputs), _language_model(8, dict_inputs=dict_inputs)
+    hidden_layer = {
+        m: next(layer for layer in m.layers if isinstance(layer, keras.layers.Dense)) for m in (teacher, student)
+    }
+    hint = FeatureDistillation("fitnets", hidden_layer[teacher].name, hidden_layer[student].name, weight=1.0)
+    distiller = Distiller(student=student, teacher=teacher, features=[hint])
+    distiller.compile(optimizer="sgd", alpha=0.5, temperature=2.0)
+    x = {"token_ids": ids, "padding_mask": PADDING.astype("int32")} if dict_inputs else ids
+    sample_weight = None if dict_inputs else PADDING
+    result = distiller.evaluate(x, y, sample_weight=sample_weight, batch_size=BATCH, verbose=0, return_dict=True)
+    hidden = [to_numpy(keras.Model(m.input, hidden_layer[m].output)(x)) for m in (teacher, student)]
+    per_token = np.mean((hidden[1].astype(np.float64) - hidden[0]) ** 2, axis=-1)
+    key = next(name for name in result if name.startswith("fitnets"))
+    assert result[key] == pytest.approx(reference.real_token_mean(per_token, PADDING), rel=1e-4)
+    assert result[key] != pytest.approx(per_token.mean(), rel=1e-3)  # padding would have moved it
+    history = distiller.fit(x, y, sample_weight=sample_weight, epochs=2, batch_size=BATCH, verbose=0).history
+    assert np.all(np.isfinite(history[key]))

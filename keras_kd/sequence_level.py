@@ -75,7 +75,10 @@ def teacher_transfer_set(teacher, prompts, sampler="top_k", stop_token_ids=None,
     return next_token_data(*generate_token_ids(teacher, prompts, sampler, stop_token_ids, batch_size))
 
 
-class OnPolicySequences(keras.utils.PyDataset):
+_PyDataset = getattr(keras.utils, "PyDataset", keras.utils.Sequence)  # tf_keras names it Sequence
+
+
+class OnPolicySequences(_PyDataset):
     """Next-token batches in which a fraction of the sequences are the student's own generations.
 
     At the start of every epoch, `student_fraction` of the sequences (drawn anew each epoch)

@@ -178,7 +178,8 @@ def write_page(report):
         lines += [
             f"## {title}",
             "",
-            f"Students: {result['student_sentences']:,} sentences, {result['student']['epochs']} epochs.",
+            f"Students: {result['student_sentences']:,} sentences, {result['student']['epochs']} epochs; "
+            f"{len(result['runs'])} seed{'s' if len(result['runs']) > 1 else ''}.",
             "",
             "| student | bits per token, mean ± std | per seed | vs from labels | lower on every seed |",
             "|---|---:|---|---:|---|",
@@ -213,7 +214,12 @@ def write_page(report):
         if "live_teacher_seconds_per_step" in result:
             live = result["live_teacher_seconds_per_step"]
             cost.append(f"distilled with the teacher run live {1000 * live:.0f} ms ({live / labels_step:.2f}x)")
-        lines += ["", "Time per training step (median epoch after the first): " + "; ".join(cost) + ".", ""]
+        lines += [
+            "",
+            "Time per training step (median epoch after the first; cores shared with other jobs, see "
+            "`benchmarks/results/NOTES.md`): " + "; ".join(cost) + ".",
+            "",
+        ]
     met = report.get("target_met", {})
     if met:
         lines += [

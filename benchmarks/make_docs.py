@@ -179,6 +179,24 @@ def showcase_table():
     return "\n".join(lines)
 
 
+def _same_data_line():
+    """One sentence on the language-model benchmark's other regime, from its JSON."""
+    with open(os.path.join(RESULTS, "language_model.json")) as handle:
+        same = json.load(handle)["regimes"].get("same_data")
+    if not same:
+        return ""
+    summary, seeds = same["summary"], len(same["runs"])
+    parts = [f"from labels {summary['labels']['mean']:.3f}"] + [
+        f"{name} {summary[key]['mean']:.3f} ({summary[key]['change_vs_labels_percent']:+.1f} %)"
+        for key, name in (("forward_kl", "forward KL"), ("generalized_jsd", "GKD"))
+        if key in summary
+    ]
+    return (
+        f"With the students on all {same['student_sentences']:,} of the teacher's sentences ({seeds} seed"
+        f"{'s' if seeds > 1 else ''}), distillation paid instead: " + ", ".join(parts) + " bits per token."
+    )
+
+
 def section(introduction, body):
     """README lines of one results section: a sentence that says where it comes from, then the table."""
     return [introduction, "", body, ""]
@@ -281,7 +299,7 @@ def main():
             f"sentences, the students on {small['student_sentences']:,}; held-out bits per token, lower is better "
             "([docs/language_model_benchmark.md](docs/language_model_benchmark.md), "
             "`KERAS_BACKEND=jax python benchmarks/language_model.py`):",
-            "\n\n".join(part.strip() for part in (regime, target) if part.strip()),
+            "\n\n".join(part.strip() for part in (regime, target, _same_data_line()) if part.strip()),
         )
     block += [
         "All benchmarks, text and speech included: [docs/benchmarks.md](docs/benchmarks.md). The methods and "

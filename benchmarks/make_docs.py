@@ -191,9 +191,13 @@ def _same_data_line():
         for key, name in (("forward_kl", "forward KL"), ("generalized_jsd", "GKD"))
         if key in summary
     ]
+    paid = all(summary[key]["change_vs_labels_percent"] < 0 for key in summary if key != "labels")
     return (
         f"With the students on all {same['student_sentences']:,} of the teacher's sentences ({seeds} seed"
-        f"{'s' if seeds > 1 else ''}), distillation paid instead: " + ", ".join(parts) + " bits per token."
+        f"{'s' if seeds > 1 else ''}), "
+        + ("distillation paid there: " if paid else "")
+        + ", ".join(parts)
+        + " bits per token."
     )
 
 

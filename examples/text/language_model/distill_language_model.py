@@ -44,6 +44,25 @@ flags.DEFINE_integer("student_epochs", 12, "Student epochs (the same for every s
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_float("dropout", 0.1, "Dropout of every model (keras-hub's GPT-2 default; 0 lets them memorise).")
 flags.DEFINE_float("learning_rate", 3e-3, "Peak learning rate (cosine decay to 0).")
+flags.DEFINE_list(
+    "method_learning_rates",
+    [],
+    "Per-student peak learning rates, `method:rate` (e.g. labels:1e-2,forward_kl:3e-3); others use --learning_rate.",
+)
+flags.DEFINE_list("method_alphas", [], "Per-student alphas, `method:alpha` (distilled students); others use --alpha.")
+flags.DEFINE_list(
+    "learning_rate_grid",
+    [],
+    "Peak rates each student tries on the first seed (needs --validation_sentences); the best on validation is "
+    "kept for every seed, so each student gets its own best settings.",
+)
+flags.DEFINE_list("alpha_grid", [], "Alphas each distilled student tries with each rate of --learning_rate_grid.")
+flags.DEFINE_integer(
+    "validation_sentences",
+    0,
+    "Training sentences kept from every student (the last ones; the teacher saw them) to score settings on: "
+    "settings are chosen on these, never on the held-out test sentences.",
+)
 flags.DEFINE_float("alpha", 0.5, "Weight of the label loss in the distilled students.")
 flags.DEFINE_float("temperature", 1.0, "Temperature of the distillation losses.")
 flags.DEFINE_list("methods", ["labels", "forward_kl", "generalized_jsd"], "Students to train.")
@@ -119,10 +138,38 @@ def plain(model):
     return keras.Model(model.input, model.output)
 
 
-def optimizer(steps):
+def given_settings():
+    """{method: (peak learning rate, alpha)} from --method_learning_rates, --method_alphas and their defaults."""
+    chosen = {}
+    for name, items in (("method_learning_rates", FLAGS.method_learning_rates), ("method_alphas", FLAGS.method_alphas)):
+        values = dict(item.split(":", 1) for item in items)
+        unknown = set(values) - set(FLAGS.methods)
+        if unknown:
+            raise ValueError(f"--{name} names {sorted(unknown)}, not in --methods {FLAGS.methods}")
+        chosen[name] = values
+    return {
+        method: (
+            float(chosen["method_learning_rates"].get(method, FLAGS.learning_rate)),
+            None if method == "labels" else float(chosen["method_alphas"].get(method, FLAGS.alpha)),
+        )
+        for method in FLAGS.methods
+    }
+
+
+def candidates(method):
+    """The (rate, alpha) pairs a student tries when tuning: alphas only for distilled students."""
+    alphas = [None] if method == "labels" else [float(a) for a in FLAGS.alpha_grid or [FLAGS.alpha]]
+    return [(float(rate), alpha) for rate in FLAGS.learning_rate_grid for alpha in alphas]
+
+
+def describe(rate, alpha):
+    return f"rate {rate:g}" + ("" if alpha is None else f", alpha {alpha:g}")
+
+
+def optimizer(steps, rate=None):
     import keras
 
-    schedule = keras.optimizers.schedules.CosineDecay(FLAGS.learning_rate, decay_steps=max(1, steps))
+    schedule = keras.optimizers.schedules.CosineDecay(rate or FLAGS.learning_rate, decay_steps=max(1, steps))
     return keras.optimizers.AdamW(schedule, weight_decay=0.01)
 
 
@@ -161,12 +208,15 @@ def export(student):
     return path
 
 
-def distiller(student, teacher, method, steps):
+def distiller(student, teacher, method, steps, rate, alpha):
     import keras_kd
 
     model = keras_kd.Distiller(student=student, teacher=teacher)
     model.compile(
-        optimizer=optimizer(steps), distillation_loss_fn=method, alpha=FLAGS.alpha, temperature=FLAGS.temperature
+        optimizer=optimizer(steps, rate),
+        distillation_loss_fn=method,
+        alpha=alpha,
+        temperature=FLAGS.temperature,
     )
     return model
 
@@ -221,12 +271,24 @@ def main(_):
     size = len(vocab) + 3
     x_train, y_train, w_train = encode(train_text, vocab, FLAGS.max_length)
     x_test, y_test, w_test = encode(test_text, vocab, FLAGS.max_length)
-    count = FLAGS.student_sentences or len(train_text)
+    if FLAGS.learning_rate_grid and not FLAGS.validation_sentences:
+        raise ValueError("--learning_rate_grid needs --validation_sentences: rates are chosen on validation")
+    settings = given_settings()  # a bad --method_learning_rates or --method_alphas fails here, before training
+    pool = len(train_text) - FLAGS.validation_sentences  # the students draw from the first `pool` sentences
+    count = FLAGS.student_sentences or pool
+    if count > pool:
+        raise ValueError(
+            f"--student_sentences={count} and --validation_sentences={FLAGS.validation_sentences} overlap: "
+            f"there are {len(train_text)} training sentences"
+        )
     x_small = {key: value[:count] for key, value in x_train.items()}
     y_small, w_small = y_train[:count], w_train[:count]
+    x_val = {key: value[pool:] for key, value in x_train.items()}
+    y_val, w_val = y_train[pool:], w_train[pool:]
     print(
         f"{keras_kd.ENGINE_DESCRIPTION}; vocabulary {size} tokens; {len(train_text)} training sentences "
-        f"({count} for the students), {len(test_text)} held out; {int(w_test.sum())} held-out tokens"
+        f"({count} for the students, {FLAGS.validation_sentences} for validation), {len(test_text)} held out; "
+        f"{int(w_test.sum())} held-out tokens"
     )
 
     keras.utils.set_random_seed(1000)
@@ -257,7 +319,7 @@ def main(_):
         "student_sentences": count,
         "test_sentences": len(test_text),
         "test_tokens": int(w_test.sum()),
-        "alpha": FLAGS.alpha,
+        "validation_sentences": FLAGS.validation_sentences,
         "temperature": FLAGS.temperature,
         "teacher": {
             "layers": FLAGS.teacher_layers,
@@ -298,6 +360,52 @@ def main(_):
 
     steps_per_epoch = math.ceil(count / FLAGS.batch_size)
     student_steps = FLAGS.student_epochs * steps_per_epoch
+
+    def train_student(method, rate, alpha, initial_weights, seed):
+        """One student from `initial_weights`, trained by `method` at peak rate `rate`, and its figures."""
+        keras.utils.set_random_seed(int(seed))
+        student = causal_lm(size, FLAGS.student_layers, FLAGS.student_width, FLAGS.max_length)
+        student.set_weights(initial_weights)
+        if method == "labels":
+            model = plain(student)
+            model.compile(
+                optimizer=optimizer(student_steps, rate),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                weighted_metrics=[],
+            )
+        else:
+            model = distiller(student, teacher, method, student_steps, rate, alpha)
+        tick, timer = time.time(), EpochTimer()
+        model.fit(
+            x_small,
+            y_small,
+            sample_weight=w_small,
+            epochs=FLAGS.student_epochs,
+            batch_size=FLAGS.batch_size,
+            verbose=0,
+            callbacks=[timer],
+            **({} if method == "labels" or cache is None else {"teacher_cache": cache}),
+        )
+        seconds = time.time() - tick
+        entry = {
+            "bits_per_token": bits_per_token(student, x_test, y_test, w_test),
+            "seconds_per_step": timer.median() / steps_per_epoch,
+            "learning_rate": rate,
+            "alpha": alpha,
+        }
+        validation = ""
+        if FLAGS.validation_sentences:
+            entry["validation_bits_per_token"] = bits_per_token(student, x_val, y_val, w_val)
+            validation = f", {entry['validation_bits_per_token']:.3f} on validation"
+        print(
+            f"seed {seed} {method} ({describe(rate, alpha)}): {entry['bits_per_token']:.3f} bits per token "
+            f"held out{validation} ({seconds:.0f} s)",
+            flush=True,
+        )
+        return student, entry
+
+    if FLAGS.learning_rate_grid:
+        results["tuning"] = {method: {} for method in FLAGS.methods}
     for seed in FLAGS.seeds:
         keras.utils.set_random_seed(int(seed))
         initial = causal_lm(size, FLAGS.student_layers, FLAGS.student_width, FLAGS.max_length)
@@ -305,41 +413,26 @@ def main(_):
         results["student"]["parameters"] = parameters(initial)
         run = {}
         for method in FLAGS.methods:
-            keras.utils.set_random_seed(int(seed))
-            student = causal_lm(size, FLAGS.student_layers, FLAGS.student_width, FLAGS.max_length)
-            student.set_weights(initial_weights)
-            if method == "labels":
-                model = plain(student)
-                model.compile(
-                    optimizer=optimizer(student_steps),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    weighted_metrics=[],
-                )
+            if FLAGS.learning_rate_grid and seed == FLAGS.seeds[0]:
+                # The first seed tries every setting; the one best on validation is kept, for every seed.
+                tried = {pair: train_student(method, *pair, initial_weights, seed) for pair in candidates(method)}
+                for pair, (_, entry) in tried.items():
+                    results["tuning"][method][describe(*pair)] = entry["validation_bits_per_token"]
+                settings[method] = min(tried, key=lambda pair: tried[pair][1]["validation_bits_per_token"])
+                student, run[method] = tried[settings[method]]
+                print(f"{method}: {describe(*settings[method])} chosen on validation", flush=True)
             else:
-                model = distiller(student, teacher, method, student_steps)
-            tick, timer = time.time(), EpochTimer()
-            model.fit(
-                x_small,
-                y_small,
-                sample_weight=w_small,
-                epochs=FLAGS.student_epochs,
-                batch_size=FLAGS.batch_size,
-                verbose=0,
-                callbacks=[timer],
-                **({} if method == "labels" or cache is None else {"teacher_cache": cache}),
-            )
-            seconds = time.time() - tick
-            bits = bits_per_token(student, x_test, y_test, w_test)
-            run[method] = {"bits_per_token": bits, "seconds_per_step": timer.median() / steps_per_epoch}
-            print(f"seed {seed} {method}: {bits:.3f} bits per token held out ({seconds:.0f} s)")
+                student, run[method] = train_student(method, *settings[method], initial_weights, seed)
             if seed == FLAGS.seeds[0]:
                 results["samples"][f"student_{method}"] = [sample(student, inverse, p, vocab) for p in prompts]
                 if FLAGS.export_dir and method == FLAGS.methods[-1]:
                     results["saved_model"] = export(student)
         results["runs"][seed] = run
+    results["learning_rates"] = {method: settings[method][0] for method in FLAGS.methods}
+    results["alphas"] = {method: settings[method][1] for method in FLAGS.methods if method != "labels"}
     if cache is not None:  # what the cache saves: one epoch with the teacher run live, same student
         student = causal_lm(size, FLAGS.student_layers, FLAGS.student_width, FLAGS.max_length)
-        model = distiller(student, teacher, FLAGS.methods[-1], student_steps)
+        model = distiller(student, teacher, FLAGS.methods[-1], student_steps, *settings[FLAGS.methods[-1]])
         timer = EpochTimer()
         model.fit(
             x_small, y_small, sample_weight=w_small, epochs=2, batch_size=FLAGS.batch_size, verbose=0, callbacks=[timer]

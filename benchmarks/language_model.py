@@ -48,7 +48,8 @@ FULL = {
     "top_k": 16,
     # Each student's peak learning rate, chosen on seed 0 from this grid by held-out validation sentences
     # (training sentences no student sees); the same-data regime reuses the rates chosen here.
-    "learning_rate_grid": "3e-3,6e-3,1.2e-2",
+    "batch_size": 32,
+    "learning_rate_grid": "7.5e-4,1.5e-3,3e-3",
     "alpha_grid": "0.5,0.1",  # the distilled students' label weight, tried with each rate
     "validation_sentences": 1000,
 }
@@ -64,7 +65,8 @@ QUICK = {
     "small_epochs": 12,
     "same_epochs": 6,
     "top_k": 16,
-    "learning_rate_grid": "3e-3,1e-2",
+    "batch_size": 32,
+    "learning_rate_grid": "1.5e-3,3e-3",
     "alpha_grid": "0.5,0.1",
     "validation_sentences": 1000,
 }
@@ -100,6 +102,7 @@ def run(settings, student_sentences, student_epochs, results, teacher_file, seed
             "student_width",
             "max_length",
             "top_k",
+            "batch_size",
         )
     ]
     print(" ".join(command), flush=True)
@@ -185,7 +188,8 @@ def write_page(report):
         f"{teacher['epochs']} epochs on every training sentence, {teacher['bits_per_token']:.3f} bits per token "
         f"held out. Student: {layers(student)} x {student['width']}, {student['parameters']:,} "
         f"parameters ({student['size_ratio']:.1f}x smaller). The three students of a seed start from the same "
-        "weights and take the same number of AdamW steps (cosine decay, batch 64); distilled ones at T "
+        f"weights and take the same number of AdamW steps (cosine decay, batch {small.get('batch_size', 64)}); "
+        "distilled ones at T "
         f"{small['temperature']}, from a top-k teacher cache (below). Held-out bits per token, lower is better.",
         "",
     ]
@@ -256,7 +260,7 @@ def write_page(report):
             cost.append(f"distilled with the teacher run live {1000 * live:.0f} ms ({live / labels_step:.2f}x)")
         lines += [
             "",
-            "Time per training step (median epoch after the first; cores shared with other jobs, see "
+            "Time per training step (median epoch after the first; the load on the cores is in "
             "`benchmarks/results/NOTES.md`): " + "; ".join(cost) + ".",
             "",
         ]

@@ -300,7 +300,9 @@ def main():
         block += section(
             f"A language model (character-level GPT-2-style, keras-hub) distilled into one "
             f"{small['student']['size_ratio']:.0f}x smaller, the teacher trained on {small['train_sentences']:,} "
-            f"sentences, the students on {small['student_sentences']:,}; held-out bits per token, lower is better "
+            f"sentences, the students on {small['student_sentences']:,}"
+            + ("; each student's learning rate and alpha chosen on validation sentences" if small.get("tuning") else "")
+            + "; held-out bits per token, lower is better "
             "([docs/language_model_benchmark.md](docs/language_model_benchmark.md), "
             "`KERAS_BACKEND=jax python benchmarks/language_model.py`):",
             "\n\n".join(part.strip() for part in (regime, target, _same_data_line()) if part.strip()),

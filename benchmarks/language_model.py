@@ -38,6 +38,7 @@ FULL = {
     "teacher_layers": 3,
     "teacher_width": 192,
     "teacher_epochs": 8,
+    "teacher_learning_rate": 3e-3,  # the recorded teacher's recipe (batch 64)
     "student_layers": 2,
     "student_width": 64,
     "max_length": 128,
@@ -57,6 +58,7 @@ QUICK = {
     "teacher_layers": 2,
     "teacher_width": 128,
     "teacher_epochs": 6,
+    "teacher_learning_rate": 1.5e-3,
     "student_layers": 1,
     "student_width": 32,
     "max_length": 64,
@@ -98,6 +100,7 @@ def run(settings, student_sentences, student_epochs, results, teacher_file, seed
             "teacher_layers",
             "teacher_width",
             "teacher_epochs",
+            "teacher_learning_rate",
             "student_layers",
             "student_width",
             "max_length",

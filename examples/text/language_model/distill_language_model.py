@@ -46,6 +46,7 @@ flags.DEFINE_integer("student_sentences", 2400, "Training sentences the students
 flags.DEFINE_integer("student_epochs", 12, "Student epochs (the same for every student).")
 flags.DEFINE_integer("batch_size", 32, "Students' batch size (32: twice the steps of 64 for the same epochs).")
 flags.DEFINE_integer("teacher_batch_size", 64, "Teacher's batch size.")
+flags.DEFINE_float("teacher_learning_rate", 1.5e-3, "Teacher's peak learning rate (cosine decay to 0).")
 flags.DEFINE_float("dropout", 0.1, "Dropout of every model (keras-hub's GPT-2 default; 0 lets them memorise).")
 flags.DEFINE_float(
     "learning_rate", 1.5e-3, "Peak learning rate (cosine decay to 0); the benchmark's choice on validation."
@@ -174,10 +175,10 @@ def describe(rate, alpha):
     return f"rate {rate:g}" + ("" if alpha is None else f", alpha {alpha:g}")
 
 
-def optimizer(steps, rate=None):
+def optimizer(steps, rate):
     import keras
 
-    schedule = keras.optimizers.schedules.CosineDecay(rate or FLAGS.learning_rate, decay_steps=max(1, steps))
+    schedule = keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, steps))
     return keras.optimizers.AdamW(schedule, weight_decay=0.01)
 
 
@@ -304,7 +305,7 @@ def main(_):
     steps = FLAGS.teacher_epochs * math.ceil(len(train_text) / FLAGS.teacher_batch_size)
     trainer = plain(teacher)
     trainer.compile(
-        optimizer=optimizer(steps),
+        optimizer=optimizer(steps, FLAGS.teacher_learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         weighted_metrics=[],
     )
@@ -340,6 +341,7 @@ def main(_):
             "width": FLAGS.teacher_width,
             "epochs": FLAGS.teacher_epochs,
             "batch_size": FLAGS.teacher_batch_size,
+            "learning_rate": FLAGS.teacher_learning_rate,
             "parameters": parameters(teacher),
             "bits_per_token": bits_per_token(teacher, x_test, y_test, w_test),
             "train_seconds": round(teacher_seconds, 1),

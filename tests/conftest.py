@@ -32,7 +32,7 @@ NUM_CLASSES = 3
 # near 30 minutes. tf_keras keeps the jobs whose code differs there
 # (test_compress_cli: TF-MOT; test_resume: its own checkpoint callback). KERAS_KD_ALL_ENGINES=1
 # runs every job on every engine.
-JOB_MODULES = {"test_cli", "test_tune", "test_user_data", "test_atomic"}
+JOB_MODULES = {"test_cli", "test_tune", "test_user_data", "test_atomic", "test_language_model_example"}
 JOB_ENGINES = {"tensorflow", "torch"}
 
 

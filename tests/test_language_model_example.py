@@ -1,0 +1,81 @@
+"""The language-model example run as a user runs it, at tiny sizes: its settings search keeps, for
+every student, the setting best on validation, and a bad flag stops it before the teacher trains."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_kd.backend import IS_TF_KERAS
+
+if IS_TF_KERAS:
+    pytest.skip("keras-hub builds Keras 3 models only; the example needs it", allow_module_level=True)
+pytest.importorskip("keras_hub")
+
+EXAMPLE = os.path.join("examples", "text", "language_model", "distill_language_model.py")
+TINY = [
+    "--teacher_layers=1",
+    "--teacher_width=32",
+    "--teacher_epochs=1",
+    "--student_layers=1",
+    "--student_width=16",
+    "--student_epochs=1",
+    "--max_length=16",
+    "--batch_size=8",
+    "--top_k=4",
+]
+
+
+def corpus(folder):
+    """A small rt-polarity folder: 40 sentences of each polarity."""
+    words = "a fine film with a dull plot and superb actors that bore us".split()
+    for name, offset in (("rt-polarity.pos", 0), ("rt-polarity.neg", 5)):
+        lines = [" ".join(words[(i + offset + j) % len(words)] for j in range(4 + i % 5)) for i in range(40)]
+        (folder / name).write_text("\n".join(lines) + "\n")
+
+
+def run_example(tmp_path, *args):
+    corpus(tmp_path)
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    command = [sys.executable, EXAMPLE, f"--data_dir={tmp_path}", *TINY, *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_each_student_keeps_the_setting_best_on_validation(tmp_path):
+    results = tmp_path / "lm.json"
+    run = run_example(
+        tmp_path,
+        "--student_sentences=30",
+        "--validation_sentences=20",
+        "--learning_rate_grid=1e-3,1e-2",
+        "--alpha_grid=0.5,0.1",
+        "--seeds=0,1",
+        f"--results={results}",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(results.read_text())
+    assert set(report["tuning"]["labels"]) == {"rate 0.001", "rate 0.01"}
+    assert len(report["tuning"]["forward_kl"]) == len(report["tuning"]["generalized_jsd"]) == 4
+    for method, tried in report["tuning"].items():
+        best = min(tried, key=tried.get)
+        rate = report["learning_rates"][method]
+        alpha = report["alphas"].get(method)
+        assert best == f"rate {rate:g}" + ("" if alpha is None else f", alpha {alpha:g}")
+        for seed in ("0", "1"):  # the chosen setting trained every seed
+            assert report["runs"][seed][method]["learning_rate"] == rate
+            assert report["runs"][seed][method]["alpha"] == alpha
+        # seed 0's figure is the chosen run's: its validation score is the best one tried
+        assert report["runs"]["0"][method]["validation_bits_per_token"] == pytest.approx(tried[best])
+
+
+def test_a_bad_setting_stops_the_example_before_the_teacher_trains(tmp_path):
+    run = run_example(tmp_path, "--method_alphas=reverse_kl:0.1")
+    assert run.returncode != 0
+    assert "--method_alphas names ['reverse_kl']" in run.stderr
+    assert "teacher:" not in run.stdout and "Epoch 1" not in run.stdout + run.stderr
+
+    run = run_example(tmp_path, "--learning_rate_grid=1e-3,1e-2")
+    assert run.returncode != 0
+    assert "--learning_rate_grid needs --validation_sentences" in run.stderr

@@ -43,6 +43,13 @@ def run_example(tmp_path, *args):
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 
 
+def test_the_example_runs_with_labels_alone_and_its_teacher_prints_its_loss(tmp_path):
+    run = run_example(tmp_path, "--student_sentences=30", "--methods=labels")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "loss:" in run.stdout + run.stderr  # what the refusals below must not print
+    assert "| labels |" in run.stdout
+
+
 def test_each_student_keeps_the_setting_best_on_validation(tmp_path):
     results = tmp_path / "lm.json"
     run = run_example(
@@ -71,11 +78,12 @@ def test_each_student_keeps_the_setting_best_on_validation(tmp_path):
 
 
 def test_a_bad_setting_stops_the_example_before_the_teacher_trains(tmp_path):
-    run = run_example(tmp_path, "--method_alphas=reverse_kl:0.1")
+    run = run_example(tmp_path, "--student_sentences=30", "--method_alphas=reverse_kl:0.1")
     assert run.returncode != 0
     assert "--method_alphas names ['reverse_kl']" in run.stderr
-    assert "teacher:" not in run.stdout and "Epoch 1" not in run.stdout + run.stderr
+    assert "loss:" not in run.stdout + run.stderr  # the teacher's fit prints its loss each epoch
 
-    run = run_example(tmp_path, "--learning_rate_grid=1e-3,1e-2")
+    run = run_example(tmp_path, "--student_sentences=30", "--learning_rate_grid=1e-3,1e-2")
     assert run.returncode != 0
     assert "--learning_rate_grid needs --validation_sentences" in run.stderr
+    assert "loss:" not in run.stdout + run.stderr

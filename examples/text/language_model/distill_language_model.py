@@ -217,6 +217,19 @@ def export(student):
     return path
 
 
+def from_labels(model, steps, rate):
+    """`model` as a plain functional model compiled for next-token cross-entropy over the real tokens."""
+    import keras
+
+    trainer = plain(model)
+    trainer.compile(
+        optimizer=optimizer(steps, rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        weighted_metrics=[],
+    )
+    return trainer
+
+
 def distiller(student, teacher, method, steps, rate, alpha):
     import keras_kd
 
@@ -303,12 +316,7 @@ def main(_):
     keras.utils.set_random_seed(1000)
     teacher = causal_lm(size, FLAGS.teacher_layers, FLAGS.teacher_width, FLAGS.max_length)
     steps = FLAGS.teacher_epochs * math.ceil(len(train_text) / FLAGS.teacher_batch_size)
-    trainer = plain(teacher)
-    trainer.compile(
-        optimizer=optimizer(steps, FLAGS.teacher_learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        weighted_metrics=[],
-    )
+    trainer = from_labels(teacher, steps, FLAGS.teacher_learning_rate)
     tick = time.time()
     if FLAGS.teacher_file and os.path.exists(FLAGS.teacher_file):
         teacher.load_weights(FLAGS.teacher_file)  # the same settings trained it (the benchmark's two regimes)
@@ -384,12 +392,7 @@ def main(_):
         student = causal_lm(size, FLAGS.student_layers, FLAGS.student_width, FLAGS.max_length)
         student.set_weights(initial_weights)
         if method == "labels":
-            model = plain(student)
-            model.compile(
-                optimizer=optimizer(student_steps, rate),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                weighted_metrics=[],
-            )
+            model = from_labels(student, student_steps, rate)
         else:
             model = distiller(student, teacher, method, student_steps, rate, alpha)
         tick, timer = time.time(), EpochTimer()
@@ -447,9 +450,10 @@ def main(_):
         results["runs"][seed] = run
     results["learning_rates"] = {method: settings[method][0] for method in FLAGS.methods}
     results["alphas"] = {method: settings[method][1] for method in FLAGS.methods if method != "labels"}
-    if cache is not None:  # what the cache saves: one epoch with the teacher run live, same student
+    distilled = [method for method in FLAGS.methods if method != "labels"]
+    if cache is not None and distilled:  # what the cache saves: one epoch with the teacher run live, same student
         student = causal_lm(size, FLAGS.student_layers, FLAGS.student_width, FLAGS.max_length)
-        model = distiller(student, teacher, FLAGS.methods[-1], student_steps, *settings[FLAGS.methods[-1]])
+        model = distiller(student, teacher, distilled[-1], student_steps, *settings[distilled[-1]])
         timer = EpochTimer()
         model.fit(
             x_small, y_small, sample_weight=w_small, epochs=2, batch_size=FLAGS.batch_size, verbose=0, callbacks=[timer]

@@ -1,4 +1,7 @@
-"""Callbacks that change how the Distiller distils while it trains."""
+"""Callbacks that change how the Distiller distils while it trains, and the jobs' own: the best
+epoch on validation kept, and an early estimate of the run's duration."""
+
+import time
 
 from keras_kd import schedules
 from keras_kd.backend import keras
@@ -65,36 +68,157 @@ class SnapshotTeacher(keras.callbacks.Callback):
 
 
 class DurationEstimate(keras.callbacks.Callback):
-    """After the first epoch, print how long the remaining epochs should take.
+    """Early in a run, print how long the remaining epochs should take.
 
-    A distillation run can take hours; the first epoch's time (tracing included, so the
-    estimate errs long) tells the user early whether to wait or to shrink the run.
+    A distillation run can take hours; an early estimate tells the user whether to wait or to
+    shrink the run. The first epochs trace the training step and the first validation the
+    evaluation step, so the estimate is timed over the `validation_freq` epochs after the first
+    validated one (epoch 2 when every epoch is validated): steady epochs, one validation among
+    them. `estimated_seconds` keeps the figure, `remaining_seconds` the time those epochs took.
+
+    Args:
+        label: what trains, for the message.
+        validation_freq: `fit`'s `validation_freq` (an int).
+        stops_early: the run may stop before its last epoch (`KeepBestEpoch` with patience): the
+            estimate is then an upper bound, and the message says so.
     """
 
-    def __init__(self, label="training", print_fn=print):
+    def __init__(self, label="training", print_fn=print, validation_freq=1, stops_early=False):
         super().__init__()
-        self.label = label
-        self.print_fn = print_fn
-        self._started = None
-        self._epochs = None
+        self.label, self.print_fn = label, print_fn
+        self.validation_freq, self.stops_early = max(1, int(validation_freq)), stops_early
+        self.estimated_seconds = self.remaining_seconds = None
+        self._epochs = self._first = self._timed_from = self._estimated_at = None
 
     def on_train_begin(self, logs=None):
-        import time
-
-        self._started = time.monotonic()
         self._epochs = self.params.get("epochs") if self.params else None
+        self._first = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._first = epoch if self._first is None else self._first  # a resumed run starts later
 
     def on_epoch_end(self, epoch, logs=None):
-        import time
+        done = epoch - self._first + 1  # epochs of this fit so far
+        if done == self.validation_freq:
+            self._timed_from = time.monotonic()
+        elif done == 2 * self.validation_freq and self._epochs and self._epochs > epoch + 1:
+            now = time.monotonic()
+            per_epoch = (now - self._timed_from) / self.validation_freq
+            left = self._epochs - epoch - 1
+            self.estimated_seconds, self._estimated_at = per_epoch * left, now
+            bound = "at most about" if self.stops_early else "about"
+            self.print_fn(
+                f"[keras-kd] {self.label}: {per_epoch:.2f} s an epoch; the other {left} epochs need "
+                f"{bound} {_duration(self.estimated_seconds)}."
+            )
 
-        if epoch != 0 or not self._epochs or self._epochs < 2:
-            return
-        seconds = time.monotonic() - self._started
-        remaining = seconds * (self._epochs - 1)
-        self.print_fn(
-            f"[keras-kd] {self.label}: first epoch {seconds:.1f} s; the other {self._epochs - 1} "
-            f"epochs need about {_duration(remaining)}."
-        )
+    def on_train_end(self, logs=None):
+        if self._estimated_at is not None:
+            self.remaining_seconds = time.monotonic() - self._estimated_at
+
+
+class KeepBestEpoch(keras.callbacks.Callback):
+    """Keep the weights of the best epoch on validation data, and restore them when training ends.
+
+    The one rule by which a job trains every model it compares (the student from labels and the
+    distilled student alike): at each validation, `monitor` is read; a strictly better value
+    keeps that epoch's weights (the student's, when the model is a `Distiller`); after
+    `patience` validations without improvement training stops; at the end the kept weights are
+    restored. Epochs without validation (`validation_freq` > 1) count for nothing.
+
+    Every epoch's logs are kept in `epochs` (for the report's history and curves). With
+    `state_path`, the state goes to `state_path.json` and the best weights to
+    `state_path.weights.h5` as they change, so a run resumed after a kill keeps what it found.
+
+    Args:
+        monitor: a validation metric where higher is better (default `val_accuracy`).
+        patience: validations without improvement before stopping; None: never stop early.
+    """
+
+    def __init__(self, monitor="val_accuracy", patience=None, state_path=None):
+        super().__init__()
+        self.monitor, self.patience, self.state_path = monitor, patience, state_path
+        self.epochs, self.best, self.best_epoch, self.wait = [], None, None, 0
+        self.steps_per_epoch = None
+        self._best_weights = None
+        self.load_state()
+
+    def _files(self):
+        return f"{self.state_path}.json", f"{self.state_path}.weights.h5"
+
+    def load_state(self):
+        """Read the state a killed run saved (no-op without `state_path` or a saved state)."""
+        import json
+        import os
+
+        if self.state_path is None or not os.path.exists(self._files()[0]):
+            return self
+        with open(self._files()[0]) as handle:
+            state = json.load(handle)
+        self.epochs, self.best, self.best_epoch = state["epochs"], state["best"], state["best_epoch"]
+        self.wait, self.steps_per_epoch = state["wait"], state.get("steps_per_epoch")
+        return self
+
+    def _save_state(self):
+        from keras_kd import atomic
+
+        state = {
+            "epochs": self.epochs,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "steps_per_epoch": self.steps_per_epoch,
+        }
+        atomic.write_json(self._files()[0], state)
+
+    def _trained(self):
+        return getattr(self.model, "student", self.model)
+
+    def on_train_begin(self, logs=None):
+        self.steps_per_epoch = (self.params or {}).get("steps") or self.steps_per_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {key: float(value) for key, value in (logs or {}).items() if _is_number(value)}
+        self.epochs = [entry for entry in self.epochs if entry["epoch"] != epoch + 1]
+        self.epochs.append({"epoch": epoch + 1, **logs})
+        if self.monitor in logs:
+            if self.best is None or logs[self.monitor] > self.best:
+                self.best, self.best_epoch, self.wait = logs[self.monitor], epoch + 1, 0
+                self._best_weights = self._trained().get_weights()
+                if self.state_path is not None:
+                    from keras_kd import atomic
+
+                    atomic.save_weights(self._trained(), self._files()[1])
+            else:
+                self.wait += 1
+                if self.patience is not None and self.wait >= self.patience:
+                    self.model.stop_training = True
+        if self.state_path is not None:
+            self._save_state()
+
+    def on_train_end(self, logs=None):
+        import os
+
+        if self._best_weights is not None:
+            self._trained().set_weights(self._best_weights)
+        elif self.best_epoch is not None and self.state_path is not None and os.path.exists(self._files()[1]):
+            self._trained().load_weights(self._files()[1])  # the best was found before a kill
+
+    def selection(self):
+        """What was kept: `{"best_epoch", "validation_accuracy", "epochs_trained"}` (None before any validation)."""
+        return {
+            "best_epoch": self.best_epoch,
+            "validation_accuracy": self.best,
+            "epochs_trained": self.epochs[-1]["epoch"] if self.epochs else 0,
+        }
+
+
+def _is_number(value):
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return getattr(value, "ndim", 0) == 0
 
 
 def _duration(seconds):

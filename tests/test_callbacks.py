@@ -1,14 +1,74 @@
-"""Callbacks the jobs add: the duration estimate."""
+"""Callbacks the jobs add: the duration estimate, checked against the time the epochs took, and
+the best epoch on validation kept, on a plain model and on a Distiller."""
+
+import numpy as np
+import pytest
 
 import keras_kd
 from keras_kd.backend import keras
+from tests.conftest import make_mlp, weights_of
 
 
-def test_duration_estimate_prints_after_the_first_epoch(data, student):
+def _compiled(model):
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
+    return model
+
+
+def test_duration_estimate_leaves_out_the_traced_first_epoch_and_holds(data):
+    """Printed after epoch 2 for epochs 3..12 (epoch 1 traces the step and the validation);
+    within a factor of 1.5 of the time those epochs took."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    printed = []
+    estimate = keras_kd.callbacks.DurationEstimate("student", print_fn=printed.append)
+    _compiled(make_mlp(32)).fit(
+        x, y, epochs=12, batch_size=32, validation_data=(x[:500], y[:500]), verbose=0, callbacks=[estimate]
+    )
+    assert len(printed) == 1 and "the other 10 epochs need about" in printed[0]
+    ratio = estimate.estimated_seconds / estimate.remaining_seconds
+    assert 1 / 1.5 <= ratio <= 1.5, (estimate.estimated_seconds, estimate.remaining_seconds)
+
+
+def test_duration_estimate_with_early_stopping_is_an_upper_bound(data, student):
     x, y = data
     printed = []
-    student.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    student.fit(
-        x, y, epochs=3, verbose=0, callbacks=[keras_kd.callbacks.DurationEstimate("student", print_fn=printed.append)]
-    )
-    assert len(printed) == 1 and "the other 2 epochs need about" in printed[0]
+    estimate = keras_kd.callbacks.DurationEstimate("student", print_fn=printed.append, stops_early=True)
+    _compiled(student).fit(x, y, epochs=4, verbose=0, callbacks=[estimate])
+    assert printed and "need at most about" in printed[0]
+
+
+class _Scores(keras.callbacks.Callback):
+    """Feeds a made-up validation accuracy per epoch to the callbacks after it, and keeps each epoch's weights."""
+
+    def __init__(self, scores, owner):
+        super().__init__()
+        self.scores, self.owner, self.weights = scores, owner, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_accuracy"] = self.scores[epoch]
+        self.weights.append(weights_of(self.owner()))
+
+
+@pytest.mark.parametrize("distilled", [False, True])
+def test_keep_best_epoch_restores_the_best_weights_and_stops_after_patience(data, teacher, distilled, tmp_path):
+    x, y = data
+    student = make_mlp(4, name="student")
+    scores = [0.2, 0.5, 0.4, 0.5, 0.45, 0.3, 0.9]  # best at epoch 2; 3 epochs without a strictly better one stop it
+    if distilled:
+        model = keras_kd.Distiller(student=student, teacher=teacher)
+        model.compile(optimizer="adam", metrics=["accuracy"])
+    else:
+        model = _compiled(student)
+    fed = _Scores(scores, lambda: student)
+    keeper = keras_kd.callbacks.KeepBestEpoch(patience=3, state_path=str(tmp_path / "best"))
+    model.fit(x, y, epochs=len(scores), verbose=0, callbacks=[fed, keeper])
+    assert len(fed.weights) == 5  # epochs 3, 4, 5 brought nothing better: stopped after epoch 5
+    assert keeper.best_epoch == 2 and keeper.best == pytest.approx(0.5)
+    for kept, epoch_2 in zip(weights_of(student), fed.weights[1]):
+        np.testing.assert_array_equal(kept, epoch_2)
+    assert not all(np.array_equal(a, b) for a, b in zip(fed.weights[1], fed.weights[4]))  # it did train on
+    saved = keras_kd.callbacks.KeepBestEpoch(state_path=str(tmp_path / "best"))  # as a resumed run reads it
+    assert saved.best_epoch == 2 and [entry["epoch"] for entry in saved.epochs] == [1, 2, 3, 4, 5]

@@ -32,7 +32,7 @@ def test_distill_on_digits_writes_the_report(tmp_path):
     names = [row["name"] for row in report["models"]]
     assert names == ["teacher", "student_scratch", "student_kd"]
     for row in report["models"]:
-        assert set(row) == {"name", "params", "size_bytes", "accuracy", "latency_ms"}
+        assert set(row) == {"name", "params", "size_bytes", "accuracy", "latency_ms", "model_name"}
         assert 0.0 <= row["accuracy"] <= 1.0 and row["latency_ms"] > 0
         assert row["size_bytes"] == os.path.getsize(out / f"{row['name']}.keras")
     rows = {row["name"]: row for row in report["models"]}

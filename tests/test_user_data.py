@@ -1,4 +1,5 @@
-"""Your own teacher, student and data through `keras-kd distill`: every data form, end to end."""
+"""Your own data for `keras-kd distill`: read as Keras's loaders read it, streamed, and refused before
+training when it cannot work. The runs end to end on every form are tests/test_acceptance.py."""
 
 import json
 import os
@@ -7,7 +8,7 @@ import wave
 import numpy as np
 import pytest
 
-from keras_kd.backend import IS_TF_KERAS, is_tensorflow_backed, keras
+from keras_kd.backend import is_tensorflow_backed, keras
 from keras_kd.datasets import user_data
 from tests.test_cli import run_cli
 
@@ -115,26 +116,8 @@ def _distill(tmp_path, teacher, student, train, test, *extra):
     return report
 
 
-@pytest.mark.parametrize("with_pool", [False, True])
-def test_npz_files_with_and_without_an_unlabelled_pool(tmp_path, with_pool):
-    x, y = _vectors(120)
-    teacher, student = _save_pair(tmp_path, lambda w, n: _vector_model(6, w, n), x, y)
-    np.savez(tmp_path / "train.npz", x=x[:60], y=y[:60])
-    np.savez(tmp_path / "test.npz", x=x[60:90], y=y[60:90])
-    extra = []
-    if with_pool:
-        np.savez(tmp_path / "pool.npz", x=x[90:])
-        extra.append(f"--unlabeled={tmp_path / 'pool.npz'}")
-    report = _distill(tmp_path, teacher, student, tmp_path / "train.npz", tmp_path / "test.npz", *extra)
-    metadata = report["metadata"]
-    assert metadata["unlabeled_examples"] == (30 if with_pool else 0)
-    assert metadata["labeled_examples"] + metadata["validation_examples"] == 60  # every label is used
-    assert report["models"][1]["params"] == keras.models.load_model(student).count_params()
-
-
-def test_csv_with_a_named_label_column(tmp_path):
+def test_csv_with_a_named_label_column_is_read_as_written(tmp_path):
     x, y = _vectors(90)
-    teacher, student = _save_pair(tmp_path, lambda w, n: _vector_model(6, w, n), x, y)
     for name, rows in (("train.csv", slice(0, 60)), ("test.csv", slice(60, 90))):
         lines = ["f0,f1,f2,kind,f3,f4,f5"]
         for features, label in zip(x[rows], y[rows]):
@@ -143,57 +126,9 @@ def test_csv_with_a_named_label_column(tmp_path):
     loaded, labels, _ = user_data.load(str(tmp_path / "train.csv"), label_column="kind")
     np.testing.assert_allclose(loaded, x[:60], rtol=1e-6)
     np.testing.assert_array_equal(labels, y[:60])
-    _distill(tmp_path, teacher, student, tmp_path / "train.csv", tmp_path / "test.csv", "--label_column=kind")
 
 
-def test_image_folders_with_an_unlabelled_pool(tmp_path):
-    _write_images(tmp_path / "train", 48)
-    _write_images(tmp_path / "test", 24)
-    _write_images(tmp_path / "pool", 24, labeled=False)
-    x, y, names = user_data.load(str(tmp_path / "train"), (8, 8, 1))
-    assert x.shape == (48, 8, 8, 1) and 0.0 <= x.min() and x.max() <= 1.0 and names == ["class_0", "class_1", "class_2"]
-    teacher, student = _save_pair(tmp_path, _image_model, x, y)
-    report = _distill(
-        tmp_path, teacher, student, tmp_path / "train", tmp_path / "test", f"--unlabeled={tmp_path / 'pool'}"
-    )
-    assert report["metadata"]["unlabeled_examples"] == 24
-
-
-def test_wav_folders(tmp_path):
-    _write_wavs(tmp_path / "train", 36)
-    _write_wavs(tmp_path / "test", 12)
-    x, y, _ = user_data.load(str(tmp_path / "train"), (400, 1))
-    assert x.shape == (36, 400, 1)
-    teacher, student = _save_pair(tmp_path, _audio_model, x, y)
-    _distill(tmp_path, teacher, student, tmp_path / "train", tmp_path / "test")
-
-
-@pytest.mark.skipif(
-    IS_TF_KERAS or not is_tensorflow_backed(),
-    reason="string inputs to a saved TextVectorization model: Keras 3 on TensorFlow (next test)",
-)
-def test_text_folders(tmp_path):
-    words = {0: "dull boring slow", 1: "fine decent okay", 2: "great superb brilliant"}
-    for split, count in (("train", 45), ("test", 15)):
-        for i in range(count):
-            folder = tmp_path / split / f"c{i % 3}"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{i}.txt").write_text(f"a {words[i % 3]} film number {i}")
-    x, y, _ = user_data.load(str(tmp_path / "train"))
-    assert x.dtype == object and isinstance(x[0], str) and len(x) == 45
-
-    def build(width, name):
-        vectorize = keras.layers.TextVectorization(max_tokens=50, output_sequence_length=8)
-        vectorize.adapt(x)
-        inputs = keras.Input((), dtype="string")
-        hidden = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, width)(vectorize(inputs)))
-        return keras.Model(inputs, keras.layers.Dense(CLASSES)(hidden), name=name)
-
-    teacher, student = _save_pair(tmp_path, build, x, y)
-    _distill(tmp_path, teacher, student, tmp_path / "train", tmp_path / "test")
-
-
-@pytest.mark.skipif(is_tensorflow_backed(), reason="the TensorFlow backend reads strings (previous test)")
+@pytest.mark.skipif(is_tensorflow_backed(), reason="the TensorFlow backend reads strings (tests/test_acceptance.py)")
 def test_a_teacher_that_reads_strings_is_refused_on_other_backends_before_training(tmp_path):
     for split in ("train", "test"):
         for i in range(6):

@@ -116,7 +116,7 @@ class Source:
         return x
 
 
-def open_data(path, input_shape=None, label_column="label", expect_labels=True):
+def open_data(path, input_shape=None, label_column="label", expect_labels=True, class_names=None):
     """A `Source` for `path` (see the module's docstring).
 
     Args:
@@ -124,8 +124,15 @@ def open_data(path, input_shape=None, label_column="label", expect_labels=True):
             channels, or audio length); needed for image and audio folders.
         label_column: the CSV column with the class index.
         expect_labels: raise a ValueError if the data has no labels.
+        class_names: a folder's class sub-folders in the order of the model's outputs (as
+            Keras's loaders take `class_names=`); default their sorted names.
     """
     kind = data_kind(path)
+    if class_names is not None and kind in ("npz", "csv"):
+        raise ValueError(
+            f"class names order the class sub-folders of a folder; {path} is a .{kind} file, whose labels "
+            "are class indices already (renumber them to match the teacher's outputs)."
+        )
     if kind in ("npz", "csv"):
         if kind == "npz":
             with np.load(path, allow_pickle=False) as data:
@@ -140,7 +147,7 @@ def open_data(path, input_shape=None, label_column="label", expect_labels=True):
             x, y = _read_csv(path, label_column)
         source = Source(path, kind, y, None, x, lambda table, i: table[i], x.shape[1:])
     else:
-        source = _index_folder(path, kind, input_shape)
+        source = _index_folder(path, kind, input_shape, class_names)
     y = source.labels
     if expect_labels and y is None:
         missing = {"npz": "no y array", "csv": f"no {label_column!r} column"}.get(kind, "no class sub-folders")
@@ -192,7 +199,20 @@ def _listed_files(path, extensions, labeled, class_names):
     return paths, np.array(labels, "int64")
 
 
-def _index_folder(path, kind, input_shape):
+def _class_folders(path, class_names):
+    """The class sub-folders of `path` in label order: `class_names`, checked, or sorted as Keras sorts them."""
+    found = sorted(name for name in os.listdir(path) if os.path.isdir(os.path.join(path, name)))
+    if class_names is None:
+        return found
+    if sorted(class_names) != found:
+        raise ValueError(
+            f"{path}: the class names given ({', '.join(class_names)}) are not its class sub-folders "
+            f"({', '.join(found)})."
+        )
+    return list(class_names)
+
+
+def _index_folder(path, kind, input_shape, class_names=None):
     """A `Source` for a folder: indexed by Keras's loader, decoded as that loader decodes."""
     import tensorflow as tf
 
@@ -200,6 +220,9 @@ def _index_folder(path, kind, input_shape):
 
     labeled = _has_class_folders(path)
     common = {"labels": "inferred" if labeled else None, "batch_size": None, "shuffle": False}
+    if labeled:
+        class_names = _class_folders(path, class_names)
+        common["class_names"] = class_names
     if kind == "images":
         if input_shape is None or len(input_shape) != 3:
             raise ValueError(
@@ -242,9 +265,7 @@ def _index_folder(path, kind, input_shape):
             audio.set_shape(shape)
             return audio
 
-    class_names = None
-    if labeled:
-        class_names = sorted(name for name in os.listdir(path) if os.path.isdir(os.path.join(path, name)))
+    class_names = class_names if labeled else None
     paths, labels = _listed_files(path, extensions, labeled, class_names)
     keras_paths = getattr(indexed, "file_paths", None)  # the image loader says which files, in which order
     if (keras_paths is not None and list(keras_paths) != paths) or int(indexed.cardinality()) != len(paths):

@@ -4,10 +4,17 @@ A run with a backup folder (the CLI sets `config.backup_dir`) saves, atomically:
 - `settings.json`: the run's settings; a rerun with other settings is refused rather than
   mixing two runs;
 - `initial.weights.h5`: the students' shared initial weights;
-- `<model>.weights.h5` for each model whose training finished (teacher, student from labels,
-  distilled student): a rerun loads it instead of training again;
-- `<model>/`: the `BackupAndRestore` state of the training under way (`keras_kd.resume`), from
-  which a rerun goes on at the epoch after the last one completed.
+- `<role>.weights.h5` for each model whose training finished: a rerun loads it instead of
+  training again;
+- `<role>/`: the `BackupAndRestore` state of the training under way (`keras_kd.resume`), from
+  which a rerun goes on at the epoch after the last one completed;
+- `<role>.best.json` and `<role>.best.weights.h5`: the best epoch on validation so far and its
+  weights (`keras_kd.callbacks.KeepBestEpoch`), with every epoch's logs.
+
+Models are keyed by their role in the run (`teacher`, `student_scratch`, `student_kd`,
+`assistant`), never by their Keras name: both students are copies of one user model and carry
+its name, and a backup keyed by that name handed the distilled student the weights of the
+student from labels.
 The folder is removed when the job has finished and its outputs are in place.
 """
 
@@ -20,7 +27,7 @@ from keras_kd import atomic, resume
 from keras_kd.validation import UsageError
 
 SETTINGS_FILE = "settings.json"
-RUN_ONLY = ("verbose", "backup_dir")
+RUN_ONLY = ("verbose", "backup_dir", "tensorboard_dir")
 """Settings that do not change what is trained: a rerun may change them."""
 
 
@@ -78,23 +85,28 @@ class JobBackup:
             atomic.save_weights(model, path)
         return model.get_weights()
 
-    def finished(self, model):
-        """True (and `model` holds its trained weights) if an earlier run finished training it."""
-        path = self._path(f"{model.name}.weights.h5")
+    def finished(self, role, model):
+        """True (and `model` holds its trained weights) if an earlier run finished training `role`."""
+        path = self._path(f"{role}.weights.h5")
         if not os.path.exists(path):
             return False
         model.load_weights(path)
-        self._log(f"      {model.name}: trained in an earlier run, loaded from {path}")
+        self._log(f"      {role}: trained in an earlier run, loaded from {path}")
         return True
 
-    def callbacks(self, name):
-        """A `BackupAndRestore` for the training of model `name`: a rerun goes on where it stopped."""
+    def callbacks(self, role):
+        """A `BackupAndRestore` for the training of `role`: a rerun goes on where it stopped."""
         self._start()
-        return [resume.backup_callback(self._path(name))]
+        return [resume.backup_callback(self._path(role))]
 
-    def mark_finished(self, model):
+    def best_epoch_state(self, role):
+        """Where `KeepBestEpoch` keeps `role`'s best epoch so far (`state_path`)."""
         self._start()
-        atomic.save_weights(model, self._path(f"{model.name}.weights.h5"))
+        return self._path(f"{role}.best")
+
+    def mark_finished(self, role, model):
+        self._start()
+        atomic.save_weights(model, self._path(f"{role}.weights.h5"))
 
     def remove(self):
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -31,7 +31,17 @@ class DistillConfig:
     data_dir: str = setting(None, "Folder with the data set's files (Fashion-MNIST, FSDD).")
     teacher_path: str = setting(None, "A saved teacher to use instead of training one.", flag="teacher")
     teacher_epochs: int = setting(40, "Epochs to train the teacher.", minimum=1)
-    student_epochs: int = setting(60, "Epochs to train each student.", minimum=1)
+    student_epochs: int = setting(
+        60,
+        "Most epochs of the distilled student; the student from labels gets at most as many optimizer steps.",
+        minimum=1,
+    )
+    patience: int = setting(
+        10,
+        "Validations without improvement before a student stops; each keeps its best epoch on validation "
+        "(both students are validated after the same numbers of optimizer steps).",
+        minimum=1,
+    )
     batch_size: int = setting(32, "Batch size.", minimum=1)
     learning_rate: float = setting(1e-3, "Adam learning rate.")
     recipe: str = setting("hinton", "Named distillation method (docs/when_distillation_pays.md).", choices=RECIPE_NAMES)
@@ -61,6 +71,12 @@ class DistillConfig:
         flag="student",
     )
     label_column: str = setting("label", "The class column of CSV data.")
+    class_names: str = setting(
+        None,
+        "Class sub-folders in the teacher's output order, comma-separated (default: sorted names, as "
+        "Keras's loaders order them); for folders of your own data.",
+    )
+    tensorboard_dir: str = setting(None, "Write Keras's TensorBoard logs here: one run per role.")
     seed: int = setting(0, "Random seed: data split, initial weights, shuffling.")
     teacher_dtype: str = setting(
         "float32",
@@ -116,6 +132,12 @@ class DistillConfig:
     @property
     def own_data(self):
         return bool(self.train or self.test or self.unlabeled or self.validation)
+
+    def class_name_list(self):
+        """`class_names` as a list (None when not given)."""
+        if not self.class_names:
+            return None
+        return [name.strip() for name in str(self.class_names).split(",") if name.strip()]
 
     def compile_arguments(self):
         """`Distiller.compile` arguments: the recipe's, overridden by the settings given."""
@@ -173,10 +195,19 @@ class DistillConfig:
         from keras_kd import models, recipes
         from keras_kd.datasets import user_data
 
-        if not (self.train and (self.test or not require_test)):
+        if not ((self.train or self.unlabeled) and (self.test or not require_test)):
             raise ValueError(
-                "Your own data needs both `train` (labelled) and `test`; `unlabeled` and `validation` are optional."
+                "Your own data needs both `train` (labelled) and `test`; `unlabeled` and `validation` are optional "
+                "(`unlabeled` without `train` distils from the teacher alone, with alpha 0)."
             )
+        if not self.train and self.compile_arguments()["alpha"] != 0:
+            raise ValueError(
+                "Without `train` there are no labels for the label loss, which `alpha` weighs "
+                f"({self.compile_arguments()['alpha']} with the {self.recipe} recipe): pass --alpha=0 to distil "
+                "from the teacher's outputs on `unlabeled` alone, or give labelled `train` data."
+            )
+        if self.class_names and len(set(self.class_name_list())) != len(self.class_name_list()):
+            raise ValueError(f"`class_names` names a class twice: {self.class_names!r}.")
         if not self.teacher_path:
             raise ValueError("With your own data, give the trained teacher: `teacher` (a .keras file).")
         if not self.student_path:
@@ -225,6 +256,8 @@ class CompressConfig(DistillConfig):
         from keras_kd.compression.pruning_schedules import validate_sparsity
 
         super().validate(require_test)
+        if self.own_data and not self.train:
+            raise ValueError("`keras-kd compress` needs labelled `train` data (its later stages distil on it).")
         validate_sparsity(self.sparsity, "sparsity")
         if self.clusters is not None and int(self.clusters) < 2:
             raise ValueError(f"`clusters` must be >= 2; received {self.clusters!r}.")

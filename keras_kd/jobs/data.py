@@ -71,6 +71,15 @@ class DataSplit:
         """`(x, y)` for `fit`: the labelled examples (Keras shuffles and batches them)."""
         return self.labeled
 
+    def labeled_stream(self, config):
+        """`(dataset, None)`: the labelled examples reshuffled on every pass, batched, endless (epochs of
+        any number of steps: the student from labels takes a distilled epoch's steps per epoch)."""
+        import tensorflow as tf
+
+        x, y = self.labeled
+        dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=config.seed).repeat()
+        return dataset.batch(config.batch_size).prefetch(tf.data.AUTOTUNE), None
+
     def transfer_data(self, config, indices=False):
         """`(x, y)` for `fit`: the transfer set (`indices`: `distill` adds them to arrays itself)."""
         return self.transfer_set
@@ -123,16 +132,19 @@ class StreamingSplit:
 
     @property
     def input_shape(self):
-        return self.source.example_shape
+        return (self.source or self.pool_source).example_shape
 
     @property
     def train_labels(self):
+        if self.source is None:  # a pool alone (alpha 0): no labelled training data
+            return np.zeros(0, "int64")
         return self.source.labels[self.keep]
 
     # Datasets ------------------------------------------------------------------------
 
-    def _stream(self, rows, config, shuffle, reshuffle=True, indices=False):
-        """Batches of `(x, y)` from `rows` = (source number, example index, label) arrays."""
+    def _stream(self, rows, config, shuffle, reshuffle=True, indices=False, endless=False):
+        """Batches of `(x, y)` from `rows` = (source number, example index, label) arrays (`endless`:
+        pass after pass, reshuffled each time)."""
         import tensorflow as tf
 
         sources = [self.source, self.pool_source, self.validation_source]
@@ -141,7 +153,7 @@ class StreamingSplit:
         branch = np.zeros(len(sources), "int64")
         branch[used] = np.arange(len(used))
         which = branch[which]  # the sources read, numbered 0, 1, ... for `switch_case`
-        dtype = self.source.dtype
+        dtype = next(source for source in sources if source is not None).dtype
 
         def read(source_number, i):
             branches = [lambda n=n: tf.cast(sources[n].decode(i), dtype) for n in used]
@@ -156,6 +168,8 @@ class StreamingSplit:
         dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(which), dtype="int64"), which, index, label))
         if shuffle:
             dataset = dataset.shuffle(len(which), seed=self.seed, reshuffle_each_iteration=reshuffle)
+        if endless:
+            dataset = dataset.repeat()
         dataset = dataset.map(example, num_parallel_calls=tf.data.AUTOTUNE)
         return dataset.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -163,6 +177,11 @@ class StreamingSplit:
         """`(dataset, None)`: the labelled examples, reshuffled every epoch."""
         rows = (np.zeros(len(self.keep)), self.keep, self.train_labels)
         return self._stream(rows, config, shuffle=True), None
+
+    def labeled_stream(self, config):
+        """`labeled_data`, endless: epochs of any number of steps (see `DataSplit.labeled_stream`)."""
+        rows = (np.zeros(len(self.keep)), self.keep, self.train_labels)
+        return self._stream(rows, config, shuffle=True, endless=True), None
 
     def transfer_data(self, config, indices=False):
         """`(dataset, None)`: the labelled examples and the pool (labels `MISSING_LABEL`), shuffled.
@@ -203,6 +222,8 @@ class StreamingSplit:
 
     @functools.cached_property
     def train(self):
+        if self.source is None:
+            return self.pool[:0], self.train_labels
         return self.source.arrays(self.keep), self.train_labels
 
     @property
@@ -213,7 +234,7 @@ class StreamingSplit:
     def pool(self):
         if self.pool_source is None:
             return self.train[0][:0]
-        return self.pool_source.arrays().astype(self.train[0].dtype)
+        return self.pool_source.arrays().astype(self.source.dtype if self.source else self.pool_source.dtype)
 
     @functools.cached_property
     def validation(self):
@@ -283,33 +304,108 @@ def _check_backend_reads(model, argument):
 
 def open_checked(config, path, teacher, expect_labels=True):
     """Your data file or folder at `path`, read for `teacher`'s inputs; a bad file is a `UsageError`."""
+    names = config.class_name_list() if expect_labels else None
     try:
-        return user_data.open_data(path, tuple(teacher.input_shape[1:]), config.label_column, expect_labels)
+        return user_data.open_data(path, tuple(teacher.input_shape[1:]), config.label_column, expect_labels, names)
     except ValueError as error:
         raise UsageError(str(error)) from None
 
 
+def teacher_on_labels(teacher, source, indices, num_classes, batch_size=256):
+    """The teacher's confusion matrix on the labelled examples at `indices` (rows: labels, columns:
+    the teacher's top output)."""
+    confusion = np.zeros((num_classes, num_classes), "int64")
+    inputs = source.inputs(indices).batch(batch_size)
+    labels = source.labels[indices]
+    start = 0
+    for batch in inputs:
+        predicted = np.argmax(to_numpy(teacher(batch, training=False)), axis=-1)
+        np.add.at(confusion, (labels[start : start + len(predicted)], predicted), 1)
+        start += len(predicted)
+    return confusion
+
+
+def check_teacher_lines_up(config, teacher, source, num_classes, limit=2000, good=0.7, kept=0.75):
+    """Before any training, score the teacher on (up to `limit` of) the labelled training data; stop
+    with a `UsageError` when, read in another class order, it is a good teacher (at least `good`)
+    and in the labels' order it keeps at most `kept` of that accuracy: a folder whose class names
+    sort otherwise than the teacher's classes, or labels numbered otherwise. (A weak teacher's
+    best order gains by chance: it is not stopped.) Returns the teacher's accuracy as labelled."""
+    from scipy.optimize import linear_sum_assignment
+
+    count = min(limit, source.num_examples)
+    indices = np.unique(np.linspace(0, source.num_examples - 1, count).astype("int64"))
+    confusion = teacher_on_labels(teacher, source, indices, num_classes)
+    total = confusion.sum()
+    as_labelled = np.trace(confusion) / total
+    labels, outputs = linear_sum_assignment(-confusion)  # label labels[i] best read as output outputs[i]
+    lined_up = confusion[labels, outputs].sum() / total
+    _say(
+        config,
+        f"      the teacher ({teacher.name}) scores {100 * as_labelled:.2f} % on {len(indices):,} of your "
+        f"labelled training examples",
+    )
+    if lined_up < good or as_labelled > kept * lined_up:
+        return as_labelled
+    names = source.class_names or [f"label {i}" for i in range(num_classes)]
+    teacher_order = [None] * num_classes
+    for label, output in zip(labels, outputs):
+        teacher_order[output] = names[label]
+    if source.class_names:
+        fix = (
+            f"pass --class_names={','.join(teacher_order)} (the teacher's order; Keras's loaders take "
+            "the same list as class_names=)"
+        )
+        order = f"your classes, in the order Keras gives them (sorted folder names): {', '.join(names)}"
+    else:
+        pairs = ", ".join(f"{names[label]} -> {output}" for label, output in zip(labels, outputs) if label != output)
+        fix = f"renumber your labels to the teacher's outputs ({pairs})"
+        order = "your labels are class indices"
+    raise UsageError(
+        f"the teacher scores {100 * as_labelled:.2f} % on your labelled training data ({source.path}), but "
+        f"{100 * lined_up:.2f} % if its outputs are read in another class order: its outputs do not line up "
+        f"with your labels. {order[0].upper() + order[1:]}; the order that lines up with the teacher's "
+        f"outputs: {', '.join(teacher_order)}. Fix: {fix}."
+    )
+
+
+def _say(config, message):
+    if config.verbose:
+        print(message, flush=True)
+
+
 def own_split(config, teacher):
-    """A `StreamingSplit` of the user's training files, checked against the teacher (no test set)."""
+    """A `StreamingSplit` of the user's training files, checked against the teacher (no test set).
+
+    Without `train` (a pool alone, alpha 0) there is no labelled training data: the teacher is
+    checked on the labelled validation data instead, and there is no student from labels.
+    """
     num_classes = teacher.output_shape[-1]
     _check_backend_reads(teacher, "teacher")
-    source = open_checked(config, config.train, teacher)
-    labels = source.labels
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise UsageError(
-            f"`train` has labels from {labels.min()} to {labels.max()}, but the teacher has "
-            f"{num_classes} classes (labels 0 to {num_classes - 1})."
-        )
-    check_fits(teacher, "teacher", source.example_shape, num_classes)
+    source = open_checked(config, config.train, teacher) if config.train else None
+    validation = open_checked(config, config.validation, teacher) if config.validation else None
+    for data in (source, validation):
+        if data is not None:
+            _check_labels(data, num_classes)
+            check_fits(teacher, "teacher", data.example_shape, num_classes)
+    if source is not None or validation is not None:
+        check_teacher_lines_up(config, teacher, source or validation, num_classes)
     pool = open_checked(config, config.unlabeled, teacher, expect_labels=False) if config.unlabeled else None
-    if pool is not None and (pool.kind == "text") != (source.kind == "text"):
+    if pool is not None and source is not None and (pool.kind == "text") != (source.kind == "text"):
         raise UsageError("`unlabeled` and `train` must hold the same kind of input (text, or numbers).")
     if pool is not None:
         check_fits(teacher, "teacher", pool.example_shape, num_classes)
-    keep, validation, held_out = np.arange(source.num_examples), None, None
-    if config.validation:
-        validation = open_checked(config, config.validation, teacher)
-    elif config.validation_split > 0:
-        held_out = _stratified_choice(labels, config.validation_split, np.random.default_rng(config.seed))
+    keep, held_out = np.arange(source.num_examples if source else 0), None
+    if validation is None and source is not None and config.validation_split > 0:
+        held_out = _stratified_choice(source.labels, config.validation_split, np.random.default_rng(config.seed))
         keep, validation = np.setdiff1d(keep, held_out), source
     return StreamingSplit(source, keep, pool, validation, held_out, seed=config.seed)
+
+
+def _check_labels(source, num_classes):
+    labels = source.labels
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise UsageError(
+            f"`{source.path}` has labels from {labels.min()} to {labels.max()}, but the teacher has "
+            f"{num_classes} classes (labels 0 to {num_classes - 1})."
+        )

@@ -7,6 +7,7 @@ from keras_kd.backend import ENGINE_DESCRIPTION, keras
 from keras_kd.jobs.backup import JobBackup
 from keras_kd.jobs.training import prepare, scratch_epochs, student_builder, teacher_and_students
 from keras_kd.report import measure_model
+from keras_kd.report.curves import plot_curves, write_history
 
 
 def run_distill(config, output_folder):
@@ -21,15 +22,20 @@ def run_distill(config, output_folder):
         backup.check_settings()
     started = time.time()
     keras.utils.set_random_seed(config.seed)
-    split, (x_test, y_test), teacher = prepare(config)
+    records = {}
+    split, (x_test, y_test), teacher = prepare(config, records=records)
     build = student_builder(config, split, teacher.output_shape[-1])
-    scratch, kd_student = teacher_and_students(config, split, teacher, build_student=build)
+    scratch, kd_student = teacher_and_students(config, split, teacher, build_student=build, records=records)
+    write_history(output_folder, records)
+    title = "your data" if config.own_data else config.dataset
+    plot_curves(records, os.path.join(output_folder, "curves.png"), f"{title}: training")
 
     compile_arguments = config.compile_arguments()
     models = (("teacher", teacher), ("student_scratch", scratch), ("student_kd", kd_student))
     rows = [
         measure_model(name, model, x_test, y_test, os.path.join(output_folder, f"{name}.keras"))
         for name, model in models
+        if model is not None  # no student from labels when there are no labels
     ]
     metadata = {
         "engine": ENGINE_DESCRIPTION,
@@ -42,6 +48,11 @@ def run_distill(config, output_folder):
         "unlabeled_examples": int(split.num_pool),
         "validation_examples": int(split.num_validation),
         "scratch_epochs": scratch_epochs(config, split),
+        "model_names": {role: record["model_name"] for role, record in records.items()} | {"teacher": teacher.name},
+        "selection": {
+            role: {key: record[key] for key in ("best_epoch", "validation_accuracy", "epochs_trained", "max_epochs")}
+            for role, record in records.items()
+        },
         "teacher_epochs": config.teacher_epochs if not config.teacher_path else None,
         "student_epochs": config.student_epochs,
         "batch_size": config.batch_size,

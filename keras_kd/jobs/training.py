@@ -2,7 +2,10 @@
 
 `keras-kd distill`, `compress` and `tune`, the examples and the benchmarks all train through
 these functions, so their figures are produced the same way: both students start from the same
-initial weights and take the same number of optimizer steps.
+initial weights, train in epochs of the same number of optimizer steps, are validated after every
+epoch, keep their best epoch on validation and stop after the same number of epochs without
+improvement, within the same budget. Each model is named by its role in the run (`ROLES`), never by
+its Keras name, in the backup, the logs, the history and the report.
 """
 
 import math
@@ -12,7 +15,7 @@ import numpy as np
 from keras_kd import models, recipes
 from keras_kd.augmented_cache import AugmentedTeacherCache, MixUpViews
 from keras_kd.backend import keras
-from keras_kd.callbacks import DistillationScheduler, DurationEstimate
+from keras_kd.callbacks import DistillationScheduler, DurationEstimate, KeepBestEpoch
 from keras_kd.distiller import Distiller
 from keras_kd.feature_distillation import FeatureDistillation
 from keras_kd.inputs import with_indices
@@ -22,6 +25,13 @@ from keras_kd.losses import LogitsCrossentropy
 from keras_kd.teacher_cache import TeacherCache
 from keras_kd.utils import strip_output_activation
 from keras_kd.validation import check_outputs_are_logits
+
+ROLES = {
+    "teacher": "the teacher",
+    "student_scratch": "the student from labels",
+    "student_kd": "the distilled student",
+    "assistant": "the teacher assistant",
+}
 
 
 def _log(message, verbose):
@@ -65,33 +75,69 @@ def _batching(x, config):
     return {"shuffle": False} if _is_dataset(x) else {"batch_size": config.batch_size}
 
 
-def train_on_labels(model, x, y, config, epochs, validation_data=None, validation_freq=1, callbacks=()):
+def _job_callbacks(config, role, label, validation_freq=1, keeper=None):
+    """The callbacks every training of a job gets: the backup (a rerun resumes), `keeper` (the best
+    epoch on validation), TensorBoard logs under `config.tensorboard_dir/role`, the duration estimate."""
+    import os
+
+    backup = JobBackup.of(config)
+    callbacks = [keeper] if keeper is not None else []
+    callbacks += backup.callbacks(role) if backup else []
+    if getattr(config, "tensorboard_dir", None):
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=os.path.join(config.tensorboard_dir, role)))
+    if config.verbose:
+        stops_early = keeper is not None and keeper.patience is not None
+        callbacks.append(DurationEstimate(label, validation_freq=validation_freq, stops_early=stops_early))
+    return callbacks
+
+
+def train_on_labels(
+    model,
+    x,
+    y,
+    config,
+    epochs,
+    validation_data=None,
+    validation_freq=1,
+    callbacks=(),
+    role=None,
+    keeper=None,
+    steps_per_epoch=None,
+):
     """Train `model` on labels alone with the settings every row of the report shares.
 
-    `x, y` are arrays, or `x` is a `tf.data.Dataset` of `(x, y)` batches and `y` is None.
+    `x, y` are arrays, or `x` is a `tf.data.Dataset` of `(x, y)` batches and `y` is None. `role`
+    names the model in the backup and the logs (default its Keras name); `keeper`, a
+    `KeepBestEpoch`, keeps its best epoch on validation.
     """
+    role = role or model.name
     backup = JobBackup.of(config)
-    if backup and backup.finished(model):
+    if backup and backup.finished(role, model):
         return model
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=LogitsCrossentropy(),
         metrics=["accuracy"],
     )
-    callbacks = list(callbacks) + (backup.callbacks(model.name) if backup else [])
     model.fit(
         x,
         y,
         epochs=epochs,
         validation_data=validation_data,
         verbose=config.verbose,
-        callbacks=callbacks + ([DurationEstimate(model.name)] if config.verbose else []),
+        callbacks=list(callbacks) + _job_callbacks(config, role, _label(role, model), validation_freq, keeper),
         validation_freq=validation_freq,
+        steps_per_epoch=steps_per_epoch,
         **_batching(x, config),
     )
     if backup:
-        backup.mark_finished(model)
+        backup.mark_finished(role, model)
     return model
+
+
+def _label(role, model):
+    """`role (keras name)` for the logs: which model of the run, and which of the user's."""
+    return f"{role} ({model.name})"
 
 
 def _feature_terms(config, num_examples):
@@ -122,6 +168,8 @@ def distill(
     epochs=None,
     callbacks=(),
     teacher_cache=None,
+    role=None,
+    keeper=None,
 ):
     """Train `student` from `teacher` with the run's recipe, alpha, temperature, feature terms,
     schedules and teacher cache, for `epochs` (default `config.student_epochs`).
@@ -132,10 +180,12 @@ def distill(
     `y` may mark unlabelled rows with `MISSING_LABEL` (a transfer set). `x` may also be a
     `tf.data.Dataset` of `(x, y)` batches (`y` None, `num_examples` its size, its `x` already
     carrying indices where `needs_indices(config, num_examples)`); with `config.teacher_cache` it must yield
-    the same batches on every pass (see `StreamingSplit.transfer_data`).
+    the same batches on every pass (see `StreamingSplit.transfer_data`). `role` and `keeper` are
+    `train_on_labels`'s.
     """
+    role = role or student.name
     backup = JobBackup.of(config)
-    if backup and backup.finished(student):
+    if backup and backup.finished(role, student):
         return student
     streaming = _is_dataset(x)
     terms = _feature_terms(config, num_examples if streaming else len(x))
@@ -145,8 +195,7 @@ def distill(
         metrics=["accuracy"],
         **config.compile_arguments(),
     )
-    callbacks = list(callbacks) + (backup.callbacks(student.name) if backup else [])
-    callbacks += [DurationEstimate(f"distilling {student.name}")] if config.verbose else []
+    callbacks = list(callbacks) + _job_callbacks(config, role, f"distilling {_label(role, student)}", 1, keeper)
     if config.alpha_schedule is not None or config.temperature_schedule is not None:
         callbacks.append(DistillationScheduler(alpha=config.alpha_schedule, temperature=config.temperature_schedule))
     cache = teacher_cache or (_teacher_cache(config, teacher, x, distiller) if config.teacher_cache else None)
@@ -163,7 +212,7 @@ def distill(
         **_batching(x, config),
     )
     if backup:
-        backup.mark_finished(student)
+        backup.mark_finished(role, student)
     return distiller.student
 
 
@@ -194,12 +243,47 @@ def _teacher_cache(config, teacher, x, distiller):
 
 
 def scratch_epochs(config, split):
-    """Epochs that give the student from labels as many optimizer steps as the distilled student."""
+    """The budget of the student from labels: at most as many optimizer steps as the distilled student's
+    `student_epochs` (it stops earlier when validation stops improving, `KeepBestEpoch`)."""
+    if split.num_labeled == 0:
+        return 0  # no labels: there is no student from labels
     steps = config.student_epochs * math.ceil((split.num_labeled + split.num_pool) / config.batch_size)
     return math.ceil(steps / math.ceil(split.num_labeled / config.batch_size))
 
 
-def train_or_load_teacher(config, split, total_steps=3):
+def _keeper(config, role, has_validation):
+    """The best-epoch rule of every model the job compares (kept in the backup when there is one)."""
+    backup = JobBackup.of(config)
+    state = backup.best_epoch_state(role) if backup else None
+    return KeepBestEpoch(patience=config.patience if has_validation else None, state_path=state)
+
+
+def _record(records, role, model, keeper, max_epochs):
+    """Note in `records[role]` what `keeper` chose and every epoch's logs (for the report and curves)."""
+    if records is None:
+        return
+    records[role] = {
+        "model_name": model.name,
+        **keeper.selection(),
+        "max_epochs": int(max_epochs),
+        "patience": keeper.patience,
+        "steps_per_epoch": keeper.steps_per_epoch,
+        "epochs": keeper.epochs,
+    }
+
+
+def _say_selection(role, record, verbose):
+    if record["best_epoch"] is None:
+        _log(f"      {role}: no validation data; kept its last epoch ({record['epochs_trained']})", verbose)
+        return
+    _log(
+        f"      {role}: best epoch {record['best_epoch']} of {record['epochs_trained']} trained "
+        f"(validation accuracy {100 * record['validation_accuracy']:.2f} %), its weights kept",
+        verbose,
+    )
+
+
+def train_or_load_teacher(config, split, total_steps=3, records=None):
     """The teacher: loaded from `config.teacher_path`, or trained on every label of `split.train`."""
     x_train, y_train = split.train
     input_shape, num_classes = x_train.shape[1:], int(np.max(y_train)) + 1
@@ -212,23 +296,36 @@ def train_or_load_teacher(config, split, total_steps=3):
         config.verbose,
     )
     teacher = models.build_model(config.dataset, "teacher", input_shape, num_classes)
-    return train_on_labels(teacher, x_train, y_train, config, config.teacher_epochs, split.validation)
+    keeper = _keeper(config, "teacher", split.validation is not None)
+    keeper.patience = None  # the teacher trains its epochs; its best one is kept
+    train_on_labels(
+        teacher, x_train, y_train, config, config.teacher_epochs, split.validation, role="teacher", keeper=keeper
+    )
+    _record(records, "teacher", teacher, keeper, config.teacher_epochs)
+    if records is not None:
+        _say_selection("teacher", records["teacher"], config.verbose)
+    return teacher
 
 
-def distill_on_split(student, teacher, config, split):
+def distill_on_split(student, teacher, config, split, role=None, keeper=None):
     """`distill` on the split's transfer data (arrays, or a stream of files)."""
     size = split.num_labeled + split.num_pool
     x, y = split.transfer_data(config, indices=needs_indices(config, size))
-    return distill(student, teacher, x, y, config, split.validation_data(config), num_examples=size)
+    return distill(
+        student, teacher, x, y, config, split.validation_data(config), num_examples=size, role=role, keeper=keeper
+    )
 
 
-def teacher_and_students(config, split, teacher, total_steps=3, build_student=None):
-    """The student from labels alone and the distilled student, from the same initial weights
-    and with the same number of optimizer steps, so that only their training differs.
+def teacher_and_students(config, split, teacher, total_steps=3, build_student=None, records=None):
+    """The student from labels alone and the distilled student, from the same initial weights, under
+    the same rule: at most `config.student_epochs` epochs of the same number of optimizer steps,
+    validated after every epoch, the best epoch kept, stopped after `config.patience` epochs without
+    improvement. Without validation data both train their whole budget.
 
     Args:
         split: a `DataSplit` (arrays) or a `StreamingSplit` (your own files, as `tf.data`).
-        build_student: `build_student(name)` -> a fresh student; default the dataset's preset.
+        build_student: `build_student(role)` -> a fresh student; default the dataset's preset.
+        records: a dict that receives, per role, the epoch kept and every epoch's logs.
 
     Returns:
         `(student_scratch, student_kd)`.
@@ -240,37 +337,78 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
         def build_student(name):
             return models.build_model(config.dataset, "student", input_shape, num_classes, name)
 
+    has_validation = split.num_validation > 0
     scratch = build_student("student_scratch")
     backup = JobBackup.of(config)
     initial_weights = backup.initial_weights(scratch) if backup else scratch.get_weights()
-    epochs = scratch_epochs(config, split)
-    _log(
-        f"[2/{total_steps}] training the student from {split.num_labeled} labels alone for {epochs} "
-        "epochs (as many steps as the distilled student)",
-        verbose,
-    )
-    # Its many short epochs are validated about as often as the distilled student's.
-    train_on_labels(
-        scratch,
-        *split.labeled_data(config),
-        config,
-        epochs,
-        split.validation_data(config),
-        validation_freq=max(1, epochs // config.student_epochs),
-    )
+    if split.num_labeled == 0:
+        _log(f"[2/{total_steps}] no labelled training data: no student from labels to compare with", verbose)
+        scratch = None
+    else:
+        _train_from_labels(config, split, scratch, total_steps, has_validation, records)
     _log(
         f"[3/{total_steps}] distilling the student ({config.recipe}) on {split.num_labeled} labelled "
-        f"and {split.num_pool} unlabelled examples for {config.student_epochs} epochs",
+        f"and {split.num_pool} unlabelled examples: up to {config.student_epochs} epochs, "
+        + ("the same rule" if has_validation else "all of them (no validation data)"),
         verbose,
     )
     if recipes.get(config.recipe).assistant:
         _log("      first a teacher assistant from the teacher, then the student from the assistant", verbose)
         assistant = models.build_model(config.dataset, "assistant", input_shape, num_classes)
-        teacher = distill_on_split(assistant, teacher, config, split)
+        assistant_keeper = _keeper(config, "assistant", has_validation)
+        teacher = distill_on_split(assistant, teacher, config, split, role="assistant", keeper=assistant_keeper)
+        _record(records, "assistant", assistant, assistant_keeper, config.student_epochs)
     kd_student = build_student("student_kd")
     kd_student.set_weights(initial_weights)
-    distill_on_split(kd_student, teacher, config, split)
+    keeper = _keeper(config, "student_kd", has_validation)
+    distill_on_split(kd_student, teacher, config, split, role="student_kd", keeper=keeper)
+    _record(records, "student_kd", kd_student, keeper, config.student_epochs)
+    if records is not None:
+        _say_selection("student_kd", records["student_kd"], verbose)
     return scratch, kd_student
+
+
+def distilled_epoch_steps(config, split):
+    """Optimizer steps in one epoch of the distilled student: a pass over the labelled examples and the pool."""
+    return math.ceil((split.num_labeled + split.num_pool) / config.batch_size)
+
+
+def _train_from_labels(config, split, scratch, total_steps, has_validation, records):
+    """The control: `scratch` on the labelled examples alone, under the rule of `teacher_and_students`.
+
+    Its epochs hold as many optimizer steps as the distilled student's (several passes over its
+    few labels), so both are validated after the same steps, stop after the same patience and
+    have the same budget; and a run of thousands of tiny epochs, each paying Keras's per-epoch
+    cost, becomes `student_epochs` of them.
+    """
+    verbose = config.verbose
+    steps = distilled_epoch_steps(config, split)
+    passes = steps / math.ceil(split.num_labeled / config.batch_size)
+    rule = (
+        f"stopping after {config.patience} epochs without improvement on validation; its best epoch is kept"
+        if has_validation
+        else "no validation data, so no epoch is chosen: it trains them all"
+    )
+    _log(
+        f"[2/{total_steps}] training the student from labels alone ({scratch.name}) on {split.num_labeled} labels: "
+        f"up to {config.student_epochs} epochs of {steps} optimizer steps (as many as a distilled epoch: "
+        f"{passes:.1f} passes over its labels), {rule}",
+        verbose,
+    )
+    keeper = _keeper(config, "student_scratch", has_validation)
+    train_on_labels(
+        scratch,
+        *split.labeled_stream(config),
+        config,
+        config.student_epochs,
+        split.validation_data(config),
+        role="student_scratch",
+        keeper=keeper,
+        steps_per_epoch=steps,
+    )
+    _record(records, "student_scratch", scratch, keeper, config.student_epochs)
+    if records is not None:
+        _say_selection("student_scratch", records["student_scratch"], verbose)
 
 
 def load_teacher_for_own_data(config, total_steps=3):
@@ -295,20 +433,22 @@ def prepare_training(config, total_steps=3):
     return split, train_or_load_teacher(config, split, total_steps)
 
 
-def prepare(config, total_steps=3):
+def prepare(config, total_steps=3, records=None):
     """The run's data split, test set and teacher, from a built-in data set or the user's files.
+
+    `records`: a dict that receives the teacher's training record when the job trains it.
 
     Returns:
         `(split, (x_test, y_test), teacher)`; the test set as arrays, read once for the report.
     """
-    if config.train:
+    if config.train or config.unlabeled:
         teacher = load_teacher_for_own_data(config, total_steps)
         split = own_split(config, teacher)
         test = open_checked(config, config.test, teacher)
         return split, (test.arrays(), test.labels), teacher
     (x_train, y_train), test = load_split(config)
     split = split_data(config, x_train, y_train)
-    return split, test, train_or_load_teacher(config, split, total_steps)
+    return split, test, train_or_load_teacher(config, split, total_steps, records)
 
 
 def student_builder(config, split, num_classes):

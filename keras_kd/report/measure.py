@@ -9,7 +9,6 @@ import numpy as np
 
 from keras_kd import atomic
 from keras_kd.backend import is_tensorflow_backed, to_numpy
-from keras_kd.utils import copy_model
 
 
 def accuracy(model, x, y, batch_size=256):
@@ -21,12 +20,27 @@ def accuracy(model, x, y, batch_size=256):
     return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y).reshape(-1)))
 
 
+def shippable(model):
+    """`model` as it ships: architecture, weights and assets, without optimizer or compile state.
+
+    A round trip through a `.keras` file loaded with `compile=False`: a copy rebuilt from the
+    config (`copy_model`) loses state that is not a weight, such as an adapted TextVectorization's
+    vocabulary, and its saved file would not load.
+    """
+    from keras_kd.backend import keras
+
+    with tempfile.TemporaryDirectory() as folder:
+        staged = os.path.join(folder, "staged.keras")
+        model.save(staged)
+        return keras.models.load_model(staged, compile=False)
+
+
 def model_file_size(model, path=None):
     """Bytes of `model`'s weights and architecture in the native `.keras` format, no optimizer.
 
     Saved to `path` when given, else to a temporary file.
     """
-    model = copy_model(model)  # what ships: weights and architecture, no optimizer state
+    model = shippable(model)
     if path is not None:
         atomic.save_model(model, path)  # a killed run leaves the previous file whole
         return os.path.getsize(path)
@@ -74,4 +88,5 @@ def measure_model(name, model, x_test, y_test, path=None):
         model_file_size(model, path),
         accuracy(model, x_test, y_test),
         latency_ms(model, x_test[:1]),
+        model.name,
     )

@@ -11,13 +11,15 @@ MEGABYTE = 1e6
 
 @dataclasses.dataclass
 class ModelRow:
-    """One model's measurements; `name` is e.g. "teacher", "student_scratch", "student_kd"."""
+    """One model's measurements; `name` is its role in the run ("teacher", "student_scratch",
+    "student_kd"), `model_name` the Keras name of the user's model it is."""
 
     name: str
     params: int
     size_bytes: int
     accuracy: float
     latency_ms: float
+    model_name: str = None
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -25,7 +27,7 @@ class ModelRow:
 
 # (header, function of a row) for each column of the main job's table.
 MODEL_COLUMNS = (
-    ("model", lambda row: row.name),
+    ("model", lambda row: row.name if row.model_name in (None, row.name) else f"{row.name} ({row.model_name})"),
     ("parameters", lambda row: f"{row.params:,}"),
     ("size (MB)", lambda row: f"{row.size_bytes / MEGABYTE:.3f}"),
     ("test accuracy (%)", lambda row: f"{100 * row.accuracy:.2f}"),

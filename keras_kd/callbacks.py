@@ -89,6 +89,7 @@ class DurationEstimate(keras.callbacks.Callback):
         self.validation_freq, self.stops_early = max(1, int(validation_freq)), stops_early
         self.estimated_seconds = self.remaining_seconds = None
         self._epochs = self._first = self._timed_from = self._estimated_at = None
+        self._last = self._per_epoch = self._estimated_epoch = None
 
     def on_train_begin(self, logs=None):
         self._epochs = self.params.get("epochs") if self.params else None
@@ -98,6 +99,7 @@ class DurationEstimate(keras.callbacks.Callback):
         self._first = epoch if self._first is None else self._first  # a resumed run starts later
 
     def on_epoch_end(self, epoch, logs=None):
+        self._last = epoch
         done = epoch - self._first + 1  # epochs of this fit so far
         if done == self.validation_freq:
             self._timed_from = time.monotonic()
@@ -106,6 +108,7 @@ class DurationEstimate(keras.callbacks.Callback):
             per_epoch = (now - self._timed_from) / self.validation_freq
             left = self._epochs - epoch - 1
             self.estimated_seconds, self._estimated_at = per_epoch * left, now
+            self._per_epoch, self._estimated_epoch = per_epoch, epoch
             bound = "at most about" if self.stops_early else "about"
             self.print_fn(
                 f"[keras-kd] {self.label}: {per_epoch:.2f} s an epoch; the other {left} epochs need "
@@ -113,8 +116,16 @@ class DurationEstimate(keras.callbacks.Callback):
             )
 
     def on_train_end(self, logs=None):
-        if self._estimated_at is not None:
-            self.remaining_seconds = time.monotonic() - self._estimated_at
+        if self._estimated_at is None:
+            return
+        self.remaining_seconds = time.monotonic() - self._estimated_at
+        epochs = self._last - self._estimated_epoch
+        if epochs > 0:  # what the estimate is checked against, in the same log
+            self.print_fn(
+                f"[keras-kd] {self.label}: the {epochs} epochs after the estimate took "
+                f"{_duration(self.remaining_seconds)} ({self.remaining_seconds / epochs:.2f} s an epoch; "
+                f"estimated {self._per_epoch:.2f})."
+            )
 
 
 class KeepBestEpoch(keras.callbacks.Callback):

@@ -58,7 +58,7 @@ def snapshot(model, name=None):
 
 def count_params(model) -> int:
     """Number of weights in `model`, trainable and not."""
-    return int(sum(np.prod(w.shape) for w in model.weights))
+    return int(sum(np.prod(w.shape) for w in model.weights if hasattr(w, "shape")))  # tf_keras vocabularies have none
 
 
 def count_nonzero_params(model) -> int:

@@ -27,7 +27,8 @@ def test_duration_estimate_leaves_out_the_traced_first_epoch_and_holds(data):
     _compiled(make_mlp(32)).fit(
         x, y, epochs=12, batch_size=32, validation_data=(x[:500], y[:500]), verbose=0, callbacks=[estimate]
     )
-    assert len(printed) == 1 and "the other 10 epochs need about" in printed[0]
+    assert len(printed) == 2 and "the other 10 epochs need about" in printed[0]
+    assert "the 10 epochs after the estimate took" in printed[1]
     ratio = estimate.estimated_seconds / estimate.remaining_seconds
     assert 1 / 1.5 <= ratio <= 1.5, (estimate.estimated_seconds, estimate.remaining_seconds)
 

@@ -268,7 +268,9 @@ def _index_folder(path, kind, input_shape, class_names=None):
     class_names = class_names if labeled else None
     paths, labels = _listed_files(path, extensions, labeled, class_names)
     keras_paths = getattr(indexed, "file_paths", None)  # the image loader says which files, in which order
-    if (keras_paths is not None and list(keras_paths) != paths) or int(indexed.cardinality()) != len(paths):
+    # With class_names, tf_keras lists the files in sorted folder order (labels as named): compare the sets.
+    listed = (sorted(keras_paths), sorted(paths)) if keras_paths is not None and class_names else (keras_paths, paths)
+    if (keras_paths is not None and list(listed[0]) != listed[1]) or int(indexed.cardinality()) != len(paths):
         raise ValueError(
             f"{path}: the files listed here differ from those Keras's loader found; please report "
             "this with the folder's layout."

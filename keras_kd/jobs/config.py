@@ -188,6 +188,14 @@ class DistillConfig:
                 raise ValueError(
                     f"Each feature term needs `loss`, `teacher_layer` and `student_layer`; received {term!r}."
                 )
+        if self.tensorboard_dir:
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                raise RuntimeError(
+                    "`tensorboard_dir` needs TensorBoard, through which Keras's callback writes: "
+                    'pip install "keras-kd[tensorboard]".'
+                ) from None
         if self.teacher_cache and self.features:
             raise ValueError("`teacher_cache` holds logits only; it cannot serve feature terms.")
 

@@ -43,7 +43,8 @@ MEASURED_SECONDS = {
     "tests/test_text_teacher.py": 10,
     "tests/test_transfer_data.py": 20,
     "tests/test_tune.py": 42,
-    "tests/test_user_data.py": 88,
+    "tests/test_user_data.py": 50,
+    "tests/test_acceptance.py": 150,
     "tests/test_validation.py": 22,
 }
 FAST_SECONDS = 20

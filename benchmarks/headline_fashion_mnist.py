@@ -66,10 +66,8 @@ def summary(runs, machine, wall_seconds):
         f"in {wall_seconds / 60:.0f} min; raw figures in `{FLAGS.results}`. Official split; "
         f"{metadata['validation_examples']:,} training images held out for validation. The teacher learned from "
         f"all {metadata['train_examples']:,} other training labels for {FLAGS.teacher_epochs} epochs, once (seed 0), "
-        f"and serves every seed. Per seed, the student gets {metadata['labeled_examples']:,} labels: the student "
-        f"from labels trains on them alone for {metadata['scratch_epochs']} epochs; the distilled student, from the "
-        f"same initial weights with as many optimizer steps, on them plus {metadata['unlabeled_examples']:,} "
-        f"images without labels for {FLAGS.student_epochs} epochs (recipe {metadata['recipe']}, alpha "
+        f"and serves every seed. Per seed, from the same initial weights, {seeds.students_in_words(metadata)} (recipe "
+        f"{metadata['recipe']}, alpha "
         f"{metadata['alpha']}, T {metadata['temperature']}, teacher logits cached). Sizes: the `.keras` files "
         "without optimizer state, and the int8 TFLite file.\n\n"
         + seeds.summary_table(runs, LABELS)

@@ -8,6 +8,7 @@ page a benchmark wrote, and names the command that made it.
 
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -201,6 +202,72 @@ def _same_data_line():
     )
 
 
+def own_data_section():
+    """The own-data run (`benchmarks/own_data.py`): the README's own-data command on generated signals."""
+    path = os.path.join(RESULTS, "own_data.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        data = json.load(handle)
+    task, selection = data["task"], data["selection"]
+    lines = [
+        "| model (your Keras model) | parameters | test accuracy (%) | epoch kept (of trained) |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in data["models"]:
+        chosen = selection.get(row["name"])
+        kept = f"{chosen['best_epoch']} (of {chosen['epochs_trained']})" if chosen else ""
+        lines.append(
+            f"| {row['name']} ({row['model_name']}) | {row['params']:,} | {100 * row['accuracy']:.2f} | {kept} |"
+        )
+    estimates = "; ".join(
+        f"{role}: estimated {figures['estimated']:.2f} s an epoch, took {figures['seconds_an_epoch']:.2f}"
+        for role, figures in data["estimates"].items()
+    )
+    introduction = (
+        f"Your own models and data, as a user runs them (`keras-kd distill --teacher --student --train "
+        f"--unlabeled --test`, one seed; `python benchmarks/own_data.py`): generated 1-D signals of "
+        f"{task['classes']} classes, {task['labeled']:,} labelled training signals (a tenth held out for "
+        f"validation), a pool of {task['unlabeled']:,} unlabelled ones, {task['test']:,} test signals; a "
+        f"convolutional teacher trained on signals of its own, a dense student. Distilled minus from labels: "
+        f"{data['gain_points']:+.2f} points; the whole run {data['wall_seconds']:.0f} s ({estimates}):"
+    )
+    return section(introduction, "\n".join(lines))
+
+
+MAIN_BEGIN, MAIN_END = "<!-- main-job:begin (benchmarks/make_docs.py) -->", "<!-- main-job:end -->"
+
+
+def main_job_block():
+    """The README's main-job paragraph and table, from the report of its own command
+    (`keras-kd distill --output_dir=runs/distill`, copied to benchmarks/results/main_job.json)."""
+    path = os.path.join(RESULTS, "main_job.json")
+    if not os.path.exists(path):
+        return None
+    sys.path.insert(0, ROOT)
+    from keras_kd.jobs.seeds import students_in_words
+    from keras_kd.report.writer import ModelRow, format_table
+
+    with open(path) as handle:
+        report = json.load(handle)
+    metadata, rows = report["metadata"], [ModelRow(**row) for row in report["models"]]
+    by_name = {row.name: row for row in rows}
+    kept = "; ".join(
+        f"{role} epoch {chosen['best_epoch']} of {chosen['epochs_trained']}"
+        for role, chosen in metadata["selection"].items()
+    )
+    gain = 100 * (by_name["student_kd"].accuracy - by_name["student_scratch"].accuracy)
+    return (
+        f"`keras-kd distill --output_dir=runs/distill` (seed {metadata['seed']}, {metadata['engine']}, "
+        f"{metadata['cpu_count']} CPU cores, {metadata['wall_seconds']:.0f} s; its `report.json` is "
+        "`benchmarks/results/main_job.json`). The teacher learned from all "
+        f"{metadata['train_examples']:,} training labels; both students have {by_name['student_kd'].params:,} "
+        f"parameters and start from the same weights; {students_in_words(metadata)}. Kept on validation: {kept}. "
+        "Size is the `.keras` file without optimizer state; latency is the median of 50 batch-1 calls.\n\n"
+        f"{format_table(rows)}\n\nThe distilled student is {gain:.1f} points ahead of the student from labels here."
+    )
+
+
 def section(introduction, body):
     """README lines of one results section: a sentence that says where it comes from, then the table."""
     return [introduction, "", body, ""]
@@ -241,6 +308,9 @@ def main():
         sections += [f"## {title}", "", text]
         with open(os.path.join(ROOT, folder, "README.md"), "w") as handle:
             handle.write(f"# {title}\n\nRun it from the repository's root:\n\n    {command}\n\n{text}")
+    own = own_data_section()
+    if own:
+        sections += ["## Your own models and data", "", *own]
     notes = read("benchmarks/results/NOTES.md")
     if notes:
         sections += ["## Conditions of these runs", "", notes.strip(), ""]
@@ -259,6 +329,7 @@ def main():
         "",
         showcase_table(),
         "",
+        *own_data_section(),
     ]
     if digits:
         body = digits.split("## ", 1)[1].split("\n", 1)[1].strip()
@@ -313,6 +384,10 @@ def main():
         "Fashion-MNIST student, every label, alpha 0.1, T 4), where distillation did not pay; the speed page "
         "after it (170k-parameter student)."
     ]
+    main_job = main_job_block()
+    if main_job and MAIN_BEGIN in readme and MAIN_END in readme:
+        start, end = readme.index(MAIN_BEGIN) + len(MAIN_BEGIN), readme.index(MAIN_END)
+        readme = readme[:start] + "\n" + main_job + "\n" + readme[end:]
     if BEGIN in readme and END in readme:
         start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
         readme = readme[:start] + "\n" + "\n".join(block) + "\n" + readme[end:]

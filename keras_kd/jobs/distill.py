@@ -5,7 +5,7 @@ import time
 
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
 from keras_kd.jobs.backup import JobBackup
-from keras_kd.jobs.training import prepare, scratch_epochs, student_builder, teacher_and_students
+from keras_kd.jobs.training import distilled_epoch_steps, prepare, student_builder, teacher_and_students
 from keras_kd.report import measure_model
 from keras_kd.report.curves import plot_curves, write_history
 
@@ -47,7 +47,8 @@ def run_distill(config, output_folder):
         "labeled_examples": int(split.num_labeled),
         "unlabeled_examples": int(split.num_pool),
         "validation_examples": int(split.num_validation),
-        "scratch_epochs": scratch_epochs(config, split),
+        "steps_per_epoch": distilled_epoch_steps(config, split),
+        "patience": config.patience,
         "model_names": {role: record["model_name"] for role, record in records.items()} | {"teacher": teacher.name},
         "selection": {
             role: {key: record[key] for key in ("best_epoch", "validation_accuracy", "epochs_trained", "max_epochs")}

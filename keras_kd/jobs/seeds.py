@@ -104,10 +104,24 @@ def describe(metadata):
         else "teacher loaded"
     )
     return (
-        f"{teacher}; both students start from the same weights; the student from labels sees "
-        f"{metadata['labeled_examples']:,} labelled examples for {metadata['scratch_epochs']} epochs, the "
-        f"distilled student the same labelled examples plus {metadata['unlabeled_examples']:,} unlabelled ones "
-        f"for {metadata['student_epochs']} epochs (the same number of optimizer steps); recipe "
+        f"{teacher}; both students start from the same weights; {students_in_words(metadata)}; recipe "
         f"{metadata['recipe']} (alpha {metadata['alpha']}, T {metadata['temperature']}); "
         f"{metadata['validation_examples']} training examples held out for validation"
+    )
+
+
+def students_in_words(metadata):
+    """How the two students trained, from a report's metadata (results files of either rule)."""
+    labeled, unlabeled = f"{metadata['labeled_examples']:,}", f"{metadata['unlabeled_examples']:,}"
+    if "scratch_epochs" in metadata:  # results written before the best-epoch rule
+        return (
+            f"the student from labels sees {labeled} labelled examples for {metadata['scratch_epochs']} epochs, the "
+            f"distilled student the same labelled examples plus {unlabeled} unlabelled ones for "
+            f"{metadata['student_epochs']} epochs (the same number of optimizer steps), each scored at its last step"
+        )
+    return (
+        f"the student from labels sees {labeled} labelled examples, the distilled student the same plus {unlabeled} "
+        f"unlabelled ones, each for up to {metadata['student_epochs']} epochs of {metadata['steps_per_epoch']:,} "
+        f"optimizer steps, keeping its best epoch on validation and stopping after {metadata['patience']} epochs "
+        "without improvement"
     )

@@ -137,7 +137,7 @@ def train_on_labels(
 
 def _label(role, model):
     """`role (keras name)` for the logs: which model of the run, and which of the user's."""
-    return f"{role} ({model.name})"
+    return role if model.name == role else f"{role} ({model.name})"
 
 
 def _feature_terms(config, num_examples):

@@ -288,3 +288,55 @@ def test_a_killed_distill_resumes_when_rerun_with_the_same_output_dir(tmp_path):
         reference = keras.models.load_model(uninterrupted / f"{name}.keras", compile=False).get_weights()
         for a, b in zip(resumed, reference):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_killed_run_on_your_own_models_resumes_each_by_its_role(tmp_path):
+    """Both students are copies of one user model, under its name: killed while distilling, the rerun
+    loads the student from labels as such and goes on with the distilled student, whose weights end
+    apart from the student from labels'."""
+    from keras_kd.backend import keras
+    from tests import signals
+
+    keras.utils.set_random_seed(0)
+    teacher = signals.conv_teacher(keras)
+    teacher.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    teacher.fit(*signals.signals(1000, seed=1), epochs=3, verbose=0)
+    teacher.save(tmp_path / "teacher.keras")
+    signals.dense_student(keras).save(tmp_path / "student.keras")
+    for name, n, seed in (("train", 60, 2), ("pool", 600, 3), ("test", 100, 5)):
+        x, y = signals.signals(n, seed=seed)
+        np.savez(tmp_path / f"{name}.npz", **({"x": x} if name == "pool" else {"x": x, "y": y}))
+    out = tmp_path / "run"
+    args = ["distill", "--student_epochs=6", "--patience=6", "--verbose=2", f"--output_dir={out}"]
+    args += [
+        f"--{flag}={tmp_path / name}" for flag, name in (("teacher", "teacher.keras"), ("student", "student.keras"))
+    ]
+    args += [f"--{flag}={tmp_path / flag}.npz" for flag in ("train", "test")] + [f"--unlabeled={tmp_path / 'pool.npz'}"]
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_kd.cli.main", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    distilling = False
+    for line in process.stdout:
+        distilling = distilling or "distilling the student" in line
+        if distilling and line.startswith("Epoch 4/6"):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=600)
+    assert process.returncode == -signal.SIGKILL, "the run ended before the kill"
+    assert {"student_scratch.weights.h5", "student_kd"} <= set(os.listdir(out / "backup"))
+    rerun = run_cli(*args)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "student_scratch: trained in an earlier run" in rerun.stdout
+    assert "student_kd: trained in an earlier run" not in rerun.stdout
+    distillation = rerun.stdout.split("distilling the student")[1]
+    assert "Epoch 4/6" in distillation and "Epoch 1/6" not in distillation
+    from_labels = keras.models.load_model(out / "student_scratch.keras", compile=False).get_weights()
+    distilled = keras.models.load_model(out / "student_kd.keras", compile=False).get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(from_labels, distilled))
+    history = json.loads((out / "history.json").read_text())  # the epochs before the kill are kept
+    assert [entry["epoch"] for entry in history["student_kd"]["epochs"]] == [1, 2, 3, 4, 5, 6]

@@ -13,13 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keras_kd.backend import BACKEND, is_tensorflow_backed, keras, ops, to_numpy
-from keras_kd.losses import LOSSES, CRDLoss, SoftTargetCrossentropy, SoftTargetLoss, nce_loss
+from keras_kd.losses import LOSSES, CRDLoss, DISTLoss, SoftTargetCrossentropy, SoftTargetLoss, nce_loss
 from tests.gradients import gradient
 
 # One instance per registered class. CRD scores a learned head's embeddings against a memory, not
 # logits: its NCE objective is checked on its own below.
 _CLASSES = sorted({cls for cls in LOSSES.values() if cls is not CRDLoss}, key=lambda cls: cls.__name__)
-_NOT_ZERO_AT_EQUALITY = (SoftTargetCrossentropy,)
+# DIST as its authors wrote it: a constant row or column (a batch of one, a saturated softmax)
+# correlates 0, even with itself.
+_NOT_ZERO_AT_EQUALITY = (SoftTargetCrossentropy, DISTLoss)
 # RKD's angle term compares every triple of rows (memory grows with batch^3): batches up to 64.
 _MAX_BATCH = {"RKDLoss": 64}
 BATCHES, CLASSES = (1, 2, 7, 64, 512), (2, 3, 10, 100, 1000)

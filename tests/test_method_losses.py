@@ -56,8 +56,25 @@ def test_dist(batch, classes, scale, temperature):
     assert got == pytest.approx(reference.dist(t, s, 1.0, 2.0, temperature), rel=2e-4, abs=1e-5)
 
 
-def test_dist_batch_of_one_is_finite_and_refuses_sample_weights():
-    assert np.isfinite(float(losses.DISTLoss(temperature=4.0)(logits(1, 5), logits(1, 5))))
+def test_dist_matches_its_authors_on_a_batch_of_one_and_on_saturated_logits():
+    """A batch of one has constant columns, and logits of scale 50 saturate the softmax: the authors'
+    Pearson (eps in the denominator only) gives those columns 0, not 1; the gradient stays finite."""
+    from tests.gradients import gradient
+
+    one_t, one_s = logits(1, 5), logits(1, 5)
+    got = float(losses.DISTLoss(beta=1.0, gamma=1.0, temperature=4.0)(one_t, one_s))
+    assert got == pytest.approx(reference.dist(one_t, one_s, 1.0, 1.0, 4.0), rel=1e-4)
+    assert got >= 16.0 * 1.0 - 1e-4  # T^2 gamma (1 - 0): the intra-class term of a single row is 1
+    rng = np.random.default_rng(3)
+    t, s = (50 * rng.normal(size=(4, 10))).astype("float32"), (50 * rng.normal(size=(4, 10))).astype("float32")
+    got = float(losses.DISTLoss(temperature=1.0)(t, s))
+    assert got == pytest.approx(reference.dist(t, s, 1.0, 1.0, 1.0), rel=1e-3)
+    for teacher, student in ((one_t, one_s), (t, s)):
+        grad = gradient(lambda z, teacher=teacher: losses.DISTLoss(temperature=1.0)(teacher, z), student)
+        assert np.all(np.isfinite(grad))
+
+
+def test_dist_refuses_sample_weights():
     with pytest.raises(ValueError, match="cannot weigh them"):
         losses.DISTLoss()(logits(3, 5), logits(3, 5), sample_weight=np.ones(3))
 

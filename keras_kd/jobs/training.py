@@ -4,8 +4,9 @@
 these functions, so their figures are produced the same way: both students start from the same
 initial weights, train in epochs of the same number of optimizer steps, are validated after every
 epoch, keep their best epoch on validation and stop after the same number of epochs without
-improvement, within the same budget. Each model is named by its role in the run (`ROLES`), never by
-its Keras name, in the backup, the logs, the history and the report.
+improvement, within the same budget. Each model is named by its role in the run (`teacher`,
+`student_scratch`, `student_kd`, `assistant`), never by its Keras name, in the backup, the logs,
+the history and the report.
 """
 
 import math
@@ -25,13 +26,6 @@ from keras_kd.losses import LogitsCrossentropy
 from keras_kd.teacher_cache import TeacherCache
 from keras_kd.utils import strip_output_activation
 from keras_kd.validation import check_outputs_are_logits
-
-ROLES = {
-    "teacher": "the teacher",
-    "student_scratch": "the student from labels",
-    "student_kd": "the distilled student",
-    "assistant": "the teacher assistant",
-}
 
 
 def _log(message, verbose):
@@ -272,7 +266,8 @@ def _record(records, role, model, keeper, max_epochs):
     }
 
 
-def _say_selection(role, record, verbose):
+def _say_selection(role, keeper, verbose):
+    record = keeper.selection()
     if record["best_epoch"] is None:
         _log(f"      {role}: no validation data; kept its last epoch ({record['epochs_trained']})", verbose)
         return
@@ -302,8 +297,7 @@ def train_or_load_teacher(config, split, total_steps=3, records=None):
         teacher, x_train, y_train, config, config.teacher_epochs, split.validation, role="teacher", keeper=keeper
     )
     _record(records, "teacher", teacher, keeper, config.teacher_epochs)
-    if records is not None:
-        _say_selection("teacher", records["teacher"], config.verbose)
+    _say_selection("teacher", keeper, config.verbose)
     return teacher
 
 
@@ -363,8 +357,7 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
     keeper = _keeper(config, "student_kd", has_validation)
     distill_on_split(kd_student, teacher, config, split, role="student_kd", keeper=keeper)
     _record(records, "student_kd", kd_student, keeper, config.student_epochs)
-    if records is not None:
-        _say_selection("student_kd", records["student_kd"], verbose)
+    _say_selection("student_kd", keeper, verbose)
     return scratch, kd_student
 
 
@@ -407,8 +400,7 @@ def _train_from_labels(config, split, scratch, total_steps, has_validation, reco
         steps_per_epoch=steps,
     )
     _record(records, "student_scratch", scratch, keeper, config.student_epochs)
-    if records is not None:
-        _say_selection("student_scratch", records["student_scratch"], verbose)
+    _say_selection("student_scratch", keeper, verbose)
 
 
 def load_teacher_for_own_data(config, total_steps=3):

@@ -8,10 +8,11 @@ _EPS = 1e-8
 
 
 def _pearson(a, b, axis):
+    """The authors' `pearson_correlation`: the cosine of the centred vectors, eps in the denominator
+    only, so a constant row or column (a batch of one, a saturated softmax) correlates 0."""
     a = a - ops.mean(a, axis=axis, keepdims=True)
     b = b - ops.mean(b, axis=axis, keepdims=True)
-    # eps above and below: identical inputs correlate exactly 1, also rows or columns of (near-)constant values.
-    numerator = ops.sum(a * b, axis=axis) + _EPS
+    numerator = ops.sum(a * b, axis=axis)
     denominator = _sqrt(ops.sum(a * a, axis=axis)) * _sqrt(ops.sum(b * b, axis=axis)) + _EPS
     return numerator / denominator
 
@@ -29,7 +30,7 @@ def _weighted_pearson_of_columns(a, b, weights):
     total = ops.maximum(ops.sum(weights), _EPS)
     a = a - ops.sum(weights * a, axis=0, keepdims=True) / total
     b = b - ops.sum(weights * b, axis=0, keepdims=True) / total
-    numerator = ops.sum(weights * a * b, axis=0) + _EPS
+    numerator = ops.sum(weights * a * b, axis=0)
     denominator = _sqrt(ops.sum(weights * a * a, axis=0)) * _sqrt(ops.sum(weights * b * b, axis=0)) + _EPS
     return numerator / denominator
 
@@ -41,6 +42,7 @@ def dist_loss(teacher_logits, student_logits, beta=1.0, gamma=1.0, temperature=1
         Y = softmax(Z / T)  (batch x classes)
         inter = 1 - mean_i pearson(Y_s[i, :], Y_t[i, :])   (each sample's class ranking)
         intra = 1 - mean_c pearson(Y_s[:, c], Y_t[:, c])   (each class across the batch)
+        pearson(a, b) = <a - mean a, b - mean b> / (|a - mean a| |b - mean b| + 1e-8)   (the authors' code)
 
     Sequence logits `(batch, time, classes)` take the per-position form: every position is
     a row. `weights` (`(batch, time)`, 0 on padding) then drop padding positions from both

@@ -33,6 +33,10 @@ def plot_curves(records, path, title):
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     by_steps = all(record.get("steps_per_epoch") for record in records.values())
+    last = max(
+        (_steps(record, [record["epochs"][-1]["epoch"]])[0] for record in records.values() if record["epochs"]),
+        default=1,
+    )
     for role, record in records.items():
         color = COLORS.get(role)
         validated = [entry for entry in record["epochs"] if "val_accuracy" in entry]
@@ -42,11 +46,13 @@ def plot_curves(records, path, title):
         if record.get("best_epoch") is not None:
             best = _steps(record, [record["best_epoch"]])[0]
             left.scatter([best], [100 * record["validation_accuracy"]], color=color, marker="*", s=160, zorder=3)
+            right_half = best > last / 2  # its label to the left, so that none runs off the plot
             left.annotate(
                 f"kept: epoch {record['best_epoch']}",
                 (best, 100 * record["validation_accuracy"]),
                 textcoords="offset points",
-                xytext=(6, -14),
+                xytext=(-8, -14) if right_half else (6, -14),
+                ha="right" if right_half else "left",
                 color=color,
                 fontsize=8,
             )

@@ -33,13 +33,13 @@ class DistillConfig:
     teacher_epochs: int = setting(40, "Epochs to train the teacher.", minimum=1)
     student_epochs: int = setting(
         60,
-        "Most epochs of the distilled student; the student from labels gets at most as many optimizer steps.",
+        "Most epochs of each student; an epoch of the student from labels has as many optimizer steps as the "
+        "distilled student's.",
         minimum=1,
     )
     patience: int = setting(
         10,
-        "Validations without improvement before a student stops; each keeps its best epoch on validation "
-        "(both students are validated after the same numbers of optimizer steps).",
+        "Epochs without improvement on validation before a student stops; each student keeps its best epoch.",
         minimum=1,
     )
     batch_size: int = setting(32, "Batch size.", minimum=1)

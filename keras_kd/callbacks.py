@@ -72,9 +72,9 @@ class DurationEstimate(keras.callbacks.Callback):
 
     A distillation run can take hours; an early estimate tells the user whether to wait or to
     shrink the run. The first epochs trace the training step and the first validation the
-    evaluation step, so the estimate is timed over the `validation_freq` epochs after the first
-    validated one (epoch 2 when every epoch is validated): steady epochs, one validation among
-    them. `estimated_seconds` keeps the figure, `remaining_seconds` the time those epochs took.
+    evaluation step, so the estimate is timed over the `2 * validation_freq` epochs after the first
+    validated one (epochs 2 and 3 when every epoch is validated): steady epochs, a validation in
+    each cycle, two of them so that one slow epoch does not set the figure. `estimated_seconds` keeps the figure, `remaining_seconds` the time those epochs took.
 
     Args:
         label: what trains, for the message.
@@ -103,9 +103,9 @@ class DurationEstimate(keras.callbacks.Callback):
         done = epoch - self._first + 1  # epochs of this fit so far
         if done == self.validation_freq:
             self._timed_from = time.monotonic()
-        elif done == 2 * self.validation_freq and self._epochs and self._epochs > epoch + 1:
+        elif done == 3 * self.validation_freq and self._epochs and self._epochs > epoch + 1:
             now = time.monotonic()
-            per_epoch = (now - self._timed_from) / self.validation_freq
+            per_epoch = (now - self._timed_from) / (2 * self.validation_freq)
             left = self._epochs - epoch - 1
             self.estimated_seconds, self._estimated_at = per_epoch * left, now
             self._per_epoch, self._estimated_epoch = per_epoch, epoch

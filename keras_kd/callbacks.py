@@ -74,7 +74,8 @@ class DurationEstimate(keras.callbacks.Callback):
     shrink the run. The first epochs trace the training step and the first validation the
     evaluation step, so the estimate is timed over the `2 * validation_freq` epochs after the first
     validated one (epochs 2 and 3 when every epoch is validated): steady epochs, a validation in
-    each cycle, two of them so that one slow epoch does not set the figure. `estimated_seconds` keeps the figure, `remaining_seconds` the time those epochs took.
+    each cycle, two of them so that one slow epoch does not set the figure. `estimated_seconds`
+    keeps the figure, `remaining_seconds` the time those epochs took.
 
     Args:
         label: what trains, for the message.

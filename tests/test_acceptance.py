@@ -10,7 +10,6 @@ beside them, and its accuracies are those of the saved files when a second proce
 
 import json
 import os
-import wave
 
 import numpy as np
 import pytest
@@ -193,24 +192,11 @@ def _form_images(folder):
     )
 
 
-def _write_tones(folder, n, seed):
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        label = i % 3
-        t = np.arange(400) / 8000
-        signal = 0.5 * np.sin(2 * np.pi * (300 + 900 * label) * t + rng.uniform(0, 6)) + 0.05 * rng.normal(size=400)
-        target = folder / f"tone_{label}"
-        target.mkdir(parents=True, exist_ok=True)
-        with wave.open(str(target / f"{i}.wav"), "wb") as handle:
-            handle.setnchannels(1)
-            handle.setsampwidth(2)
-            handle.setframerate(8000)
-            handle.writeframes((signal * 32767).astype("<i2").tobytes())
-
-
 def _form_wav(folder):
-    _write_tones(folder / "train", 36, 0)
-    _write_tones(folder / "test", 12, 1)
+    from tests.test_user_data import _write_wavs
+
+    _write_wavs(folder / "train", 36)
+    _write_wavs(folder / "test", 12)
     from keras_kd.datasets import user_data
 
     x, y, _ = user_data.load(str(folder / "train"), (400, 1))

@@ -20,6 +20,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.parse
 import urllib.request
@@ -116,29 +117,39 @@ def blank(png_path):
     return float(pixels[..., :3].std()) < 0.01
 
 
+def _screenshot(url, shot, tries=2):
+    """Chromium's screenshot and DOM of `url`: each try in a profile of its own (a browser left over
+    from an earlier page holds the default profile's lock, and a new one can then wait on it for
+    ever), and a browser that hangs is killed and tried once more. A page that fails twice fails."""
+    for attempt in range(tries):
+        with tempfile.TemporaryDirectory() as profile:
+            command = [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                f"--window-size={WIDTH},{HEIGHT}",
+                f"--screenshot={shot}",
+                "--dump-dom",
+                url,
+            ]
+            try:
+                return subprocess.run(command, capture_output=True, text=True, timeout=90)
+            except subprocess.TimeoutExpired:
+                if attempt == tries - 1:
+                    raise
+
+
 def check_page(server, path, shots):
     """Problems with one page as Chromium shows it; an empty list when it renders whole."""
     base = f"http://127.0.0.1:{server.server_address[1]}"
     shot = shots / (path.strip("/").replace("/", "_") or "index")
     shot = shot.with_suffix(".png")
     first = len(server.requests)
-    result = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--no-first-run",
-            f"--window-size={WIDTH},{HEIGHT}",
-            f"--screenshot={shot}",
-            "--dump-dom",
-            base + path,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _screenshot(base + path, shot)
     problems = []
     if result.returncode != 0 or not shot.exists():
         return [f"{path}: Chromium failed ({result.returncode}): {result.stderr[-500:]}"]

@@ -28,7 +28,7 @@ _ATTRIBUTES = {
     "tune": "keras_kd.jobs.tune",  # imports KerasTuner only when called
     "with_indices": "keras_kd.inputs",
 }
-_SUBMODULES = ("callbacks", "datasets", "losses", "models", "recipes", "schedules", "utils")
+_SUBMODULES = ("callbacks", "datasets", "losses", "metrics", "models", "recipes", "schedules", "utils")
 
 __all__ = sorted([*_ATTRIBUTES, *_SUBMODULES, "__version__"])
 

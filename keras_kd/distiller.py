@@ -5,13 +5,14 @@ on every backend (TensorFlow, JAX, PyTorch); what tf_keras alone needs is the
 `EngineSteps` mixin of `keras_kd.backend`, empty on Keras 3.
 """
 
-from keras_kd import backend, saving, tokens
+from keras_kd import backend, keras_compat, saving, tokens
 from keras_kd import losses as kd_losses
 from keras_kd import recipes as kd_recipes
 from keras_kd.backend import EngineSteps, keras, ops, register_serializable
 from keras_kd.data_checks import check_data, check_fit_arguments, numerics_errors
 from keras_kd.feature_distillation import FeatureDistillation, feature_extractors
 from keras_kd.inputs import unpack
+from keras_kd.metrics import split_teacher_metrics
 from keras_kd.teacher_cache import attach_teacher_cache, cached_teacher_logits
 from keras_kd.teacher_pass import TeacherPass, validate_teacher_dtype
 from keras_kd.transfer_data import fill_missing, labelled_mean, masked_weight
@@ -34,6 +35,14 @@ class Distiller(EngineSteps, keras.Model):
     one `<name>_loss` per feature term, and the compiled metrics on the student's output. Under a
     `tf.distribute` strategy the loss is scaled per replica as Keras scales its own.
 
+    Code written for Keras's own `keras.distillation.Distiller` runs unchanged: its call
+    `Distiller(teacher=..., student=..., distillation_losses=..., distillation_loss_weights=...,
+    student_loss_weight=0.5)` is taken as Keras takes it (positional arguments then in Keras's
+    order, teacher first), with Keras's `LogitsDistillation` and `FeatureDistillation` objects
+    (`keras_kd.keras_compat`); it logs `total_loss` as Keras's does. Keras's default
+    `LogitsDistillation()` loss is computed as Hinton's loss here (softmax at T, T^2), said once
+    in a `KerasDifferenceWarning`.
+
     Args:
         student: the model to train; a Keras model of the active engine that outputs logits.
         teacher: the trained model to learn from (same engine, same output shape), or a
@@ -42,12 +51,16 @@ class Distiller(EngineSteps, keras.Model):
         features: `FeatureDistillation` terms between named teacher and student layers (of the first teacher).
         teacher_dtype: `"bfloat16"` runs an inference copy of the teachers in bfloat16 (cheaper
             where the hardware has it; the loss stays float32): `keras_kd.teacher_pass`.
+        distillation_losses: (Keras's) one distillation loss or a list: `keras.distillation`'s
+            `LogitsDistillation` and `FeatureDistillation`, keras-kd's losses or feature terms.
+        distillation_loss_weights: (Keras's) a weight per distillation loss; 1 each by default.
+        student_loss_weight: (Keras's) the weight of the loss on labels, keras-kd's `alpha`; 0.5 by default.
 
     Raises:
-        TypeError: a model that is not a Keras model of the active engine, or a subclassed model where
-            features are asked of it.
-        ValueError: output shapes that differ, a model that ends in softmax, a layer name that does not
-            exist, feature shapes that no adapter can reconcile.
+        ValueError: a model that is not a Keras model of the active engine (`NotAModelError`, also a
+            `TypeError`), output shapes that differ, a model that ends in softmax, a layer name that
+            does not exist, feature shapes that no adapter can reconcile, loss weights of another length.
+        TypeError: a subclassed model where features are asked of it.
 
     Example:
         >>> distiller = Distiller(student=student, teacher=teacher)
@@ -59,14 +72,23 @@ class Distiller(EngineSteps, keras.Model):
         Hinton, Vinyals and Dean, "Distilling the Knowledge in a Neural Network", 2015.
     """
 
-    def __init__(self, student, teacher, teacher_weights=None, features=None, teacher_dtype=None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *args, **kwargs):
+        # Keras's own call, Distiller(teacher=..., student=..., distillation_losses=..., ...), or keras-kd's.
+        arguments, keras_style = keras_compat.bind(args, kwargs)
+        student, teacher = arguments.pop("student"), arguments.pop("teacher")
+        teacher_weights, features = arguments.pop("teacher_weights", None), arguments.pop("features", None)
+        teacher_dtype = arguments.pop("teacher_dtype", None)
+        keras_arguments = {name: arguments.pop(name, None) for name in keras_compat.KERAS_ONLY}
+        super().__init__(**arguments)
         teachers = checked_teachers(student, tokens.check_vocabularies(student, teacher))  # LMs: sizes named
         for model in teachers:
             model.trainable = False
         self.student = student
         self.teachers = teachers
         self.teacher_weights = normalized_teacher_weights(teacher_weights, len(teachers))
+        self._keras_arguments = self._compile_defaults = None
+        if keras_style:
+            features = list(features or []) + self._take_keras_arguments(**keras_arguments)
         self.features = [FeatureDistillation.coerce(term) for term in (features or [])]
         self._teacher_features, self._student_features = feature_extractors(self.teacher, student, self.features)
         self.teacher_dtype = validate_teacher_dtype(teacher_dtype, has_features=bool(self.features))
@@ -75,12 +97,37 @@ class Distiller(EngineSteps, keras.Model):
         self._alpha_value, self._temperature_value = 0.5, kd_recipes.DEFAULT_TEMPERATURE
         self._alpha = backend.scalar_variable(self._alpha_value, "alpha")
         self._temperature = backend.scalar_variable(self._temperature_value, "temperature")
+        for name, value in (self._compile_defaults or {}).items():
+            if name in ("alpha", "temperature") and value is not None:
+                setattr(self, name, value)  # Keras's students_loss_weight reads right before compile
         self.student_loss_fn = self.distillation_loss_fn = self.augmentation = None
         self._saved_compile_config = None
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        self.total_loss_tracker = keras.metrics.Mean(name="total_loss")  # the name Keras's Distiller logs
         self.feature_loss_trackers = [keras.metrics.Mean(name=f"{term.name}_loss") for term in self.features]
+        self.teacher_metrics = []
         self.built = True  # its models exist; an augmentation layer builds on its first batch
+
+    def _take_keras_arguments(self, distillation_losses, distillation_loss_weights, student_loss_weight):
+        """Keras's constructor arguments as keras-kd's: the compile defaults they set, and the feature terms.
+
+        As in Keras's Distiller, the feature terms count inside the distillation loss:
+        total = w * student_loss + (1 - w) * sum_i weight_i * loss_i.
+        """
+        student_loss_weight = 0.5 if student_loss_weight is None else student_loss_weight
+        student_loss_weight = keras_compat.check_student_loss_weight(student_loss_weight)
+        translation = keras_compat.translate(distillation_losses, distillation_loss_weights)
+        losses = distillation_losses if isinstance(distillation_losses, (list, tuple)) else [distillation_losses]
+        weights = [1.0] * len(losses) if distillation_loss_weights is None else list(distillation_loss_weights)
+        # Plain objects, not tracked as the Distiller's layers (the feature terms are, in `features`).
+        self._keras_arguments = keras_compat.KerasArguments(list(losses), [float(w) for w in weights])
+        self._compile_defaults = {
+            "alpha": student_loss_weight,
+            "temperature": translation.temperature,
+            "distillation_loss_fn": translation.response,
+        }
+        return translation.features
 
     @property
     def teacher(self):
@@ -91,6 +138,30 @@ class Distiller(EngineSteps, keras.Model):
     def adapters(self):
         """Each feature term's adapter (or CRD head), trained with the student."""
         return [term.adapter_layer for term in self.features]
+
+    # The attributes Keras's own Distiller has.
+    @property
+    def distillation_losses(self):
+        """The distillation losses: as given to a Keras-style constructor, else the compiled response
+        loss and the feature terms."""
+        if self._keras_arguments is not None:
+            return list(self._keras_arguments.losses)
+        return [loss for loss in [self.distillation_loss_fn] if loss is not None] + list(self.features)
+
+    @property
+    def distillation_loss_weights(self):
+        if self._keras_arguments is not None:
+            return list(self._keras_arguments.weights)
+        return [1.0] * len(self.distillation_losses)
+
+    @property
+    def student_loss_weight(self):
+        """Keras's name for `alpha`, the weight of the loss on labels."""
+        return self.alpha
+
+    @student_loss_weight.setter
+    def student_loss_weight(self, value):
+        self.alpha = value
 
     # Python mirrors of the variables: readable inside a traced step on every backend.
     @property
@@ -128,7 +199,9 @@ class Distiller(EngineSteps, keras.Model):
 
         Args:
             optimizer: optimizer for the student's weights.
-            metrics: metrics of the student's predictions against the labels.
+            metrics: metrics of the student's predictions against the labels, and of its agreement
+                with the teacher (`keras_kd.metrics.TeacherAgreement`, `TeacherKL`, or their names).
+            loss: Keras's name for `student_loss_fn` (as `keras.distillation.Distiller.compile` takes it).
             student_loss_fn: loss on labels; default cross-entropy from logits (sparse or one-hot labels),
                 averaged over the labelled rows of each batch. A Keras cross-entropy must have `from_logits=True`.
             distillation_loss_fn: a keras-kd loss, a name (`"kd"`, `"dkd"`, `"dist"`, ...), or a Keras
@@ -146,9 +219,15 @@ class Distiller(EngineSteps, keras.Model):
         Raises:
             ValueError: `alpha` outside [0, 1], `temperature <= 0`, an unknown loss.
         """
-        if kwargs.pop("loss", None) is not None:
-            raise ValueError("Distiller.compile takes `student_loss_fn` and `distillation_loss_fn`, not `loss`.")
+        loss = kwargs.pop("loss", None)
+        if loss is not None and student_loss_fn is not None:
+            raise ValueError("Give the loss on labels once: `loss` (Keras's name) or `student_loss_fn`, not both.")
+        student_loss_fn = loss if loss is not None else student_loss_fn
+        if self._keras_arguments is not None:
+            keras_compat.say_label_loss_difference(student_loss_fn)
         defaults = kd_recipes.get(recipe).compile_arguments()
+        # A Keras-style constructor's losses, weight and temperature come before the recipe's defaults.
+        defaults.update({k: v for k, v in (self._compile_defaults or {}).items() if v is not None})
         self.alpha = defaults["alpha"] if alpha is None else alpha
         self.temperature = defaults["temperature"] if temperature is None else temperature
         self.student_loss_fn = kd_losses.get_student_loss(student_loss_fn)
@@ -157,7 +236,11 @@ class Distiller(EngineSteps, keras.Model):
         self.augmentation = kd_recipes.checked_augmentation(augmentation, defaults["augmentation"])
         backend.untrack(self, previous, kept=self.augmentation)  # a replaced augmentation's seed leaves the state
         self._user_metrics = metrics
-        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        label_metrics, teacher_metrics = split_teacher_metrics(metrics)
+        for metric in self.teacher_metrics:
+            backend.untrack(self, metric)
+        self.teacher_metrics = teacher_metrics  # agreement with the teacher: updated in `compute_loss`
+        super().compile(optimizer=optimizer, metrics=label_metrics, **kwargs)
 
     def call(self, inputs, training=None, augment=True):
         """The student's logits; while training with augmentation or feature terms, a dict of the
@@ -200,18 +283,26 @@ class Distiller(EngineSteps, keras.Model):
         )
         student_loss = self._label_loss(y, y_pred, mask, sample_weight, like=distillation_loss)
         alpha = ops.cast(self._alpha, "float32")
-        total = alpha * student_loss + (1.0 - alpha) * distillation_loss
         batch_size = ops.shape(y_pred)[0]
+        feature_total = ops.zeros((), dtype="float32")
         for term, tracker, t, s in zip(self.features, self.feature_loss_trackers, teacher_features, student_features):
             value = term.call(t, s, indices=indices, sample_weight=sample_weight, training=training)
             tracker.update_state(value, sample_weight=batch_size)
-            total = total + term.weight * value
+            feature_total = feature_total + term.weight * ops.cast(value, "float32")
+        if self._keras_arguments is not None:  # Keras's Distiller: feature terms inside the (1 - w) part
+            distillation_loss = distillation_loss + feature_total
+            total = alpha * student_loss + (1.0 - alpha) * distillation_loss
+        else:
+            total = alpha * student_loss + (1.0 - alpha) * distillation_loss + feature_total
         # JAX hands the forward pass's losses (activity regularizers) over through `_losses_override`.
         regularization = getattr(self, "_losses_override", None) or self.student.losses
         if regularization:
             total = total + ops.sum(ops.stack([ops.cast(r, "float32") for r in regularization]))
         self.student_loss_tracker.update_state(student_loss, sample_weight=batch_size)
         self.distillation_loss_tracker.update_state(distillation_loss, sample_weight=batch_size)
+        self.total_loss_tracker.update_state(total, sample_weight=batch_size)
+        for metric in self.teacher_metrics:
+            metric.update_state(teacher_logits, y_pred, sample_weight=sample_weight)
         return backend.scale_loss_for_replicas(total)
 
     def _teacher_outputs(self, x, cached_logits, num_classes):

@@ -36,15 +36,25 @@ def load_distiller(path: "str | os.PathLike", custom_objects: "dict | None" = No
 
 
 def distiller_config(distiller):
-    """The constructor's arguments: student, teacher(s), teacher weights, feature terms."""
+    """The constructor's arguments, with the keys of Keras's own Distiller config.
+
+    A Distiller built with Keras's arguments saves them (`distillation_losses` as given,
+    `distillation_loss_weights`, `student_loss_weight`) and is rebuilt from them; one built with
+    keras-kd's saves `features` and `teacher_weights`, and Keras's keys describe it.
+    """
     teachers = [_without_compile_config(keras.layers.serialize(t)) for t in distiller.teachers]
-    return {
+    config = {
         "student": _without_compile_config(keras.layers.serialize(distiller.student)),
         "teacher": teachers[0] if len(teachers) == 1 else teachers,
         "teacher_weights": list(distiller.teacher_weights) if len(teachers) > 1 else None,
-        "features": [term.get_config() for term in distiller.features] or None,
         **({"teacher_dtype": distiller.teacher_dtype} if getattr(distiller, "teacher_dtype", None) else {}),
+        "distillation_losses": [keras.saving.serialize_keras_object(loss) for loss in distiller.distillation_losses],
+        "distillation_loss_weights": [float(w) for w in distiller.distillation_loss_weights],
+        "student_loss_weight": float(distiller.student_loss_weight),
     }
+    if distiller._keras_arguments is None:
+        config["features"] = [term.get_config() for term in distiller.features] or None
+    return config
 
 
 def distiller_arguments(config, custom_objects=None):
@@ -56,15 +66,29 @@ def distiller_arguments(config, custom_objects=None):
         keras.layers.deserialize(t, custom_objects=custom_objects)
         for t in (teacher if isinstance(teacher, list) else [teacher])
     ]
-    features = [FeatureDistillation.from_config(f) for f in (config.pop("features", None) or [])]
     saved_compile_config = config.pop("compile_config", None)
-    arguments = {
-        "student": student,
-        "teacher": teachers if len(teachers) > 1 else teachers[0],
-        "features": features or None,
-        **config,
-    }
+    keras_style = "features" not in config and "distillation_losses" in config
+    if keras_style:
+        config["distillation_losses"] = [_deserialize_loss(c, custom_objects) for c in config["distillation_losses"]]
+    else:  # keras-kd's own arguments; Keras's keys only described them
+        for name in ("distillation_losses", "distillation_loss_weights", "student_loss_weight"):
+            config.pop(name, None)
+        config["features"] = [FeatureDistillation.from_config(f) for f in (config.pop("features", None) or [])] or None
+    arguments = {"student": student, "teacher": teachers if len(teachers) > 1 else teachers[0], **config}
     return arguments, saved_compile_config
+
+
+def _deserialize_loss(config, custom_objects):
+    """One of Keras's `distillation_losses` from its saved config: a name, keras-kd's own loss or
+    feature term, or Keras's (or the user's own) object."""
+    if not isinstance(config, dict):
+        return config  # a loss name
+    inner = config.get("config")
+    if isinstance(inner, dict) and "teacher_layer" in inner:  # a keras_kd.FeatureDistillation term
+        return FeatureDistillation.from_config(inner)
+    if str(config.get("module", "")).startswith("keras_kd"):
+        return kd_losses.deserialize(config)
+    return keras.saving.deserialize_keras_object(config, custom_objects=custom_objects)
 
 
 def compile_config(distiller):

@@ -13,12 +13,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keras_kd.backend import BACKEND, is_tensorflow_backed, keras, ops, to_numpy
-from keras_kd.losses import LOSSES, CRDLoss, DISTLoss, SoftTargetCrossentropy, SoftTargetLoss, nce_loss
+from keras_kd.losses import (
+    LOSSES,
+    CRDLoss,
+    DISTLoss,
+    KerasCustomLoss,
+    SoftTargetCrossentropy,
+    SoftTargetLoss,
+    WeightedLosses,
+    nce_loss,
+)
 from tests.gradients import gradient
 
 # One instance per registered class. CRD scores a learned head's embeddings against a memory, not
-# logits: its NCE objective is checked on its own below.
-_CLASSES = sorted({cls for cls in LOSSES.values() if cls is not CRDLoss}, key=lambda cls: cls.__name__)
+# logits: its NCE objective is checked on its own below. KerasCustomLoss runs the user's own
+# `compute_loss` and WeightedLosses sums the losses checked here: neither has values of its own.
+_NOT_OWN = (CRDLoss, KerasCustomLoss, WeightedLosses)
+_CLASSES = sorted({cls for cls in LOSSES.values() if cls not in _NOT_OWN}, key=lambda cls: cls.__name__)
 # DIST as its authors wrote it: a constant row or column (a batch of one, a saturated softmax)
 # correlates 0, even with itself.
 _NOT_ZERO_AT_EQUALITY = (SoftTargetCrossentropy, DISTLoss)

@@ -90,10 +90,15 @@ def test_labels_missing_while_alpha_weighs_them(data, teacher, student):
         distiller.fit(x, None, epochs=1, verbose=0)
 
 
-def test_plain_loss_argument_is_refused(teacher, student):
+def test_loss_is_the_label_loss_and_a_probability_loss_is_refused(teacher, student):
+    """`loss` is Keras's name for the loss on labels; one that reads probabilities is refused with the fix."""
+    from keras_kd.backend import keras
+
     distiller = keras_kd.Distiller(student=student, teacher=teacher)
-    with pytest.raises(ValueError, match="student_loss_fn"):
-        distiller.compile(optimizer="adam", loss="mse")
+    distiller.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert distiller.student_loss_fn.get_config()["from_logits"] is True
+    with pytest.raises(ValueError, match="from_logits=True"):
+        distiller.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy())
 
 
 def test_fit_before_compile(data, teacher, student):

@@ -62,19 +62,24 @@ def switch_hint(engine):
     return f"unset {LEGACY_ENV_VAR} (or set it to 0) before Python starts"
 
 
+class NotAModelError(TypeError, ValueError):
+    """A model argument that is no Keras model of the active engine (a `ValueError`, as Keras's own
+    Distiller raises, and a `TypeError`, as keras-kd raised before)."""
+
+
 def assert_model_of_engine(model, argument):
-    """Raise a TypeError naming `argument` unless `model` is a model of the active engine."""
+    """Raise a `NotAModelError` naming `argument` unless `model` is a model of the active engine."""
     if isinstance(model, keras.Model):
         return
     other = _engine_of(model)
     if other is not None and other != ENGINE:
         name = "tf_keras (Keras 2)" if other == "tf_keras" else "Keras 3"
-        raise TypeError(
+        raise NotAModelError(
             f"`{argument}` is a {name} model, but the active engine is "
             f"{ENGINE_DESCRIPTION}. Build it with the active engine, or "
             f"{switch_hint(other)} to use that engine."
         )
-    raise TypeError(
+    raise NotAModelError(
         f"`{argument}` must be a Keras model of the active engine "
         f"({ENGINE_DESCRIPTION}); received an object of type {type(model).__name__}."
     )

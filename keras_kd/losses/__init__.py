@@ -31,6 +31,7 @@ from keras_kd.losses.dkd_loss import DKDLoss, dkd_loss
 from keras_kd.losses.feature_base import FeatureLoss
 from keras_kd.losses.fitnets_loss import FitNetsLoss, fitnets_loss
 from keras_kd.losses.kd_loss import KDLoss, kd_loss
+from keras_kd.losses.keras_losses import KerasCustomLoss, KerasFeatureLoss, KerasLogitsLoss, WeightedLosses
 from keras_kd.losses.logits_crossentropy import LogitsCrossentropy
 from keras_kd.losses.pkt_loss import PKTLoss, pkt_loss
 from keras_kd.losses.response_losses import (
@@ -187,6 +188,9 @@ __all__ = [
     "ForwardKLLoss",
     "GeneralizedJSDLoss",
     "KDLoss",
+    "KerasCustomLoss",
+    "KerasFeatureLoss",
+    "KerasLogitsLoss",
     "LogitsMSE",
     "PKTLoss",
     "RKDLoss",
@@ -214,6 +218,7 @@ __all__ = [
     "soft_target_crossentropy",
     "LogitsCrossentropy",
     "SoftTargetLoss",
+    "WeightedLosses",
     "deserialize",
     "get",
     "get_student_loss",

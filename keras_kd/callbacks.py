@@ -40,6 +40,19 @@ class DistillationScheduler(keras.callbacks.Callback):
             logs["temperature"] = self.model.temperature
 
 
+class LossCurriculum(keras.callbacks.Callback):
+    """Calls the distillation loss's `on_epoch_begin(epoch)` (CTKD's reversal schedule) and logs
+    a learned temperature as `learned_temperature`; the Distiller's `fit` adds it when the loss has one."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.distillation_loss_fn.on_epoch_begin(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        layer = getattr(self.model.distillation_loss_fn, "trainable_layer", None)
+        if logs is not None and hasattr(layer, "value"):
+            logs["learned_temperature"] = layer.value()
+
+
 class SnapshotTeacher(keras.callbacks.Callback):
     """Self-distillation: every `every_n_epochs`, the teacher becomes a copy of the student.
 

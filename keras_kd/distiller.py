@@ -101,6 +101,7 @@ class Distiller(EngineSteps, keras.Model):
             if name in ("alpha", "temperature") and value is not None:
                 setattr(self, name, value)  # Keras's students_loss_weight reads right before compile
         self.student_loss_fn = self.distillation_loss_fn = self.augmentation = None
+        self._loss_layer = None  # a loss's own trained weights (CTKD's temperature)
         self._saved_compile_config = None
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
@@ -232,6 +233,9 @@ class Distiller(EngineSteps, keras.Model):
         self.temperature = defaults["temperature"] if temperature is None else temperature
         self.student_loss_fn = kd_losses.get_student_loss(student_loss_fn)
         self.distillation_loss_fn = kd_losses.get(distillation_loss_fn or defaults["distillation_loss_fn"])
+        loss_layer = getattr(self.distillation_loss_fn, "trainable_layer", None)
+        backend.untrack(self, self._loss_layer, kept=loss_layer)
+        self._loss_layer = loss_layer  # tracked: trained with the student, saved with the Distiller
         previous = self.augmentation
         self.augmentation = kd_recipes.checked_augmentation(augmentation, defaults["augmentation"])
         backend.untrack(self, previous, kept=self.augmentation)  # a replaced augmentation's seed leaves the state
@@ -351,6 +355,10 @@ class Distiller(EngineSteps, keras.Model):
         teachers do not run; and `check_numerics=True`: NaN checks on every batch (`data_checks`)."""
         x, kwargs = check_fit_arguments(self, x, y, kwargs, check_numerics, teacher_cache)
         self._check_compiled()
+        if hasattr(self.distillation_loss_fn, "on_epoch_begin"):  # a loss with a curriculum (CTKD)
+            from keras_kd.callbacks import LossCurriculum
+
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), LossCurriculum()]
         with numerics_errors():
             self._teacher_pass.sync(self)
             if teacher_cache is not None:

@@ -196,3 +196,27 @@ def real_token_mean(per_token, weights):
             total += value * weight
             count += 1
     return total / max(count, 1)
+
+
+def standardize(logits):
+    """Sun et al.'s `normalize`: (z - mean) / (1e-7 + std) per row, with the sample std (torch's default)."""
+    z = _array(logits, np.float64)
+    return (z - z.mean(-1, keepdims=True)) / (1e-7 + z.std(-1, ddof=1, keepdims=True))
+
+
+def ls_kd(teacher_logits, student_logits, temperature):
+    """KD on standardized logits (Sun et al., CVPR 2024), per sample."""
+    return hinton_kd(standardize(teacher_logits), standardize(student_logits), temperature)
+
+
+def mlkd(teacher_logits, student_logits, temperatures):
+    """Jin et al., CVPR 2023 (their kd_loss, bc_loss and cc_loss, one view, no masks), summed over T."""
+    total = 0.0
+    for t in temperatures:
+        p_t, p_s = _softmax64(teacher_logits / t), _softmax64(student_logits / t)
+        batch, classes = p_t.shape
+        instance = np.mean(hinton_kd(teacher_logits, student_logits, t))
+        bc = np.sum((p_t @ p_t.T - p_s @ p_s.T) ** 2) / batch
+        cc = np.sum((p_t.T @ p_t - p_s.T @ p_s) ** 2) / classes
+        total += instance + bc + cc
+    return total

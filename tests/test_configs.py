@@ -18,7 +18,7 @@ CONFIGS = sorted(
 
 def test_there_is_a_config_per_method():
     names = {os.path.basename(path)[:-5] for path in CONFIGS}
-    assert {"kd", "dkd", "dist", "fitnets", "attention_transfer", "rkd", "pkt", "crd"} <= names
+    assert {"kd", "dkd", "dist", "fitnets", "attention_transfer", "rkd", "pkt", "crd", "ls_kd", "mlkd", "ctkd"} <= names
     recipes = {os.path.basename(path)[:-5] for path in CONFIGS if os.sep + "recipes" + os.sep in path}
     assert recipes == set(keras_kd.recipes.RECIPES)
 

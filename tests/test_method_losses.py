@@ -188,3 +188,80 @@ def test_every_registered_loss_round_trips_through_its_config(name):
         t, s, labels = logits(6, 5), logits(6, 5), np.arange(6) % 5
         want = float(loss(t, s, labels=labels, temperature=3.0))
         assert float(restored(t, s, labels=labels, temperature=3.0)) == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("batch, classes, scale", CASES)
+@pytest.mark.parametrize("temperature", TEMPERATURES)
+def test_logit_standardization_kd(batch, classes, scale, temperature):
+    """`ls_kd` and `logit_standardization=True` on KD: Sun et al.'s z-score, then Hinton's loss."""
+    t, s = logits(batch, classes, scale), logits(batch, classes, scale)
+    want = reference.ls_kd(t, s, temperature)
+    got = np.asarray(losses.get("ls_kd")(t, s, temperature=temperature, sample_weight=None))
+    assert float(got) == pytest.approx(float(want.mean()), rel=2e-4, abs=1e-5)
+    option = losses.KDLoss(temperature=temperature, logit_standardization=True, reduction="none")
+    np.testing.assert_allclose(np.asarray(option(t, s)), want, rtol=2e-4, atol=1e-5)
+    # Only the logits' relations count: any shift and positive scale of a row change nothing.
+    moved = losses.KDLoss(temperature=temperature, logit_standardization=True, reduction="none")(t * 7.0 + 3.0, s)
+    np.testing.assert_allclose(np.asarray(moved), want, rtol=2e-4, atol=1e-5)
+
+
+def test_logit_standardization_keeps_a_constant_row_finite_with_finite_gradients():
+    t = np.array([[2.0, 2.0, 2.0], [1.0, 5.0, -3.0]], "float32")
+    s = np.array([[0.5, 0.5, 0.5], [3.0, 3.0, 3.0]], "float32")
+    loss = losses.LSKDLoss(temperature=2.0)
+    assert np.isfinite(float(loss(t, s)))
+    assert float(loss(t, s)) == pytest.approx(float(reference.ls_kd(t, s, 2.0).mean()), rel=1e-4)
+    assert np.all(np.isfinite(gradient(lambda z: loss(t, z), s)))
+
+
+@pytest.mark.parametrize("batch, classes, scale", CASES)
+def test_mlkd(batch, classes, scale):
+    t, s = logits(batch, classes, scale), logits(batch, classes, scale)
+    got = float(losses.get("mlkd")(t, s))
+    assert got == pytest.approx(reference.mlkd(t, s, (2.0, 3.0, 4.0, 5.0, 6.0)), rel=2e-4, abs=1e-5)
+    custom = float(losses.MLKDLoss(temperatures=[1.0, 8.0])(t, s))
+    assert custom == pytest.approx(reference.mlkd(t, s, (1.0, 8.0)), rel=2e-4, abs=1e-5)
+    assert float(losses.get("mlkd")(t, t)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_ctkd_reversal_follows_the_authors_cosine_curriculum():
+    """0 at epoch 0, -0.5 half-way, -1 from `decay_epochs` on (their CosineDecay(0, -1, 10))."""
+    import math
+
+    want = [-(1 - (math.cos(math.pi * e / 10) + 1) / 2) for e in range(10)] + [-1.0, -1.0]
+    got = [losses.reversal_strength(e, 10) for e in range(12)]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert got[0] == 0.0 and got[5] == pytest.approx(-0.5) and got[10] == -1.0
+
+
+def test_ctkd_is_hintons_loss_at_its_learned_temperature():
+    t, s = logits(6, 5), logits(6, 5)
+    loss = losses.get({"name": "ctkd", "t_start": 1.0, "t_range": 20.0})
+    temperature = 1.0 + 20.0 / (1.0 + np.exp(-1.0))  # the parameter starts at 1
+    assert loss.temperature_layer.value() == pytest.approx(temperature)
+    assert float(loss(t, s, temperature=3.0)) == pytest.approx(
+        reference.hinton_kd(t, s, temperature).mean(), rel=2e-4
+    )  # the Distiller's own temperature is not used
+
+
+def test_ctkd_trains_the_temperature_against_the_student(data, teacher, student):
+    """With full reversal the optimizer that lowers the total loss moves T to raise the distillation
+    loss; with none (epoch 0) T stays where it is."""
+    from keras_kd import Distiller
+
+    x, y = data
+    distiller = Distiller(student=student, teacher=teacher)
+    ctkd = losses.CTKDLoss(decay_epochs=1)
+    distiller.compile(optimizer=keras.optimizers.SGD(1.0), distillation_loss_fn=ctkd, alpha=0.0)
+    assert any(v is ctkd.temperature_layer.parameter for v in distiller.trainable_variables)
+    start = ctkd.temperature_layer.value()
+    history = distiller.fit(x, y, epochs=1, batch_size=len(x), verbose=0).history  # epoch 0: no reversal
+    assert ctkd.temperature_layer.value() == pytest.approx(start, abs=1e-6)
+    assert history["learned_temperature"][0] == pytest.approx(start, abs=1e-6)
+
+    # From epoch 1 on the reversal is full: T takes a step up the distillation loss's slope.
+    t_logits, s_logits = np.asarray(teacher(x, training=False)), np.asarray(student(x))
+    probe = [reference.hinton_kd(t_logits, s_logits, start + d).mean() for d in (-0.01, 0.01)]
+    uphill = np.sign(probe[1] - probe[0])
+    distiller.fit(x, y, epochs=2, initial_epoch=1, batch_size=len(x), verbose=0)
+    assert np.sign(ctkd.temperature_layer.value() - start) == uphill

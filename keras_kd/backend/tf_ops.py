@@ -61,6 +61,10 @@ def exp(x):
     return tf.exp(x)
 
 
+def sigmoid(x):
+    return tf.sigmoid(x)
+
+
 def log(x):
     return tf.math.log(x)
 

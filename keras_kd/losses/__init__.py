@@ -12,8 +12,16 @@ from keras_kd.losses.attention_transfer_loss import (
     attention_map,
     attention_transfer_loss,
 )
-from keras_kd.losses.base import LOSSES, DistillationLoss, mixture_logits, register_loss, validate_temperature
+from keras_kd.losses.base import (
+    LOSSES,
+    DistillationLoss,
+    mixture_logits,
+    register_loss,
+    standardize_logits,
+    validate_temperature,
+)
 from keras_kd.losses.crd_loss import CRDHead, CRDLoss, nce_loss
+from keras_kd.losses.ctkd_loss import CTKDLoss, CTKDTemperature, reversal_strength
 from keras_kd.losses.dist_loss import DISTLoss, dist_loss
 from keras_kd.losses.divergences import (
     ForwardKLLoss,
@@ -30,9 +38,10 @@ from keras_kd.losses.divergences import (
 from keras_kd.losses.dkd_loss import DKDLoss, dkd_loss
 from keras_kd.losses.feature_base import FeatureLoss
 from keras_kd.losses.fitnets_loss import FitNetsLoss, fitnets_loss
-from keras_kd.losses.kd_loss import KDLoss, kd_loss
+from keras_kd.losses.kd_loss import KDLoss, LSKDLoss, kd_loss
 from keras_kd.losses.keras_losses import KerasCustomLoss, KerasFeatureLoss, KerasLogitsLoss, WeightedLosses
 from keras_kd.losses.logits_crossentropy import LogitsCrossentropy
+from keras_kd.losses.mlkd_loss import MLKDLoss, mlkd_loss
 from keras_kd.losses.pkt_loss import PKTLoss, pkt_loss
 from keras_kd.losses.response_losses import (
     LogitsMSE,
@@ -180,6 +189,8 @@ __all__ = [
     "AttentionTransferLoss",
     "CRDHead",
     "CRDLoss",
+    "CTKDLoss",
+    "CTKDTemperature",
     "DISTLoss",
     "DKDLoss",
     "DistillationLoss",
@@ -188,10 +199,12 @@ __all__ = [
     "ForwardKLLoss",
     "GeneralizedJSDLoss",
     "KDLoss",
+    "LSKDLoss",
     "KerasCustomLoss",
     "KerasFeatureLoss",
     "KerasLogitsLoss",
     "LogitsMSE",
+    "MLKDLoss",
     "PKTLoss",
     "RKDLoss",
     "ReverseKLLoss",
@@ -207,15 +220,18 @@ __all__ = [
     "from_spec",
     "generalized_jsd",
     "reverse_kl",
+    "reversal_strength",
     "skew_kl",
     "skew_reverse_kl",
     "logits_mse",
+    "mlkd_loss",
     "nce_loss",
     "pkt_loss",
     "rkd_angle_loss",
     "rkd_distance_loss",
     "rkd_loss",
     "soft_target_crossentropy",
+    "standardize_logits",
     "LogitsCrossentropy",
     "SoftTargetLoss",
     "WeightedLosses",

@@ -70,6 +70,17 @@ def mixture_logits(logits, weights, temperature):
     return log_mix * temperature
 
 
+def standardize_logits(logits):
+    """Each row of logits as z-scores: `(z - mean) / (1e-7 + std)` over the classes, with the sample
+    standard deviation, as Sun et al.'s code computes it (torch's `std`). A constant row becomes
+    zeros; its gradient stays finite (the variance is floored at 1e-24 under the square root)."""
+    logits = ops.cast(ops.convert_to_tensor(logits), "float32")
+    classes = logits.shape[-1]
+    centred = logits - ops.mean(logits, axis=-1, keepdims=True)
+    variance = ops.sum(ops.square(centred), axis=-1, keepdims=True) / max(classes - 1, 1)
+    return centred / (1e-7 + ops.sqrt(ops.maximum(variance, 1e-24)))
+
+
 def reduce_values(values, sample_weight, reduction):
     """Weigh per-sample `values` by `sample_weight` and reduce them as Keras does.
 
@@ -91,6 +102,9 @@ class DistillationLoss(keras.losses.Loss):
     Args:
         temperature: softening temperature, or `None` to take the Distiller's
             (1.0 when the loss is called on its own).
+        logit_standardization: z-score each row of both models' logits before the loss
+            (`standardize_logits`; Sun et al., CVPR 2024), so that the student matches the
+            teacher's logit relations rather than their range. Response losses only.
         reduction: `"sum_over_batch_size"` (default; `"mean"` and tf_keras's `"auto"` are
             the same), `"sum"` or `"none"`.
         name: the loss name.
@@ -102,7 +116,9 @@ class DistillationLoss(keras.losses.Loss):
     # Constructor arguments that `fn` takes and `get_config` saves: each is named here once.
     hyperparameters = ()
 
-    def __init__(self, temperature=None, reduction="sum_over_batch_size", name=None, **kwargs):
+    def __init__(
+        self, temperature=None, reduction="sum_over_batch_size", name=None, logit_standardization=False, **kwargs
+    ):
         reduction = "sum_over_batch_size" if reduction in (None, "auto") else reduction
         if reduction not in REDUCTIONS:
             raise ValueError(f"`reduction` must be one of {REDUCTIONS}; received {reduction!r}.")
@@ -112,6 +128,7 @@ class DistillationLoss(keras.losses.Loss):
         if temperature is not None:
             validate_temperature(temperature, "temperature")
         self.temperature = temperature
+        self.logit_standardization = bool(logit_standardization)
 
     def fn_kwargs(self, temperature):
         """Keyword arguments of `fn` besides the tensors: the hyper-parameters and the temperature."""
@@ -125,9 +142,14 @@ class DistillationLoss(keras.losses.Loss):
         tensors = (teacher, student, labels) if self.needs_labels else (teacher, student)
         return self.fn(*tensors, **self.fn_kwargs(temperature))
 
+    def _standardized(self, teacher, student):
+        if not self.logit_standardization:
+            return teacher, student
+        return standardize_logits(teacher), standardize_logits(student)
+
     def call(self, y_true, y_pred):
         # Keras's protocol: y_true holds the teacher's outputs, y_pred the student's.
-        return self.compute(y_true, y_pred, temperature=self.temperature or 1.0)
+        return self.compute(*self._standardized(y_true, y_pred), temperature=self.temperature or 1.0)
 
     def __call__(self, y_true, y_pred, sample_weight=None, labels=None, temperature=None):
         """The reduced loss; `temperature` (the Distiller's) applies unless this loss fixed its own."""
@@ -140,7 +162,7 @@ class DistillationLoss(keras.losses.Loss):
             temperature = self.temperature or 1.0
         if sample_weight is None and len(getattr(y_pred, "shape", ())) > 2:  # sequences: padding from the Keras mask
             sample_weight = get_keras_mask(y_pred)
-        values = self.compute(y_true, y_pred, labels, temperature=temperature)
+        values = self.compute(*self._standardized(y_true, y_pred), labels, temperature=temperature)
         if not self.per_sample:
             if sample_weight is not None:
                 raise ValueError(
@@ -154,5 +176,7 @@ class DistillationLoss(keras.losses.Loss):
         config = super().get_config()
         config["reduction"] = self.kd_reduction
         config["temperature"] = self.temperature
+        if self.logit_standardization:
+            config["logit_standardization"] = True
         config.update({name: getattr(self, name) for name in self.hyperparameters})
         return config

@@ -51,3 +51,21 @@ class KDLoss(DistillationLoss):
 
     def __init__(self, temperature=None, reduction="sum_over_batch_size", name="kd_loss", **kwargs):
         super().__init__(temperature=temperature, reduction=reduction, name=name, **kwargs)
+
+
+@register_loss("ls_kd", "logit_standardization")
+class LSKDLoss(KDLoss):
+    """Hinton's loss on z-scored logits: `kd_loss(standardize(t), standardize(s))` (`standardize_logits`).
+
+    Each model's logits are centred and divided by their own standard deviation before the
+    softmax at T, so the student learns the teacher's logit relations, not their scale. The
+    paper's defaults: base temperature 2, and the loss weighed 9 against 0.1 for the labels
+    (`alpha` 0.1 / 9.1 here); `examples/configs/ls_kd.yaml`.
+
+    References:
+        Sun, Ren, Li, Wang and Cao, "Logit Standardization in Knowledge Distillation", CVPR 2024.
+    """
+
+    def __init__(self, temperature=None, reduction="sum_over_batch_size", name="ls_kd_loss", **kwargs):
+        kwargs.setdefault("logit_standardization", True)
+        super().__init__(temperature=temperature, reduction=reduction, name=name, **kwargs)

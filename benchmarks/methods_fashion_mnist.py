@@ -44,7 +44,7 @@ flags.DEFINE_string("doc", "docs/methods_benchmark.md", "Summary table.")
 METHODS = {
     "kd": ({"distillation_loss_fn": "kd", "alpha": 0.1, "temperature": 4.0}, []),
     "kd (teacher cache)": ({"distillation_loss_fn": "kd", "alpha": 0.1, "temperature": 4.0}, []),
-    "dkd": ({"distillation_loss_fn": {"name": "dkd", "alpha": 1.0, "beta": 8.0}, "alpha": 0.5, "temperature": 4.0}, []),
+    "dkd": ({"distillation_loss_fn": {"name": "dkd", "target_weight": 1.0, "non_target_weight": 8.0}, "alpha": 0.5, "temperature": 4.0}, []),
     "dist": (
         {"distillation_loss_fn": {"name": "dist", "beta": 1.0, "gamma": 1.0}, "alpha": 0.5, "temperature": 4.0},
         [],
@@ -54,6 +54,11 @@ METHODS = {
         [],
     ),
     "logits_mse": ({"distillation_loss_fn": "logits_mse", "alpha": 0.1}, []),
+    # The papers' settings: LS base T 2 with labels 0.1 against 9; MLKD's own temperatures; CTKD's
+    # T = 1 + 20 sigmoid(p) with labels and distillation weighed equally.
+    "ls_kd": ({"distillation_loss_fn": "ls_kd", "alpha": 0.011, "temperature": 2.0}, []),
+    "mlkd": ({"distillation_loss_fn": "mlkd", "alpha": 0.5}, []),
+    "ctkd": ({"distillation_loss_fn": "ctkd", "alpha": 0.5}, []),
     "fitnets + kd": (
         {"alpha": 0.1, "temperature": 4.0},
         [{"loss": "fitnets", "teacher_layer": "relu_1", "student_layer": "relu_1", "weight": 1.0}],

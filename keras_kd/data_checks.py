@@ -16,17 +16,16 @@ which `fit` then gets again) and raises a
 `check_numerics=True` checks every batch instead (arrays in full before training; a dataset
 through an assertion in its pipeline, reported as a `ValueError` with the batch index).
 `StopOnNonFiniteLoss`, added to every `fit`, stops training with the batch index at the first
-non-finite loss.
+non-finite loss or input of any batch, with no host synchronisation per batch.
 """
 
 import contextlib
 import inspect
-import math
 import re
 
 import numpy as np
 
-from keras_kd.backend import keras
+from keras_kd.backend import keras, to_numpy
 from keras_kd.inputs import unpack
 from keras_kd.transfer_data import MISSING_LABEL
 from keras_kd.validation import check_not_empty, model_input_shapes, shapes_fit
@@ -253,10 +252,14 @@ def check_fit_arguments(distiller, x, y, kwargs, check_numerics=False, teacher_c
         x = _peeked_generator(distiller, x, check_numerics)
     elif teacher_cache is None or not _is_dataset(x):
         check_data(distiller, x, y, kwargs.get("sample_weight"), "x", check_numerics)
+    if kwargs.get("verbose", "auto") != 0:
+        _say_unlabelled(y)
     validation = kwargs.get("validation_data")
     if validation is not None:
         check_not_empty(validation, "validation_data")
-        if isinstance(validation, tuple) and not _is_dataset(validation):
+        if inspect.isgenerator(validation):  # checked like the training data, then replayed
+            kwargs = {**kwargs, "validation_data": _peeked_generator(distiller, validation, False, "validation_data")}
+        elif isinstance(validation, tuple) and not _is_dataset(validation):
             check_data(distiller, *_split(validation), argument="validation_data")
         else:
             check_data(distiller, validation, argument="validation_data")
@@ -273,14 +276,31 @@ def check_fit_arguments(distiller, x, y, kwargs, check_numerics=False, teacher_c
     return x, kwargs
 
 
-def _peeked_generator(distiller, generator, check_numerics):
+def _say_unlabelled(y):
+    """Say once, as `fit` starts, how many rows of array labels are `MISSING_LABEL` (unlabelled): right
+    for a transfer set, a surprise where -1 came from elsewhere (`pandas.Categorical.codes` of a NaN)."""
+    labels = _numpy(y) if y is not None and hasattr(y, "shape") else None
+    if labels is None or labels.dtype.kind not in "iuf" or labels.ndim < 1 or labels.size == 0:
+        return
+    if labels.ndim > 1 and labels.shape[-1] != 1:
+        return  # one-hot rows
+    missing = int(np.sum(labels.reshape(len(labels), -1)[:, 0] == MISSING_LABEL))
+    if missing:
+        print(
+            f"keras-kd: {missing:,} of {len(labels):,} rows of `y` are {MISSING_LABEL} (keras_kd.MISSING_LABEL): they "
+            "train on the teacher's soft targets alone, with no label loss.",
+            flush=True,
+        )
+
+
+def _peeked_generator(distiller, generator, check_numerics, argument="x"):
     """Check a generator's first batch like any data, then hand `fit` a generator that yields it again."""
     try:
         first = next(generator)
     except StopIteration:
-        raise _empty_error("x") from None
+        raise _empty_error(argument) from None
     inputs, labels, weights = _split(first)
-    check_data(distiller, inputs, labels, weights, "x", check_numerics)
+    check_data(distiller, inputs, labels, weights, argument, check_numerics)
 
     def replayed():
         yield first
@@ -324,27 +344,56 @@ def numerics_errors():
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stop training with a ValueError at the first batch whose loss is NaN or infinite.
+    """Stop training with a ValueError that names the batch where the loss or an input first became
+    NaN or infinite, with the student's weights of the start of that epoch restored.
 
-    Unlike `keras.callbacks.TerminateOnNaN`, which stops quietly, the error names the epoch and
-    the batch, so a run that fails says where and does not go on to save a destroyed student.
+    The Distiller records that batch in the step itself (`Distiller._first_nonfinite_step`); this
+    callback reads the record every `check_every` batches and at the end of each epoch, so it costs
+    no host synchronisation per batch. Unlike `keras.callbacks.TerminateOnNaN`, which stops quietly
+    and keeps the destroyed weights, the run fails saying where, and the student stays usable.
     """
 
-    def __init__(self):
+    def __init__(self, check_every=32):
         super().__init__()
-        self._epoch = 0
+        self.check_every = int(check_every)
+        self._epoch, self._epoch_start_step, self._weights = 0, 0, None
+
+    def _record(self):
+        return getattr(self.model, "_first_nonfinite_step", None)
+
+    def on_train_begin(self, logs=None):
+        if self._record() is not None:
+            self.model._first_nonfinite_step.assign(-1)
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self._record() is None:
+            return
         self._epoch = epoch
+        self._epoch_start_step = int(to_numpy(self.model._steps_trained))
+        self._weights = self.model.student.get_weights()
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is None:
+        # `self.model` is not touched between checks: on JAX reading it syncs the training state.
+        if (batch + 1) % self.check_every == 0:
+            self._check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check()
+
+    def _check(self):
+        record = self._record()
+        if record is None:
             return
-        value = float(np.asarray(loss))
-        if not math.isfinite(value):
-            raise ValueError(
-                f"The loss became {value} at batch {batch} of epoch {self._epoch + 1}: the student's weights are "
-                "no longer usable. Check the data (pass `check_numerics=True` to `fit` to check every batch), "
-                "lower the learning rate or the temperature, or clip gradients (`clipnorm=1.0` in the optimizer)."
-            )
+        first = int(to_numpy(record))
+        if first < 0:
+            return
+        self.model.stop_training = True
+        if self._weights is not None:
+            self.model.student.set_weights(self._weights)
+        raise ValueError(
+            f"The loss or the inputs became non-finite (NaN or inf) at batch {first - self._epoch_start_step} of "
+            f"epoch {self._epoch + 1}; training stopped and the student's weights of the start of that epoch are "
+            "restored. Check the data (pass `check_numerics=True` to `fit` to check every batch before it "
+            "trains), lower the learning rate or the temperature, or clip gradients (`clipnorm=1.0` in the "
+            "optimizer)."
+        )

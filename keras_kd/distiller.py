@@ -97,6 +97,10 @@ class Distiller(EngineSteps, keras.Model):
         self._alpha_value, self._temperature_value = 0.5, kd_recipes.DEFAULT_TEMPERATURE
         self._alpha = backend.scalar_variable(self._alpha_value, "alpha")
         self._temperature = backend.scalar_variable(self._temperature_value, "temperature")
+        # The first training step whose loss or inputs were not finite (-1: none), recorded in the
+        # step itself, so that `StopOnNonFiniteLoss` reads it now and then instead of every batch.
+        self._steps_trained = backend.counter_variable(0, "steps_trained")
+        self._first_nonfinite_step = backend.counter_variable(-1, "first_nonfinite_step")
         for name, value in (self._compile_defaults or {}).items():
             if name in ("alpha", "temperature") and value is not None:
                 setattr(self, name, value)  # Keras's students_loss_weight reads right before compile
@@ -305,9 +309,24 @@ class Distiller(EngineSteps, keras.Model):
         self.student_loss_tracker.update_state(student_loss, sample_weight=batch_size)
         self.distillation_loss_tracker.update_state(distillation_loss, sample_weight=batch_size)
         self.total_loss_tracker.update_state(total, sample_weight=batch_size)
+        if training:
+            self._note_finite(total, x)
         for metric in self.teacher_metrics:
             metric.update_state(teacher_logits, y_pred, sample_weight=sample_weight)
         return backend.scale_loss_for_replicas(total)
+
+    def _note_finite(self, total, x):
+        """Record the step number in `_first_nonfinite_step` the first time the loss or a float input
+        is NaN or infinite (in the step: no host synchronisation)."""
+        checks = [ops.all(ops.isfinite(total))]
+        for leaf in backend.float_leaves(x):
+            checks.append(ops.all(ops.isfinite(leaf)))
+        bad = 1 - ops.cast(ops.all(ops.stack(checks)), "int32")
+        step = ops.convert_to_tensor(self._steps_trained)
+        first = ops.convert_to_tensor(self._first_nonfinite_step)
+        record = bad * ops.cast(ops.equal(first, -1), "int32")
+        self._first_nonfinite_step.assign(first + record * (step - first))
+        self._steps_trained.assign(step + 1)
 
     def _teacher_outputs(self, x, cached_logits, num_classes):
         """Logits (one teacher's, the cache's, or several teachers' mixture as logits at T) and features."""

@@ -81,8 +81,40 @@ class _Blowup(keras.callbacks.Callback):
 
 def test_non_finite_loss_stops_training_with_the_batch_index(distiller, data):
     x, y = data
-    with pytest.raises(ValueError, match="The loss became nan at batch 2 of epoch 1"):
+    before = weights_of(distiller.student)
+    with pytest.raises(ValueError, match=r"non-finite \(NaN or inf\) at batch 2 of epoch 1"):
         _fit(distiller, x, y, callbacks=[_Blowup()])
+    for old, new in zip(before, weights_of(distiller.student)):  # the epoch's starting weights, not inf
+        np.testing.assert_array_equal(old, new)
+
+
+@pytest.mark.parametrize("form", ["array", "dataset"])
+def test_nan_in_a_late_batch_stops_the_run_naming_it_without_check_numerics(distiller, data, form):
+    """Past the rows read before training, with no per-batch check asked for: the step records the
+    batch, and the run stops saying which, with the student's last finite weights (epoch 2's start)."""
+    x, y = data
+    x, y = np.concatenate([x] * 12), np.concatenate([y] * 12)  # 1,152 rows: 72 batches of 16
+    x[PEEK_ROWS + 40, 1] = np.nan  # batch 66 of each epoch, past the 1,024 rows peeked at
+    clean = x.copy()
+    clean[PEEK_ROWS + 40, 1] = 0.0
+    distiller.fit(clean, y, epochs=1, batch_size=16, verbose=0, shuffle=False)  # epoch 1 trains cleanly
+    before = weights_of(distiller.student)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16) if form == "dataset" else x
+    labels = None if form == "dataset" else y
+    with pytest.raises(ValueError, match=r"non-finite \(NaN or inf\) at batch 66 of epoch 2"):
+        distiller.fit(
+            data,
+            labels,
+            epochs=2,
+            initial_epoch=1,
+            batch_size=None if form == "dataset" else 16,
+            verbose=0,
+            shuffle=False,
+        )
+    after = weights_of(distiller.student)
+    assert all(np.isfinite(w).all() for w in after)
+    for old, new in zip(before, after):
+        np.testing.assert_array_equal(old, new)
 
 
 @pytest.mark.parametrize("loss", [None, "sparse_categorical_crossentropy"])
@@ -223,3 +255,35 @@ def test_a_generators_first_batch_is_checked_and_still_trained_on(distiller, dat
     seen.clear()
     history = distiller.fit(batches(bad=False), epochs=1, verbose=0).history
     assert seen == list(range(0, len(x), 16)) and np.isfinite(history["loss"][0])
+
+
+def test_a_validation_generator_is_checked_like_the_training_data(distiller, data):
+    """A generator given as `validation_data` is refused on a bad first batch before any step, and a
+    good one is still read whole."""
+    x, y = data
+    before = weights_of(distiller.student)
+
+    def batches(bad):
+        for start in range(0, len(x), 16):
+            labels = y[start : start + 16] + (NUM_CLASSES if bad else 0)
+            yield x[start : start + 16], labels
+
+    with pytest.raises(ValueError, match="validation_data`'s labels `y` holds class indices outside"):
+        distiller.fit(x, y, epochs=1, batch_size=16, verbose=0, validation_data=batches(bad=True))
+    for old, new in zip(before, weights_of(distiller.student)):
+        np.testing.assert_array_equal(old, new)
+    history = distiller.fit(x, y, epochs=1, batch_size=16, verbose=0, validation_data=batches(bad=False)).history
+    assert np.isfinite(history["val_loss"][0])
+
+
+def test_unlabelled_rows_are_said_once_when_fit_starts(distiller, data, capsys):
+    x, y = data
+    x_all, y_all = keras_kd.transfer_set((x[:20], y[:20]), x[20:])
+    distiller.fit(x_all, y_all, epochs=2, batch_size=16, verbose=2)
+    said = [line for line in capsys.readouterr().out.splitlines() if "MISSING_LABEL" in line]
+    assert said == [
+        f"keras-kd: {len(x) - 20} of {len(x)} rows of `y` are -1 (keras_kd.MISSING_LABEL): they train on the "
+        "teacher's soft targets alone, with no label loss."
+    ]
+    distiller.fit(x_all, y_all, epochs=1, batch_size=16, verbose=0)
+    assert "MISSING_LABEL" not in capsys.readouterr().out

@@ -104,7 +104,7 @@ def to_numpy(x):
     if IS_TF_KERAS:
         import numpy as np
 
-        return np.asarray(x)
+        return np.asarray(x.numpy() if hasattr(x, "numpy") else x)  # a mirrored variable has no __array__
     return keras.ops.convert_to_numpy(x)
 
 
@@ -168,6 +168,30 @@ def scalar_variable(value, name):
 
         return tf.Variable(float(value), trainable=False, dtype="float32", name=name)
     return keras.Variable(float(value), trainable=False, dtype="float32", name=name)
+
+
+def counter_variable(value, name):
+    """A non-trainable int32 scalar that steps update (kept by the first replica under a strategy)."""
+    if IS_TF_KERAS:
+        import tensorflow as tf
+
+        return tf.Variable(
+            int(value), trainable=False, dtype="int32", name=name, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
+        )
+    return keras.Variable(int(value), trainable=False, dtype="int32", name=name, aggregation="only_first_replica")
+
+
+def float_leaves(structure):
+    """The floating-point tensors of a (nested) input structure; strings and integers left out."""
+    if IS_TF_KERAS:
+        import tensorflow as tf
+
+        leaves = tf.nest.flatten(structure)
+        return [leaf for leaf in leaves if hasattr(leaf, "dtype") and tf.as_dtype(leaf.dtype).is_floating]
+    leaves = keras.tree.flatten(structure)
+    return [
+        leaf for leaf in leaves if hasattr(leaf, "dtype") and "float" in keras.backend.standardize_dtype(leaf.dtype)
+    ]
 
 
 def replicas_in_sync():

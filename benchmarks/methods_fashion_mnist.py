@@ -44,7 +44,14 @@ flags.DEFINE_string("doc", "docs/methods_benchmark.md", "Summary table.")
 METHODS = {
     "kd": ({"distillation_loss_fn": "kd", "alpha": 0.1, "temperature": 4.0}, []),
     "kd (teacher cache)": ({"distillation_loss_fn": "kd", "alpha": 0.1, "temperature": 4.0}, []),
-    "dkd": ({"distillation_loss_fn": {"name": "dkd", "target_weight": 1.0, "non_target_weight": 8.0}, "alpha": 0.5, "temperature": 4.0}, []),
+    "dkd": (
+        {
+            "distillation_loss_fn": {"name": "dkd", "target_weight": 1.0, "non_target_weight": 8.0},
+            "alpha": 0.5,
+            "temperature": 4.0,
+        },
+        [],
+    ),
     "dist": (
         {"distillation_loss_fn": {"name": "dist", "beta": 1.0, "gamma": 1.0}, "alpha": 0.5, "temperature": 4.0},
         [],

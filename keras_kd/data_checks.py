@@ -250,7 +250,7 @@ def check_fit_arguments(distiller, x, y, kwargs, check_numerics=False, teacher_c
     check_not_empty(x, "x")
     if inspect.isgenerator(x):
         x = _peeked_generator(distiller, x, check_numerics)
-    elif teacher_cache is None or not _is_dataset(x):
+    elif teacher_cache is None or teacher_cache is False or not _is_dataset(x):
         check_data(distiller, x, y, kwargs.get("sample_weight"), "x", check_numerics)
     if kwargs.get("verbose", "auto") != 0:
         _say_unlabelled(y)

@@ -10,6 +10,7 @@ from keras_kd import losses as kd_losses
 from keras_kd import recipes as kd_recipes
 from keras_kd.backend import EngineSteps, keras, ops, register_serializable
 from keras_kd.data_checks import check_data, check_fit_arguments, numerics_errors
+from keras_kd.default_cache import keep_teacher_outputs
 from keras_kd.feature_distillation import FeatureDistillation, feature_extractors
 from keras_kd.inputs import unpack
 from keras_kd.metrics import split_teacher_metrics
@@ -368,10 +369,20 @@ class Distiller(EngineSteps, keras.Model):
         compile_metrics = getattr(self, "_compile_metrics", None)
         return [m for m in super().metrics if not (m is compile_metrics and not m.built)]
 
-    def fit(self, x=None, y=None, *args, teacher_cache=None, check_numerics=False, **kwargs):
-        """`keras.Model.fit`, plus `teacher_cache=`: a `TeacherCache` of these same `x` (checked by size and
-        fingerprint) or an `AugmentedTeacherCache` (its stored views replace `augmentation`), so that the
-        teachers do not run; and `check_numerics=True`: NaN checks on every batch (`data_checks`)."""
+    def fit(
+        self, x=None, y=None, *args, teacher_cache=None, check_numerics=False, teacher_cache_max_bytes=None, **kwargs
+    ):
+        """`keras.Model.fit`, with the teacher paid once where it can be (`keras_kd.default_cache`).
+
+        Args:
+            teacher_cache: `None` (default): the teacher's logits are computed once and reused in
+                every epoch when `x` (and `validation_data`) are in-memory arrays and nothing makes
+                the teacher's output change between epochs; `False`: the teacher runs on every step;
+                a `TeacherCache` of these same `x` (checked by size and fingerprint) or an
+                `AugmentedTeacherCache` (its stored views replace `augmentation`).
+            check_numerics: NaN checks on every batch before it trains (`data_checks`).
+            teacher_cache_max_bytes: the most memory the logits kept by default may take.
+        """
         x, kwargs = check_fit_arguments(self, x, y, kwargs, check_numerics, teacher_cache)
         self._check_compiled()
         if hasattr(self.distillation_loss_fn, "on_epoch_begin"):  # a loss with a curriculum (CTKD)
@@ -380,7 +391,9 @@ class Distiller(EngineSteps, keras.Model):
             kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), LossCurriculum()]
         with numerics_errors():
             self._teacher_pass.sync(self)
-            if teacher_cache is not None:
+            if teacher_cache is None:
+                x, kwargs = keep_teacher_outputs(self, x, kwargs, teacher_cache_max_bytes)
+            elif teacher_cache is not False:
                 x, y, kwargs = attach_teacher_cache(self, x, y, teacher_cache, kwargs)
             return super().fit(x, y, *args, **kwargs)
 

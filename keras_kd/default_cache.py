@@ -16,6 +16,10 @@ The logits travel with their rows, so shuffling, `validation_split`, `sample_wei
 sets (labels of -1) stay aligned. `fit(teacher_cache=False)` turns it off.
 """
 
+import contextlib
+import random
+import sys
+
 import numpy as np
 
 from keras_kd.inputs import unpack
@@ -33,6 +37,23 @@ def _is_arrays(x):
 
 def _rows(x):
     return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+@contextlib.contextmanager
+def _random_state_kept():
+    """Leave Python's, NumPy's and PyTorch's random states as they were: the teacher's pass (PyTorch's
+    data loader draws a seed) must not change how `fit` then shuffles, so that a seeded run trains
+    the same with kept logits as with the teacher on every step."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    torch = sys.modules.get("torch")
+    torch_state = torch.get_rng_state() if torch is not None else None
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        if torch_state is not None:
+            torch.set_rng_state(torch_state)
 
 
 def why_live(distiller, x, callbacks):
@@ -57,8 +78,8 @@ def why_live(distiller, x, callbacks):
 def _logit_bytes(teacher, x):
     """The bytes of float32 logits for every row of `x`, from the teacher's output on one row."""
     one = {key: value[:1] for key, value in x.items()} if isinstance(x, dict) else x[:1]
-    output = np.asarray(teacher(one, training=False))
-    return int(output.size) * 4 * _rows(x)
+    shape = tuple(int(dim) for dim in teacher(one, training=False).shape)  # no copy: a 16-bit tensor too
+    return int(np.prod(shape)) * 4 * _rows(x)
 
 
 def keep_teacher_outputs(distiller, x, kwargs, max_bytes=None):
@@ -83,8 +104,9 @@ def keep_teacher_outputs(distiller, x, kwargs, max_bytes=None):
             flush=True,
         )
         return x, kwargs
-    x = TeacherCache.build(distiller.teacher, x).attach(x)
-    if validation_x is not None:
-        packed = TeacherCache.build(distiller.teacher, validation_x).attach(validation_x, "validation_data")
-        kwargs = {**kwargs, "validation_data": (packed, *validation[1:])}
+    with _random_state_kept():
+        x = TeacherCache.build(distiller.teacher, x).attach(x)
+        if validation_x is not None:
+            packed = TeacherCache.build(distiller.teacher, validation_x).attach(validation_x, "validation_data")
+            kwargs = {**kwargs, "validation_data": (packed, *validation[1:])}
     return x, kwargs

@@ -217,9 +217,11 @@ class Distiller(EngineSteps, keras.Model):
             temperature: T > 0 that softens both models' outputs.
             augmentation: a layer applied to each training batch before both teacher and student see it
                 (function matching: the same view for both, on the fly); `False` drops a recipe's augmentation.
-            recipe: a named method (`keras_kd.recipes.RECIPES`: "hinton", "function_matching", "dist",
-                "teacher_assistant") whose loss, alpha, temperature and augmentation fill every argument above
-                left as None. Default "hinton" (alpha 0.5, T `keras_kd.recipes.DEFAULT_TEMPERATURE`).
+            recipe: a named method (`keras_kd.recipes.RECIPES`: "hinton", "function_matching", "dist")
+                whose loss, alpha, temperature and augmentation fill every argument above left as None.
+                Default "hinton" (alpha 0.5, T `keras_kd.recipes.DEFAULT_TEMPERATURE`). "teacher_assistant"
+                needs a third model and is refused here with the two steps that do it (the command line
+                trains it).
             **kwargs: passed on to `keras.Model.compile` (e.g. `jit_compile`, `steps_per_execution`).
 
         Raises:
@@ -231,7 +233,15 @@ class Distiller(EngineSteps, keras.Model):
         student_loss_fn = loss if loss is not None else student_loss_fn
         if self._keras_arguments is not None:
             keras_compat.say_label_loss_difference(student_loss_fn)
-        defaults = kd_recipes.get(recipe).compile_arguments()
+        chosen = kd_recipes.get(recipe)
+        if chosen.assistant:
+            raise ValueError(
+                f"recipe={recipe!r} distils through a teacher assistant, a third model that one Distiller cannot "
+                "train: distil the assistant from the teacher (Distiller(student=assistant, teacher=teacher)), then "
+                "the student from the assistant (Distiller(student=student, teacher=assistant)), each with "
+                "recipe='hinton'; or run `keras-kd distill --recipe=teacher_assistant`, which builds and trains it."
+            )
+        defaults = chosen.compile_arguments()
         # A Keras-style constructor's losses, weight and temperature come before the recipe's defaults.
         defaults.update({k: v for k, v in (self._compile_defaults or {}).items() if v is not None})
         self.alpha = defaults["alpha"] if alpha is None else alpha

@@ -126,9 +126,15 @@ def _teacher_batches(teacher, x, batch_size):
         raise ValueError("`x` holds no samples: there is nothing to cache.")
 
     def from_arrays():
+        # A plain model runs through `predict` (one compiled function for every batch: the eager call
+        # per batch cost more than the pass); a keras-hub task, whose `predict` would preprocess, is called.
+        whole = None
+        if getattr(model, "preprocessor", None) is None and not isinstance(x, dict):
+            whole = np.asarray(to_numpy(model.predict(x, batch_size=batch_size, verbose=0)))
         for start in range(0, _num_rows(x), batch_size):
             inputs = _rows(x, start, start + batch_size)
-            yield inputs, to_numpy(model(inputs, training=False)), None
+            logits = whole[start : start + batch_size] if whole is not None else to_numpy(model(inputs, training=False))
+            yield inputs, logits, None
 
     return from_arrays(), fingerprint(x)
 

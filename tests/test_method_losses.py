@@ -199,10 +199,10 @@ def test_logit_standardization_kd(batch, classes, scale, temperature):
     got = np.asarray(losses.get("ls_kd")(t, s, temperature=temperature, sample_weight=None))
     assert float(got) == pytest.approx(float(want.mean()), rel=2e-4, abs=1e-5)
     option = losses.KDLoss(temperature=temperature, logit_standardization=True, reduction="none")
-    np.testing.assert_allclose(np.asarray(option(t, s)), want, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(option(t, s)), want, rtol=2e-4, atol=5e-5)
     # Only the logits' relations count: any shift and positive scale of a row change nothing.
     moved = losses.KDLoss(temperature=temperature, logit_standardization=True, reduction="none")(t * 7.0 + 3.0, s)
-    np.testing.assert_allclose(np.asarray(moved), want, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(moved), want, rtol=2e-4, atol=5e-5)  # float32 rounding of the z-scores
 
 
 def test_logit_standardization_keeps_a_constant_row_finite_with_finite_gradients():

@@ -11,7 +11,6 @@ from keras_kd.backend import keras
 from tests.conftest import make_mlp, weights_of
 
 
-
 def _fit(distiller, x, y, verbose=0, **kwargs):
     keras.utils.set_random_seed(3)
     return distiller.fit(x, y, epochs=3, batch_size=16, verbose=verbose, **kwargs).history

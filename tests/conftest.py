@@ -1,6 +1,7 @@
 """Shared fixtures: tiny data and models, built with the active engine."""
 
 import os
+import zlib
 
 import numpy as np
 import pytest
@@ -57,8 +58,12 @@ def pytest_report_header(config):
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed(request):
     keras.utils.set_random_seed(1234)
+    # A module's shared generator (`RNG = np.random.default_rng(...)`) gives each test the same draws
+    # whichever tests ran before it in that process (pytest-xdist spreads them over workers).
+    if isinstance(getattr(request.module, "RNG", None), np.random.Generator):
+        request.module.RNG = np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
 
 
 @pytest.fixture

@@ -77,6 +77,8 @@ def signal_files(tmp_path_factory):
     return folder
 
 
+# The tests that share the module's teacher run in one worker process (`--dist loadgroup`): it trains once.
+@pytest.mark.xdist_group("signal_files")
 def test_the_distilled_student_is_distilled_and_as_good_as_a_plain_keras_loop(signal_files, tmp_path):
     files, out = signal_files, tmp_path / "run"
     result = run_cli(
@@ -253,6 +255,7 @@ def test_every_form_of_own_data_distils_the_distilled_student(tmp_path, form):
             assert any("tfevents" in name for _, _, names in os.walk(tmp_path / "logs" / role) for name in names)
 
 
+@pytest.mark.xdist_group("signal_files")
 def test_a_pool_alone_at_alpha_0_distils_with_no_student_from_labels(signal_files, tmp_path):
     files, out = signal_files, tmp_path / "run"
     args = [f"--teacher={files / 'teacher.keras'}", f"--student={files / 'student.keras'}"]

@@ -7,6 +7,7 @@ import tensorflow as tf
 import keras_kd
 from keras_kd.backend import keras
 from keras_kd.data_checks import PEEK_ROWS
+from tests import reference
 from tests.conftest import NUM_CLASSES, NUM_FEATURES, make_mlp, weights_of
 
 
@@ -157,10 +158,22 @@ def test_labels_neither_sparse_nor_one_hot(distiller, data, width):
         _fit(distiller, x, y)
 
 
-def test_one_hot_and_column_labels_train(distiller, data):
+def test_one_hot_and_column_labels_train(distiller, data, teacher):
+    """One-hot rows and a column of indices are the same labels: the loss on them is the loss on the
+    class indices, computed here."""
     x, y = data
+    student = distiller.student
+    want = distiller.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
+    s_logits, t_logits = np.asarray(student(x)), np.asarray(teacher(x, training=False))
+    assert want["student_loss"] == pytest.approx(reference.crossentropy(y, s_logits).mean(), rel=1e-5)
+    for labels in (keras.utils.to_categorical(y, NUM_CLASSES), y.reshape(-1, 1)):
+        got = distiller.evaluate(x, labels, batch_size=len(x), verbose=0, return_dict=True)
+        assert got["student_loss"] == pytest.approx(want["student_loss"], rel=1e-5)
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+    assert want["distillation_loss"] == pytest.approx(reference.hinton_kd(t_logits, s_logits, 2.0).mean(), rel=1e-5)
+    before = weights_of(student)
     _fit(distiller, x, keras.utils.to_categorical(y, NUM_CLASSES))
-    _fit(distiller, x, y.reshape(-1, 1))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, weights_of(student))), "one-hot labels did not train"
 
 
 def test_teacher_with_other_inputs_is_refused_at_construction(student):
@@ -215,7 +228,14 @@ def test_multi_class_student_keeps_one_output_models_alone(data):
     teacher, student = make_mlp(8, classes=1), make_mlp(4, classes=1)
     distiller = keras_kd.Distiller(student=student, teacher=teacher)
     distiller.compile(optimizer="adam", student_loss_fn=keras.losses.BinaryCrossentropy(from_logits=True))
-    _fit(distiller, x, (y > 0).astype("float32"))
+    labels = (y > 0).astype("float32")
+    logits = np.asarray(student(x), "float64")[:, 0]
+    want = np.mean(np.logaddexp(0.0, logits) - labels * logits)  # BCE from logits, by hand
+    got = distiller.evaluate(x, labels, batch_size=len(x), verbose=0, return_dict=True)
+    assert got["student_loss"] == pytest.approx(want, rel=1e-5)
+    before = weights_of(student)
+    _fit(distiller, x, labels)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, weights_of(student)))
 
 
 def test_py_dataset_first_batch_is_checked(distiller, data):

@@ -135,7 +135,9 @@ def test_response_losses_are_zero_or_minimal_for_identical_logits_and_have_gradi
     got = gradient(lambda s: loss(t, s, labels=np.array([0, 1, 2, 3]), temperature=2.0), logits(4, 5))
     assert got.shape == (4, 5) and np.all(np.isfinite(got)) and np.any(got != 0)
     if name != "soft_target_crossentropy":  # cross-entropy keeps the teacher's entropy
-        assert float(loss(t, t, labels=np.array([0, 1, 2, 3]), temperature=2.0)) == pytest.approx(0.0, abs=1e-5)
+        # DIST: 1 - Pearson in float32 (eps 1e-8 below), times T^2, leaves a few 1e-5.
+        tolerance = 1e-4 if name == "dist" else 1e-5
+        assert float(loss(t, t, labels=np.array([0, 1, 2, 3]), temperature=2.0)) == pytest.approx(0.0, abs=tolerance)
 
 
 @pytest.mark.parametrize(

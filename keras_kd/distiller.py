@@ -395,6 +395,7 @@ class Distiller(EngineSteps, keras.Model):
         """
         x, kwargs = check_fit_arguments(self, x, y, kwargs, check_numerics, teacher_cache)
         self._check_compiled()
+        self._new_steps_for_labels_of_another_rank(y)
         if hasattr(self.distillation_loss_fn, "on_epoch_begin"):  # a loss with a curriculum (CTKD)
             from keras_kd.callbacks import LossCurriculum
 
@@ -410,8 +411,18 @@ class Distiller(EngineSteps, keras.Model):
     def evaluate(self, x=None, y=None, *args, **kwargs):
         check_data(self, x, y, kwargs.get("sample_weight"))
         self._check_compiled()
+        self._new_steps_for_labels_of_another_rank(y)
         self._teacher_pass.sync(self)
         return super().evaluate(x, y, *args, **kwargs)
+
+    def _new_steps_for_labels_of_another_rank(self, y):
+        """Trace the steps afresh when array labels change form (class indices, one-hot rows): the loss
+        reads the form from the labels' rank, which a retraced TensorFlow step would relax to unknown."""
+        rank = None if y is None or not hasattr(y, "shape") else len(y.shape)
+        if rank is not None and rank != getattr(self, "_label_rank", rank):
+            self.train_function = self.test_function = None
+        if rank is not None:
+            self._label_rank = rank
 
     def _check_compiled(self):
         backend.check_strategy_supported(getattr(self, "_distribute_strategy", None))

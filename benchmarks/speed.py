@@ -311,6 +311,21 @@ def main(_):
     write(runs, summary, ratios, prepared)
 
 
+def _pipeline_lines():
+    """The input pipeline's share of the step, from `benchmarks/pipeline_profile.py`'s results file."""
+    path = os.path.join(os.path.dirname(FLAGS.results), "pipeline_profile.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        profile = json.load(handle)
+    step = profile["step_ms"] / profile["profiled_steps"]
+    return [
+        "- The input pipeline (`keras_kd.input_pipeline.make_dataset`, profiled with "
+        f"`benchmarks/pipeline_profile.py`): the step waited {profile['wait_ms_per_step']:.2f} ms per step for its "
+        f"batch, {100 * profile['wait_share']:.2f}% of the {step:.0f} ms step (`{os.path.relpath(path)}`)."
+    ]
+
+
 def write(runs, summary, ratios, prepared):
     import keras
 
@@ -418,12 +433,7 @@ def write(runs, summary, ratios, prepared):
         f"{prepared[f'bfloat16_teacher_loss_relative_change_T{TEMPERATURE:g}']:.4f} at T {TEMPERATURE:g} "
         f"(tolerance tested: 0.02); largest logit change {prepared['bfloat16_teacher_max_abs_logit_change']:.3f}; "
         f"top-1 agreement with float32 {prepared['bfloat16_teacher_top1_agreement']:.4f}.",
-        "- XLA for the teacher call alone (TensorFlow, batch 128, measured once by hand): 1.00x the float32 time, "
-        "1.63x the bfloat16 time, so it is not offered; `jit_compile=True` on the whole step was 2.0x slower than "
-        "without on this CPU in the previous run of this page.",
-        "- The input pipeline (`keras_kd.input_pipeline.make_dataset`, profiled with "
-        "`benchmarks/pipeline_profile.py`): the step waited 0.12 ms per step for its batch, 0.15% of the 83 ms "
-        "step (`benchmarks/results/pipeline_profile.json`).",
+        *_pipeline_lines(),
     ]
     write_doc(FLAGS.doc, lines)
 

@@ -1,7 +1,11 @@
-"""`keras-kd compress` end to end on digits (small): stages, exports, and fresh-process checks."""
+"""`keras-kd compress` end to end on digits (small): stages, exports, fresh-process checks, and a
+run killed in each stage that, rerun, ends with the artifacts of an uninterrupted run."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -9,14 +13,26 @@ from keras_kd.backend import BACKEND, IS_TF_KERAS, is_tensorflow_backed
 from tests.test_cli import run_cli
 
 QUICK = ["--teacher_epochs=2", "--student_epochs=2", "--prune_epochs=2", "--sparsity=0.5", "--verbose=0"]
+# Clustering and quantization-aware training exist on tf_keras (TF-MOT).
+EXTRA = ["--clusters=4", "--qat", "--qat_epochs=2"] if IS_TF_KERAS else []
+needs_tensorflow = pytest.mark.skipif(
+    not is_tensorflow_backed(), reason="compress exports SavedModels and TFLite: TensorFlow"
+)
 
 
-@pytest.mark.skipif(not is_tensorflow_backed(), reason="compress exports SavedModels and TFLite: TensorFlow")
-def test_compress_on_digits(tmp_path):
-    out = tmp_path / "run"
-    extra = ["--clusters=4", "--qat"] if IS_TF_KERAS else []
-    result = run_cli("compress", f"--output_dir={out}", *QUICK, *extra, timeout=900)
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """One uninterrupted run, shared by the tests of its outputs and of resuming."""
+    out = tmp_path_factory.mktemp("compress") / "run"
+    result = run_cli("compress", f"--output_dir={out}", *QUICK, *EXTRA, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@needs_tensorflow
+@pytest.mark.xdist_group("compress_run")
+def test_compress_on_digits(uninterrupted):
+    out = uninterrupted
     report = json.loads((out / "report.json").read_text())
     rows = {row["name"]: row for row in report["models"]}
     expected = ["teacher", "student_scratch", "student_kd", "student_kd_pruned"]
@@ -41,6 +57,67 @@ def test_compress_on_digits(tmp_path):
         assert difference <= limit, (name, difference)
     serving = out / report["metadata"]["serving_export"]
     assert serving.name == "1" and (serving / "saved_model.pb").is_file()
+
+
+def _kill_in_stage(args, stage_line, epoch_line):
+    """Run `keras-kd *args`; SIGKILL it when `epoch_line` starts after the log line that opens the
+    stage (`stage_line`), or at that line itself when `epoch_line` is None. Returns the log."""
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_kd.cli.main", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    log, in_stage = [], False
+    for line in process.stdout:
+        log.append(line)
+        in_stage = in_stage or stage_line in line
+        if in_stage and (epoch_line is None or line.startswith(epoch_line)):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=600)
+    assert process.returncode == -signal.SIGKILL, f"the run ended before the kill in {stage_line!r}:\n{''.join(log)}"
+    return "".join(log)
+
+
+# (the line that opens the stage, the epoch line at which the run is killed; None: at once)
+STAGE_KILLS = [
+    ("[1/5] training the teacher", "Epoch 2/"),
+    ("[2/5] training the student from labels", "Epoch 2/"),
+    ("[3/5] distilling the student", "Epoch 2/"),
+    ("[4/5] pruning", "Epoch 2/"),
+]
+if IS_TF_KERAS:
+    STAGE_KILLS += [("clustering the pruned student", "Epoch 1/"), ("quantization-aware distillation", "Epoch 2/")]
+STAGE_KILLS += [("[5/5] exporting", None)]
+
+
+@needs_tensorflow
+@pytest.mark.xdist_group("compress_run")
+def test_a_run_killed_in_each_stage_ends_with_the_uninterrupted_runs_artifacts(tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    args = ["compress", f"--output_dir={out}", *QUICK[:-1], "--verbose=2", *EXTRA]
+    logs = [_kill_in_stage(args, stage, epoch) for stage, epoch in STAGE_KILLS]
+    for log in logs[1:]:
+        assert "resuming the run backed up in" in log
+    assert "teacher: trained in an earlier run" in logs[2]  # killed in the teacher's 2nd epoch, then finished
+    assert not (out / "report.json").exists()
+    finished = run_cli(*args, timeout=900)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "student_kd_pruned: trained in an earlier run" in finished.stdout
+    assert not (out / "backup").exists()
+
+    want = json.loads((uninterrupted / "report.json").read_text())["models"]
+    got = json.loads((out / "report.json").read_text())["models"]
+    assert [row["name"] for row in got] == [row["name"] for row in want]
+    for mine, theirs in zip(got, want):
+        for key in ("params", "nonzero_params", "size_bytes", "accuracy"):
+            assert mine[key] == theirs[key], (mine["name"], key, mine[key], theirs[key])
+    for name in sorted(os.listdir(uninterrupted / "exports")):
+        if name.endswith(".tflite"):  # the same weights give the same file, byte for byte
+            assert (out / "exports" / name).read_bytes() == (uninterrupted / "exports" / name).read_bytes(), name
 
 
 def test_compress_refuses_bad_input(tmp_path):

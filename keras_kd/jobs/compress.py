@@ -18,10 +18,14 @@ from keras_kd.compression.export import export_saved_model, export_tflite
 from keras_kd.compression.magnitude_pruning import MagnitudePruning
 from keras_kd.compression.pruning_schedules import PolynomialDecay
 from keras_kd.compression.verify import outputs_in_fresh_process
+from keras_kd.jobs.backup import JobBackup
 from keras_kd.jobs.training import distill, prepare, stage_teacher_cache, student_builder, teacher_and_students
 from keras_kd.utils import count_nonzero_params, count_params, snapshot
 
 MEGABYTE = 1e6
+PRUNED, CLUSTERED, QAT = "student_kd_pruned", "student_kd_pruned_clustered", "student_kd_pruned_qat"
+"""The compression stages' roles: their names in the backup, the logs and the report."""
+_STAGE_SEED_OFFSETS = {PRUNED: 1, CLUSTERED: 2, QAT: 3}
 
 
 @dataclasses.dataclass
@@ -64,8 +68,16 @@ def _log(message, verbose):
         print(message, flush=True)
 
 
+def _stage_seed(config, role):
+    """Each compression stage draws from a seed of its own (the run's seed and the stage's): a stage
+    that a rerun loads from the backup instead of training leaves the later stages' shuffles and
+    initializers as an uninterrupted run had them."""
+    keras.utils.set_random_seed(config.seed + _STAGE_SEED_OFFSETS[role])
+
+
 def prune_by_distillation(student, teacher, x, y, config, teacher_cache=None):
     """Keep distilling while the kernels are pruned to `config.sparsity`; returns a plain model."""
+    _stage_seed(config, PRUNED)
     steps = math.ceil(len(x) / config.batch_size)
     end_step = steps * max(1, config.prune_epochs - 1)  # the last epoch fine-tunes at full sparsity
     frequency = max(1, steps // 4)
@@ -77,12 +89,28 @@ def prune_by_distillation(student, teacher, x, y, config, teacher_cache=None):
         )
         callbacks = tfmot.pruning_callbacks()
         distill(
-            wrapped, teacher, x, y, config, epochs=config.prune_epochs, callbacks=callbacks, teacher_cache=teacher_cache
+            wrapped,
+            teacher,
+            x,
+            y,
+            config,
+            epochs=config.prune_epochs,
+            callbacks=callbacks,
+            teacher_cache=teacher_cache,
+            role=PRUNED,
         )
         return tfmot.strip(wrapped)
     pruning = MagnitudePruning(PolynomialDecay(0.0, config.sparsity, 0, end_step, frequency=frequency))
     distill(
-        student, teacher, x, y, config, epochs=config.prune_epochs, callbacks=[pruning], teacher_cache=teacher_cache
+        student,
+        teacher,
+        x,
+        y,
+        config,
+        epochs=config.prune_epochs,
+        callbacks=[pruning],
+        teacher_cache=teacher_cache,
+        role=PRUNED,
     )
     return student
 
@@ -91,8 +119,9 @@ def cluster_by_distillation(student, teacher, x, y, config, teacher_cache=None):
     """tf_keras: sparsity-preserving clustering, one epoch of distillation, stripped."""
     from keras_kd.compression import tfmot
 
+    _stage_seed(config, CLUSTERED)
     clustered = tfmot.cluster(student, config.clusters, preserve_sparsity=True)
-    distill(clustered, teacher, x, y, config, epochs=1, teacher_cache=teacher_cache)
+    distill(clustered, teacher, x, y, config, epochs=1, teacher_cache=teacher_cache, role=CLUSTERED)
     return tfmot.strip(clustered)
 
 
@@ -100,14 +129,23 @@ def qat_by_distillation(student, teacher, x, y, config, preserve, teacher_cache=
     """tf_keras: quantization-aware distillation (PQAT/CQAT when `preserve` is given)."""
     from keras_kd.compression import tfmot
 
+    _stage_seed(config, QAT)
     quantized = tfmot.quantize(student, preserve=preserve)
-    distill(quantized, teacher, x, y, config, epochs=config.qat_epochs, teacher_cache=teacher_cache)
+    distill(quantized, teacher, x, y, config, epochs=config.qat_epochs, teacher_cache=teacher_cache, role=QAT)
     return quantized
 
 
 def run_compress(config, output_folder):
-    """Run every stage, export into `output_folder` (`exports/`), measure. Returns `(rows, metadata)`."""
+    """Run every stage, export into `output_folder` (`exports/`), measure. Returns `(rows, metadata)`.
+
+    With `config.backup_dir` (the command line sets it), every stage's model is kept there when it
+    has trained, and its training state after each epoch: a rerun after a kill loads the stages
+    that finished and goes on in the one that was under way.
+    """
     config.validate()
+    backup = JobBackup.of(config)
+    if backup:  # `keras-kd compress` rerun after a kill: the same settings, or a clear error
+        backup.check_settings()
     started = time.time()
     keras.utils.set_random_seed(config.seed)
     verbose = config.verbose
@@ -117,23 +155,20 @@ def run_compress(config, output_folder):
     x_train, y_train = split.transfer_set  # later stages distil on the same transfer set: one teacher cache
     cache = stage_teacher_cache(config, teacher, kd_student, x_train)
     _log(f"[4/5] pruning to {config.sparsity:.0%} sparsity while distilling", verbose)
-    to_prune = snapshot(kd_student, "student_kd_pruned")
+    to_prune = snapshot(kd_student, PRUNED)
     to_prune.trainable = True
     final = prune_by_distillation(to_prune, teacher, x_train, y_train, config, cache)
-    stages = [
-        ("teacher", teacher),
-        ("student_scratch", scratch),
-        ("student_kd", kd_student),
-        ("student_kd_pruned", final),
-    ]
+    stages = [("teacher", teacher), ("student_scratch", scratch), ("student_kd", kd_student), (PRUNED, final)]
     preserve = "sparsity"
     if config.clusters is not None:
+        _log(f"      clustering the pruned student's weights into {config.clusters} values while distilling", verbose)
         final = cluster_by_distillation(_trainable_copy(final), teacher, x_train, y_train, config, cache)
-        stages.append(("student_kd_pruned_clustered", final))
+        stages.append((CLUSTERED, final))
         preserve = "clusters"
     if config.qat:
+        _log("      quantization-aware distillation of the pruned student", verbose)
         final = qat_by_distillation(_trainable_copy(final), teacher, x_train, y_train, config, preserve, cache)
-        stages.append(("student_kd_pruned_qat", final))
+        stages.append((QAT, final))
 
     _log("[5/5] exporting and measuring the artifacts", verbose)
     exports = os.path.join(output_folder, "exports")

@@ -15,11 +15,12 @@ def _resolve(loss):
     return loss
 
 
-def _unreduced(loss, y_true, y_pred):
-    """A Keras loss's value per sample, averaged over any axes left after its own reduction."""
+def _unreduced(loss, y_true, y_pred, rank=1):
+    """A Keras loss's values of rank `rank` (1: per sample; 2: per token of a sequence), averaged over
+    any axes left after its own reduction."""
     values = getattr(loss, "call", loss)(y_true, y_pred)  # a Loss instance's `call` does not reduce
     values = ops.convert_to_tensor(values)
-    while len(values.shape) > 1:
+    while len(values.shape) > rank:
         values = ops.mean(values, axis=-1)
     return values
 
@@ -50,7 +51,8 @@ class KerasLogitsLoss(DistillationLoss):
 
     def compute(self, teacher, student, labels=None, temperature=1.0):
         teacher, student = as_float32(teacher, student)
-        return _unreduced(self.loss, teacher / temperature, student / temperature)
+        # One value per position of the logits (per token of sequence logits, weighed by padding).
+        return _unreduced(self.loss, teacher / temperature, student / temperature, rank=len(student.shape) - 1)
 
     def get_config(self):
         return {**super().get_config(), "loss": _serialize_loss(self.loss)}

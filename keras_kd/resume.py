@@ -15,6 +15,12 @@ small state file that names them replaced (atomically); the previous weights are
 tf_keras's own callback writes a TensorFlow checkpoint, whose index is replaced atomically: it
 is returned as it is.
 
+A checkpoint keeps the weights, not the draw counters of random layers (Keras 3's
+`SeedGenerator`: dropout, noise, random augmentation): the callback sets each counter from the
+epoch when the epoch begins, so a resumed epoch draws the same masks as an uninterrupted run's.
+tf_keras's random layers draw from stateful ops whose position no checkpoint keeps: there, an
+epoch that a rerun repeats draws other masks.
+
 Example:
 >>> backup = keras_kd.resume.backup_callback("runs/cifar")   # runs/cifar/backup/
 >>> distiller.fit(x, y, epochs=100, callbacks=[backup])      # rerun the same line after a kill
@@ -28,6 +34,8 @@ from keras_kd.backend import IS_TF_KERAS, keras
 
 BACKUP_FOLDER = "backup"
 _STATE_FILE = "state.json"
+_DRAWS_PER_EPOCH = 2**20
+"""The counter of a random layer's seed moves by one per draw: epochs start this many draws apart."""
 
 
 def backup_dir(output_dir):
@@ -54,6 +62,16 @@ def backup_callback(output_dir, save_freq="epoch", delete_checkpoint=True):
     return AtomicBackupAndRestore(folder, save_freq=save_freq, delete_checkpoint=delete_checkpoint)
 
 
+def completed_epochs(output_dir):
+    """The epochs that the backup in `output_dir/backup/` had completed when its run was killed: the
+    epoch a rerun goes on from (0 without a backup; tf_keras's checkpoint is not read here)."""
+    path = os.path.join(backup_dir(output_dir), _STATE_FILE)
+    if IS_TF_KERAS or not os.path.exists(path):
+        return 0
+    with open(path) as handle:
+        return int(json.load(handle)["epoch"])
+
+
 if not IS_TF_KERAS:
 
     class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -67,6 +85,10 @@ if not IS_TF_KERAS:
         def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
             super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=delete_checkpoint)
             self._saves = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            super().on_epoch_begin(epoch, logs)
+            set_random_layers_to_epoch(self.model, epoch)
 
         def _state_path(self):
             return os.path.join(self.backup_dir, _STATE_FILE)
@@ -100,5 +122,15 @@ if not IS_TF_KERAS:
                 if old.endswith(".weights.h5") and old != name:
                     os.remove(os.path.join(self.backup_dir, old))
 
+    def set_random_layers_to_epoch(model, epoch):
+        """Set the draw counter of every `SeedGenerator` in `model` (its state: `[seed, counter]`) to a
+        value of `epoch` alone, keeping its seed."""
+        for layer in model._flatten_layers():
+            for generator in getattr(layer, "_seed_generators", ()):
+                state = generator.state
+                seed = keras.ops.convert_to_numpy(state.value)[0]
+                counter = (epoch * _DRAWS_PER_EPOCH) % 2**31
+                state.assign(keras.ops.convert_to_tensor([seed, counter], dtype=state.dtype))
+
 else:
-    AtomicBackupAndRestore = None
+    AtomicBackupAndRestore = set_random_layers_to_epoch = None

@@ -82,15 +82,19 @@ def _kill_in_stage(args, stage_line, epoch_line):
     return "".join(log)
 
 
-# (the line that opens the stage, the epoch line at which the run is killed; None: at once)
+# (the line that opens the stage, the epoch line at which the run is killed; None: at that line).
+# Keras 3 resumes an epoch with the draws of an uninterrupted run (`keras_kd.resume`); tf_keras's
+# shuffles and dropout come from stateful ops that no checkpoint keeps, so there the runs are
+# killed as each stage opens, and the stages before it must be loaded, not trained again.
+_MID_STAGE = None if IS_TF_KERAS else "Epoch 2/"
 STAGE_KILLS = [
-    ("[1/5] training the teacher", "Epoch 2/"),
-    ("[2/5] training the student from labels", "Epoch 2/"),
-    ("[3/5] distilling the student", "Epoch 2/"),
-    ("[4/5] pruning", "Epoch 2/"),
+    ("[1/5] training the teacher", _MID_STAGE),
+    ("[2/5] training the student from labels", _MID_STAGE),
+    ("[3/5] distilling the student", _MID_STAGE),
+    ("[4/5] pruning", _MID_STAGE),
 ]
 if IS_TF_KERAS:
-    STAGE_KILLS += [("clustering the pruned student", "Epoch 1/"), ("quantization-aware distillation", "Epoch 2/")]
+    STAGE_KILLS += [("clustering the pruned student", None), ("quantization-aware distillation", None)]
 STAGE_KILLS += [("[5/5] exporting", None)]
 
 
@@ -100,12 +104,13 @@ def test_a_run_killed_in_each_stage_ends_with_the_uninterrupted_runs_artifacts(t
     out = tmp_path / "run"
     args = ["compress", f"--output_dir={out}", *QUICK[:-1], "--verbose=2", *EXTRA]
     logs = [_kill_in_stage(args, stage, epoch) for stage, epoch in STAGE_KILLS]
-    for log in logs[1:]:
+    for log in logs[2:]:  # (killed as the teacher's training opened, the first run may have kept nothing yet)
         assert "resuming the run backed up in" in log
-    assert "teacher: trained in an earlier run" in logs[2]  # killed in the teacher's 2nd epoch, then finished
+    assert "teacher: trained in an earlier run" in logs[2]  # killed in (or before) the teacher, then finished
     assert not (out / "report.json").exists()
     finished = run_cli(*args, timeout=900)
     assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "resuming the run backed up in" in finished.stdout
     assert "student_kd_pruned: trained in an earlier run" in finished.stdout
     assert not (out / "backup").exists()
 
@@ -113,7 +118,9 @@ def test_a_run_killed_in_each_stage_ends_with_the_uninterrupted_runs_artifacts(t
     got = json.loads((out / "report.json").read_text())["models"]
     assert [row["name"] for row in got] == [row["name"] for row in want]
     for mine, theirs in zip(got, want):
-        for key in ("params", "nonzero_params", "size_bytes", "accuracy"):
+        # A SavedModel's size also counts the names of the functions the process traced before it.
+        keys = ("params", "nonzero_params", "accuracy") + (("size_bytes",) if mine["artifact"] != "saved_model" else ())
+        for key in keys:
             assert mine[key] == theirs[key], (mine["name"], key, mine[key], theirs[key])
     for name in sorted(os.listdir(uninterrupted / "exports")):
         if name.endswith(".tflite"):  # the same weights give the same file, byte for byte

@@ -99,6 +99,10 @@ class JobBackup:
         self._start()
         return [resume.backup_callback(self._path(role))]
 
+    def completed_epochs(self, role):
+        """The epochs of `role`'s training that a killed run had completed (0 if none)."""
+        return resume.completed_epochs(self._path(role))
+
     def best_epoch_state(self, role):
         """Where `KeepBestEpoch` keeps `role`'s best epoch so far (`state_path`)."""
         self._start()

@@ -19,13 +19,19 @@ from keras_kd.compression.magnitude_pruning import MagnitudePruning
 from keras_kd.compression.pruning_schedules import PolynomialDecay
 from keras_kd.compression.verify import outputs_in_fresh_process
 from keras_kd.jobs.backup import JobBackup
-from keras_kd.jobs.training import distill, prepare, stage_teacher_cache, student_builder, teacher_and_students
+from keras_kd.jobs.training import (
+    distill,
+    prepare,
+    seed_role,
+    stage_teacher_cache,
+    student_builder,
+    teacher_and_students,
+)
 from keras_kd.utils import count_nonzero_params, count_params, snapshot
 
 MEGABYTE = 1e6
 PRUNED, CLUSTERED, QAT = "student_kd_pruned", "student_kd_pruned_clustered", "student_kd_pruned_qat"
 """The compression stages' roles: their names in the backup, the logs and the report."""
-_STAGE_SEED_OFFSETS = {PRUNED: 1, CLUSTERED: 2, QAT: 3}
 
 
 @dataclasses.dataclass
@@ -68,16 +74,9 @@ def _log(message, verbose):
         print(message, flush=True)
 
 
-def _stage_seed(config, role):
-    """Each compression stage draws from a seed of its own (the run's seed and the stage's): a stage
-    that a rerun loads from the backup instead of training leaves the later stages' shuffles and
-    initializers as an uninterrupted run had them."""
-    keras.utils.set_random_seed(config.seed + _STAGE_SEED_OFFSETS[role])
-
-
 def prune_by_distillation(student, teacher, x, y, config, teacher_cache=None):
     """Keep distilling while the kernels are pruned to `config.sparsity`; returns a plain model."""
-    _stage_seed(config, PRUNED)
+    seed_role(config, PRUNED)
     steps = math.ceil(len(x) / config.batch_size)
     end_step = steps * max(1, config.prune_epochs - 1)  # the last epoch fine-tunes at full sparsity
     frequency = max(1, steps // 4)
@@ -119,7 +118,7 @@ def cluster_by_distillation(student, teacher, x, y, config, teacher_cache=None):
     """tf_keras: sparsity-preserving clustering, one epoch of distillation, stripped."""
     from keras_kd.compression import tfmot
 
-    _stage_seed(config, CLUSTERED)
+    seed_role(config, CLUSTERED)
     clustered = tfmot.cluster(student, config.clusters, preserve_sparsity=True)
     distill(clustered, teacher, x, y, config, epochs=1, teacher_cache=teacher_cache, role=CLUSTERED)
     return tfmot.strip(clustered)
@@ -129,7 +128,7 @@ def qat_by_distillation(student, teacher, x, y, config, preserve, teacher_cache=
     """tf_keras: quantization-aware distillation (PQAT/CQAT when `preserve` is given)."""
     from keras_kd.compression import tfmot
 
-    _stage_seed(config, QAT)
+    seed_role(config, QAT)
     quantized = tfmot.quantize(student, preserve=preserve)
     distill(quantized, teacher, x, y, config, epochs=config.qat_epochs, teacher_cache=teacher_cache, role=QAT)
     return quantized

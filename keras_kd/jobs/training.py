@@ -10,6 +10,7 @@ the history and the report.
 """
 
 import math
+import zlib
 
 import numpy as np
 
@@ -69,6 +70,13 @@ def _batching(x, config):
     return {"shuffle": False} if _is_dataset(x) else {"batch_size": config.batch_size}
 
 
+def seed_role(config, role):
+    """Seed the draws of `role`'s training from the run's seed and the role alone: a model that a rerun
+    loads from the backup instead of training it leaves every other model's shuffles, dropout and
+    initializers as an uninterrupted run had them."""
+    keras.utils.set_random_seed((int(config.seed) * 1_000_003 + zlib.crc32(role.encode())) % 2**31)
+
+
 def _job_callbacks(config, role, label, validation_freq=1, keeper=None):
     """The callbacks every training of a job gets: the backup (a rerun resumes), `keeper` (the best
     epoch on validation), TensorBoard logs under `config.tensorboard_dir/role`, the duration estimate."""
@@ -108,6 +116,7 @@ def train_on_labels(
     backup = JobBackup.of(config)
     if backup and backup.finished(role, model):
         return model
+    seed_role(config, role)
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=LogitsCrossentropy(),
@@ -181,6 +190,7 @@ def distill(
     backup = JobBackup.of(config)
     if backup and backup.finished(role, student):
         return student
+    seed_role(config, role)
     streaming = _is_dataset(x)
     terms = _feature_terms(config, num_examples if streaming else len(x))
     distiller = Distiller(student=student, teacher=teacher, features=terms or None, teacher_dtype=config.teacher_dtype)
@@ -389,9 +399,15 @@ def _train_from_labels(config, split, scratch, total_steps, has_validation, reco
         verbose,
     )
     keeper = _keeper(config, "student_scratch", has_validation)
+    seed_role(config, "student_scratch")  # the stream's shuffle takes the global seed when it is made
+    stream, _ = split.labeled_stream(config)
+    backup = JobBackup.of(config)
+    if backup:  # an endless stream: a rerun skips the batches of the epochs the killed run completed
+        stream = stream.skip(backup.completed_epochs("student_scratch") * steps)
     train_on_labels(
         scratch,
-        *split.labeled_stream(config),
+        stream,
+        None,
         config,
         config.student_epochs,
         split.validation_data(config),

@@ -87,3 +87,23 @@ def test_a_bad_setting_stops_the_example_before_the_teacher_trains(tmp_path):
     assert run.returncode != 0
     assert "--learning_rate_grid needs --validation_sentences" in run.stderr
     assert "loss:" not in run.stdout + run.stderr
+
+
+def test_a_missing_backend_or_corpus_stops_at_once_saying_what_to_do(tmp_path, monkeypatch):
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), KERAS_BACKEND="no_such_backend")
+    run = subprocess.run([sys.executable, EXAMPLE], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode != 0 and 'pip install -e ".[no_such_backend]"' in run.stderr
+    assert "Epoch" not in run.stdout
+    # No copy anywhere and a download that fails (no network): where the files go.
+    from keras_kd.datasets import rt_polarity
+
+    def no_network():
+        raise OSError("no network")
+
+    monkeypatch.setattr(rt_polarity, "find_dir", lambda *args: None)
+    monkeypatch.setattr(rt_polarity, "_download", no_network)
+    monkeypatch.syspath_prepend(os.path.dirname(EXAMPLE))
+    import distill_language_model as example
+
+    with pytest.raises(SystemExit, match="no network.*--data_dir=FOLDER"):
+        example.load_sentences(str(tmp_path / "empty"))

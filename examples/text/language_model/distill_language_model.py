@@ -90,7 +90,24 @@ flags.DEFINE_string("results", None, "Optional JSON file for the figures.")
 PAD, BOUNDARY, UNKNOWN = 0, 1, 2  # padding, start/end of a sentence, a character not in the vocabulary
 
 
+def check_environment():
+    """Stop before any work, saying what to install, when the backend or keras-hub is missing (the
+    README's plain install has neither JAX nor the text extra)."""
+    import importlib.util
+
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    needed = (("text", "keras_hub"), (backend, backend))
+    extras = [extra for extra, module in needed if importlib.util.find_spec(module) is None]
+    if extras:
+        raise SystemExit(
+            f'This example needs {" and ".join(extras)} (missing here): pip install -e ".[{",".join(extras)}]" '
+            "from the repository's root, then run it again."
+        )
+
+
 def load_sentences(data_dir):
+    """The movie-review sentences: from `data_dir`, $KERAS_KD_DATA_DIR or ../shared/data, else
+    downloaded from Cornell (Pang and Lee's page); no copy and no network stops with where to put them."""
     from keras_kd.datasets import rt_polarity
 
     folder = data_dir or os.environ.get("KERAS_KD_DATA_DIR")
@@ -99,7 +116,14 @@ def load_sentences(data_dir):
     if folder is None:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
         folder = os.path.join(root, "..", "shared", "data", "rt-polarity")
-    (train, _), (test, _) = rt_polarity.load_data(folder, download=False)
+    try:
+        (train, _), (test, _) = rt_polarity.load_data(folder, download=True)
+    except OSError as error:  # no local copy, and the download failed (no network)
+        raise SystemExit(
+            f"No copy of the movie-review sentences was found near {folder}, and their download from "
+            f"{rt_polarity.URL} failed ({error}): put {' and '.join(rt_polarity.FILES)} in a folder and pass "
+            "--data_dir=FOLDER."
+        ) from error
     return [str(s) for s in train], [str(s) for s in test]
 
 
@@ -282,6 +306,7 @@ def parameters(model):
 
 
 def main(_):
+    check_environment()  # before Keras loads its backend
     import keras
 
     import keras_kd

@@ -22,8 +22,9 @@ def run_cli(*args, timeout=600):
     )
 
 
-def kill_while_distilling(args, epoch_line="Epoch 4/6"):
-    """Run `keras-kd *args` and SIGKILL it when the distilled student's `epoch_line` starts."""
+def kill_in_stage(args, stage_line="distilling the student", epoch_line="Epoch 4/6"):
+    """Run `keras-kd *args`; SIGKILL it when `epoch_line` starts after the log line that opens a stage
+    (`stage_line`), or at that line itself when `epoch_line` is None. Returns the log."""
     env = dict(os.environ, PYTHONPATH=os.getcwd(), PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
         [sys.executable, "-m", "keras_kd.cli.main", *args],
@@ -32,14 +33,16 @@ def kill_while_distilling(args, epoch_line="Epoch 4/6"):
         text=True,
         env=env,
     )
-    distilling = False
+    log, in_stage = [], False
     for line in process.stdout:
-        distilling = distilling or "distilling the student" in line
-        if distilling and line.startswith(epoch_line):
+        log.append(line)
+        in_stage = in_stage or stage_line in line
+        if in_stage and (epoch_line is None or line.startswith(epoch_line)):
             process.send_signal(signal.SIGKILL)
             break
     process.wait(timeout=600)
-    assert process.returncode == -signal.SIGKILL, "the run ended before the kill"
+    assert process.returncode == -signal.SIGKILL, f"the run ended before the kill in {stage_line!r}:\n{''.join(log)}"
+    return "".join(log)
 
 
 def test_distill_on_digits_writes_the_report(tmp_path):
@@ -265,7 +268,7 @@ def test_a_killed_distill_resumes_when_rerun_with_the_same_output_dir(tmp_path):
 
     out = tmp_path / "run"
     args = ["distill", "--teacher_epochs=2", "--student_epochs=6", "--verbose=2", f"--output_dir={out}"]
-    kill_while_distilling(args)
+    kill_in_stage(args)
     backup = out / "backup"
     assert {"settings.json", "initial.weights.h5", "teacher.weights.h5", "student_scratch.weights.h5"} <= set(
         os.listdir(backup)
@@ -317,7 +320,7 @@ def test_a_killed_run_on_your_own_models_resumes_each_by_its_role(tmp_path):
         f"--{flag}={tmp_path / name}" for flag, name in (("teacher", "teacher.keras"), ("student", "student.keras"))
     ]
     args += [f"--{flag}={tmp_path / flag}.npz" for flag in ("train", "test")] + [f"--unlabeled={tmp_path / 'pool.npz'}"]
-    kill_while_distilling(args)
+    kill_in_stage(args)
     assert {"student_scratch.weights.h5", "student_kd"} <= set(os.listdir(out / "backup"))
     rerun = run_cli(*args)
     assert rerun.returncode == 0, rerun.stderr[-3000:]

@@ -3,14 +3,11 @@ run killed in each stage that, rerun, ends with the artifacts of an uninterrupte
 
 import json
 import os
-import signal
-import subprocess
-import sys
 
 import pytest
 
 from keras_kd.backend import BACKEND, IS_TF_KERAS, is_tensorflow_backed
-from tests.test_cli import run_cli
+from tests.test_cli import kill_in_stage, run_cli
 
 QUICK = ["--teacher_epochs=2", "--student_epochs=2", "--prune_epochs=2", "--sparsity=0.5", "--verbose=0"]
 # Clustering and quantization-aware training exist on tf_keras (TF-MOT).
@@ -59,29 +56,6 @@ def test_compress_on_digits(uninterrupted):
     assert serving.name == "1" and (serving / "saved_model.pb").is_file()
 
 
-def _kill_in_stage(args, stage_line, epoch_line):
-    """Run `keras-kd *args`; SIGKILL it when `epoch_line` starts after the log line that opens the
-    stage (`stage_line`), or at that line itself when `epoch_line` is None. Returns the log."""
-    env = dict(os.environ, PYTHONPATH=os.getcwd(), PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "keras_kd.cli.main", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    log, in_stage = [], False
-    for line in process.stdout:
-        log.append(line)
-        in_stage = in_stage or stage_line in line
-        if in_stage and (epoch_line is None or line.startswith(epoch_line)):
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=600)
-    assert process.returncode == -signal.SIGKILL, f"the run ended before the kill in {stage_line!r}:\n{''.join(log)}"
-    return "".join(log)
-
-
 # (the line that opens the stage, the epoch line at which the run is killed; None: at that line).
 # Keras 3 resumes an epoch with the draws of an uninterrupted run (`keras_kd.resume`); tf_keras's
 # shuffles and dropout come from stateful ops that no checkpoint keeps, so there the runs are
@@ -103,7 +77,7 @@ STAGE_KILLS += [("[5/5] exporting", None)]
 def test_a_run_killed_in_each_stage_ends_with_the_uninterrupted_runs_artifacts(tmp_path, uninterrupted):
     out = tmp_path / "run"
     args = ["compress", f"--output_dir={out}", *QUICK[:-1], "--verbose=2", *EXTRA]
-    logs = [_kill_in_stage(args, stage, epoch) for stage, epoch in STAGE_KILLS]
+    logs = [kill_in_stage(args, stage, epoch) for stage, epoch in STAGE_KILLS]
     for log in logs[2:]:  # (killed as the teacher's training opened, the first run may have kept nothing yet)
         assert "resuming the run backed up in" in log
     assert "teacher: trained in an earlier run" in logs[2]  # killed in (or before) the teacher, then finished

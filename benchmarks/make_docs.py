@@ -406,7 +406,7 @@ def main():
             + ("; each student's learning rate and alpha chosen on validation sentences" if small.get("tuning") else "")
             + "; held-out bits per token, lower is better "
             "([docs/language_model_benchmark.md](docs/language_model_benchmark.md), "
-            "`pip install -e \".[jax,text]\"`, then `KERAS_BACKEND=jax python benchmarks/language_model.py`):",
+            '`pip install -e ".[jax,text]"`, then `KERAS_BACKEND=jax python benchmarks/language_model.py`):',
             "\n\n".join(part.strip() for part in (regime, target, _same_data_line()) if part.strip()),
         )
     block += [

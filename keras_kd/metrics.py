@@ -10,11 +10,14 @@ from keras_kd.backend import keras, ops, register_serializable
 
 
 class TeacherMetric(keras.metrics.Mean):
-    """A mean of `value(teacher_logits, student_logits)`; `update_state` takes the teacher's logits
-    where Keras's metrics take the labels."""
+    """A mean of `value(teacher_logits, student_logits)`, which each subclass defines (an abstract base:
+    `TeacherAgreement`, `TeacherKL`); `update_state` takes the teacher's logits where Keras's metrics
+    take the labels."""
 
     def value(self, teacher_logits, student_logits):
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must define value(teacher_logits, student_logits): one value per example."
+        )
 
     def update_state(self, teacher_logits, student_logits, sample_weight=None):
         teacher_logits = ops.cast(teacher_logits, "float32")

@@ -76,7 +76,7 @@ def _log(message, verbose):
 
 def prune_by_distillation(student, teacher, x, y, config, teacher_cache=None):
     """Keep distilling while the kernels are pruned to `config.sparsity`; returns a plain model."""
-    seed_role(config, PRUNED)
+    seed_role(config, PRUNED)  # before TF-MOT's wrappers are made (`distill` seeds again, the same way)
     steps = math.ceil(len(x) / config.batch_size)
     end_step = steps * max(1, config.prune_epochs - 1)  # the last epoch fine-tunes at full sparsity
     frequency = max(1, steps // 4)

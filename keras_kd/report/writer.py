@@ -1,6 +1,7 @@
 """The run report: a table on the terminal, and `report.json`, `report.md`, `report.png`."""
 
 import dataclasses
+import math
 import os
 
 from keras_kd import atomic
@@ -53,21 +54,30 @@ def _plot(rows, path, title):
     sizes = [row.size_bytes / MEGABYTE for row in rows]
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
     largest = max(sizes)
+    low, high = min(100 * r.accuracy for r in rows), max(100 * r.accuracy for r in rows)
+    margin = max(1.0, 0.15 * (high - low))
+    placed = []
     for row, size in zip(rows, sizes):
-        axes.scatter(size, 100 * row.accuracy, s=60)
-        # Labels of the right-most points go to their left, so none runs off the plot.
+        accuracy = 100 * row.accuracy
+        axes.scatter(size, accuracy, s=60)
+        # Labels of the right-most points go to their left, so none runs off the plot; labels of
+        # points close together (a model and its pruned or int8 copy) are stacked, not drawn over.
         right_most = size > 0.5 * largest and size != min(sizes)
+        near = sum(
+            1
+            for s, a in placed
+            if abs(math.log(size / s)) < 0.7 and abs(a - accuracy) < 0.1 * (high - low + 2 * margin)
+        )
+        placed.append((size, accuracy))
         axes.annotate(
             row.name,
-            (size, 100 * row.accuracy),
+            (size, accuracy),
             textcoords="offset points",
-            xytext=(-8, 6) if right_most else (8, 6),
+            xytext=(-8 if right_most else 8, 6 + 11 * near),
             ha="right" if right_most else "left",
         )
     axes.set_xscale("log")
     axes.set_xlim(min(sizes) / 2.5, largest * 2.5)
-    low, high = min(100 * r.accuracy for r in rows), max(100 * r.accuracy for r in rows)
-    margin = max(1.0, 0.15 * (high - low))
     axes.set_ylim(low - margin, high + margin)
     # Plain numbers at 1-2-5 steps; no labels on the minor ticks (they ran together).
     axes.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))

@@ -152,8 +152,8 @@ def test_labels_neither_sparse_nor_one_hot(distiller, data, width):
     y = np.zeros((len(x), width), "float32")
     with pytest.raises(
         ValueError,
-        match=rf"`y` has shape \({len(x)}, {width}\): neither class indices .* "
-        rf"one-hot rows of the student's {NUM_CLASSES} classes",
+        match=rf"`y` has shape \({len(x)}, {width}\): neither class indices \(shape \(batch,\), or with a trailing 1\) "
+        rf"nor one-hot rows of the student's {NUM_CLASSES} classes \(shape \(batch, {NUM_CLASSES}\)\)\. Pass",
     ):
         _fit(distiller, x, y)
 

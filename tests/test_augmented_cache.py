@@ -155,3 +155,18 @@ def test_save_is_atomic_and_round_trips(tmp_path, data):
     with pytest.raises(ValueError, match="other inputs"):
         loaded.dataset(x[:, ::-1].copy())
     assert NUM_FEATURES == x.shape[1]
+
+
+def test_a_saved_crop_flip_cache_reloads_with_its_padding_and_flip(tmp_path):
+    images = np.random.default_rng(2).normal(size=(12, 4, 4, 1)).astype("float32")
+    teacher = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    cache = AugmentedTeacherCache.build(teacher, images, CropFlipViews(padding=1, flip=False), views=2, top_k=3)
+    path = str(tmp_path / "crops.npz")
+    cache.save(path)
+    loaded = AugmentedTeacherCache.load(path)
+    assert type(loaded.augmentation) is CropFlipViews
+    assert (loaded.augmentation.padding, loaded.augmentation.flip) == (1, False)
+    assert not loaded.params["flip"].any()
+    first = next(iter(cache.dataset(images, shuffle=False, view=1)))
+    again = next(iter(loaded.dataset(images, shuffle=False, view=1)))
+    np.testing.assert_array_equal(np.asarray(first[INPUTS_KEY]), np.asarray(again[INPUTS_KEY]))

@@ -65,3 +65,20 @@ def test_distiller_with_crd_trains_embeddings_and_memory():
     assert distiller.predict(keras_kd.with_indices(x), verbose=0).shape == (48, 3)
     with pytest.raises(ValueError, match="with_indices"):
         distiller.fit(x, y, epochs=1, verbose=0)
+
+
+def test_the_head_keeps_its_settings_and_the_loss_alone_points_to_the_distiller():
+    loss = losses.CRDLoss(num_examples=10, feature_dim=4, num_negatives=3, nce_temperature=0.2, momentum=0.3, seed=5)
+    head = loss.build_head((None, 6), (None, 5), "crd_head")
+    config = head.get_config()
+    want = {
+        "num_examples": 10,
+        "feature_dim": 4,
+        "num_negatives": 3,
+        "nce_temperature": 0.2,
+        "momentum": 0.3,
+        "seed": 5,
+    }
+    assert {key: config[key] for key in want} == want and config["name"] == "crd_head"
+    with pytest.raises(ValueError, match=r"inside a Distiller \(FeatureDistillation\('crd', \.\.\.\)\)"):
+        loss(RNG.normal(size=(2, 5)), RNG.normal(size=(2, 6)))

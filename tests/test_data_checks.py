@@ -307,3 +307,29 @@ def test_unlabelled_rows_are_said_once_when_fit_starts(distiller, data, capsys):
     ]
     distiller.fit(x_all, y_all, epochs=1, batch_size=16, verbose=0)
     assert "MISSING_LABEL" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "y, missing",
+    [
+        (np.array([3, -1, 2, -1, -1]), 3),
+        (np.array([-1]), 1),  # a batch of one
+        (np.array([[0], [-1], [-1]]), 2),  # a column of class indices
+        (np.array([1.0, -1.0, 0.0]), 1),  # float class indices
+        (np.array([[-1, 4, 2], [3, -1, -1]]), 0),  # token labels: -1 marks tokens, not rows
+        (np.array([[0.0, 1.0], [1.0, 0.0]]), 0),  # one-hot rows
+        (np.array([], dtype="int64"), 0),
+        (np.array(-1), 0),  # a scalar is no rows
+        (None, 0),  # no labels at all
+        ([-1, -1], 0),  # a list: Keras converts it, no count is said
+    ],
+)
+def test_the_unlabelled_count_is_said_for_rows_of_class_indices_only(y, missing, capsys):
+    from keras_kd.data_checks import _say_unlabelled
+
+    _say_unlabelled(y)
+    said = capsys.readouterr().out
+    if missing:
+        assert said.startswith(f"keras-kd: {missing:,} of {len(y):,} rows of `y` are -1 (keras_kd.MISSING_LABEL)")
+    else:
+        assert said == ""

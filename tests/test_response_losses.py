@@ -86,9 +86,10 @@ def test_soft_target_loss_scales_by_t_squared(temperature):
 def test_ctkd_temperature_is_the_same_forward_whatever_the_reversal(reversal):
     """T = t_start + t_range * sigmoid(p): the reversal only scales the gradient (the training run
     of tests/test_method_losses.py checks its direction)."""
-    layer = losses.CTKDLoss(t_start=1.0, t_range=20.0).temperature_layer
+    layer = losses.CTKDLoss(t_start=2.0, t_range=10.0).temperature_layer
+    assert (layer.get_config()["t_start"], layer.get_config()["t_range"]) == (2.0, 10.0)
     layer.reversal.assign(reversal)
     layer.parameter.assign(0.3)
-    want = 1.0 + 20.0 / (1.0 + np.exp(-0.3))
+    want = 2.0 + 10.0 / (1.0 + np.exp(-0.3))
     assert float(layer.temperature()) == pytest.approx(want, rel=1e-6)
     assert layer.value() == pytest.approx(want, rel=1e-6)

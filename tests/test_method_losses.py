@@ -267,3 +267,35 @@ def test_ctkd_trains_the_temperature_against_the_student(data, teacher, student)
     uphill = np.sign(probe[1] - probe[0])
     distiller.fit(x, y, epochs=2, initial_epoch=1, batch_size=len(x), verbose=0)
     assert np.sign(ctkd.temperature_layer.value() - start) == uphill
+
+
+def test_dkd_reads_sparse_labels_as_sparse_when_the_batch_equals_the_classes():
+    t, s, y = logits(4, 4), logits(4, 4), np.array([2, 0, 3, 1])
+    loss = losses.DKDLoss(temperature=2.0, reduction="none")
+    want = reference.dkd(t, s, y, 1.0, 8.0, 2.0)
+    np.testing.assert_allclose(np.asarray(loss(t, s, labels=y)), want, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(loss(t, s, labels=np.eye(4)[y])), want, rtol=2e-4, atol=1e-5)
+
+
+def test_dkd_old_alpha_and_beta_still_set_the_weights_with_a_warning():
+    import warnings
+
+    with pytest.warns(DeprecationWarning, match="target_weight"):
+        only_alpha = losses.DKDLoss(alpha=2.0)
+    with pytest.warns(DeprecationWarning, match="non_target_weight"):
+        only_beta = losses.DKDLoss(beta=3.0)
+    assert (only_alpha.target_weight, only_alpha.non_target_weight) == (2.0, 8.0)
+    assert (only_beta.target_weight, only_beta.non_target_weight) == (1.0, 3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        losses.DKDLoss(target_weight=2.0, non_target_weight=3.0)
+
+
+def test_rkd_defaults_are_the_authors_weights():
+    """Park et al.: 25 for the distance term, 50 for the angle term."""
+    t, s = RNG.normal(size=(5, 4)), RNG.normal(size=(5, 3))
+    explicit = float(losses.rkd_loss(t, s, distance_weight=25.0, angle_weight=50.0))
+    assert float(losses.rkd_loss(t, s)) == pytest.approx(explicit, rel=1e-6)
+    assert float(losses.RKDLoss()(t, s)) == pytest.approx(explicit, rel=1e-6)
+    assert float(losses.rkd_loss(t, s, distance_weight=26.0)) != pytest.approx(explicit, rel=1e-4)
+    assert float(losses.rkd_loss(t, s, angle_weight=51.0)) != pytest.approx(explicit, rel=1e-4)

@@ -82,3 +82,56 @@ def test_the_head_keeps_its_settings_and_the_loss_alone_points_to_the_distiller(
     assert {key: config[key] for key in want} == want and config["name"] == "crd_head"
     with pytest.raises(ValueError, match=r"inside a Distiller \(FeatureDistillation\('crd', \.\.\.\)\)"):
         loss(RNG.normal(size=(2, 5)), RNG.normal(size=(2, 6)))
+
+
+def _short(name):
+    return name.split("/")[-1].split(":")[0]  # tf_keras: "crd_head/student_memory:0"
+
+
+def test_memory_banks_start_as_the_authors_uniform_rows_and_are_not_trained():
+    """Tian et al.'s memory: uniform in +-1/sqrt(dim/3), a row per example; the seed fixes it."""
+    loss = losses.CRDLoss(num_examples=400, feature_dim=12, num_negatives=3, seed=3)
+    head = loss.build_head((None, 6), (None, 5), "crd_head")
+    bound = 1.0 / np.sqrt(12 / 3.0)
+    for name in ("student_memory", "teacher_memory"):
+        memory = np.asarray(getattr(head, name))
+        assert memory.shape == (400, 12) and _short(getattr(head, name).name) == name
+        assert np.abs(memory).max() <= bound and np.abs(memory).max() > 0.95 * bound
+        assert memory.min() < -0.9 * bound and abs(memory.mean()) < 0.05 * bound
+    assert [_short(w.name) for w in head.non_trainable_weights] == [
+        "student_memory",
+        "teacher_memory",
+        "normalizers",
+    ]
+    np.testing.assert_array_equal(np.asarray(head.normalizers), [0.0, 0.0])
+    again = losses.CRDLoss(num_examples=400, feature_dim=12, num_negatives=3, seed=3).build_head(
+        (None, 6), (None, 5), "crd_head"
+    )
+    np.testing.assert_array_equal(np.asarray(again.student_memory), np.asarray(head.student_memory))
+
+
+def test_negatives_are_any_example_and_training_moves_the_memory_by_momentum():
+    loss = losses.CRDLoss(num_examples=3, feature_dim=4, num_negatives=200, momentum=0.3, seed=0)
+    head = loss.build_head((None, 6), (None, 5), "crd_head")
+    negatives = np.asarray(head._negatives(4))
+    assert negatives.shape == (4, 200) and set(negatives.ravel().tolist()) == {0, 1, 2}
+    t, s = RNG.normal(size=(2, 5)).astype("float32"), RNG.normal(size=(2, 6)).astype("float32")
+    indices = np.array([2, 0])
+    before = {name: np.asarray(getattr(head, name)).copy() for name in ("student_memory", "teacher_memory")}
+    head(t, s, indices)  # not training: the memory is left alone
+    for name, memory in before.items():
+        np.testing.assert_array_equal(np.asarray(getattr(head, name)), memory)
+    head(t, s, indices, training=True)
+
+    def embed(layer, f):
+        kernel, bias = [np.asarray(w, np.float64) for w in layer.get_weights()]
+        v = f @ kernel + bias
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    banks = (("student_memory", head.student_embedding, s), ("teacher_memory", head.teacher_embedding, t))
+    for name, layer, f in banks:
+        rows = 0.3 * before[name][indices] + 0.7 * embed(layer, f)
+        want = before[name].copy()
+        want[indices] = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        np.testing.assert_allclose(np.asarray(getattr(head, name)), want, rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(head.normalizers) > 0)  # Z estimated on the first training batch, then kept

@@ -6,6 +6,7 @@ test; this report lists every survivor with its diff and its explanation, and ex
 one is unexplained or fewer than 90 % of the mutants are killed.
 """
 
+import fnmatch
 import json
 import re
 import sys
@@ -47,11 +48,14 @@ def function_of(name):
     return f"{module}.{mangled.removeprefix('x_').replace('xǁ', '').replace('ǁ', '.')}"
 
 
-def explanation(entries, function, added):
-    """The first entry for this function whose `added` text is in the mutant's added line(s)."""
-    text = " ".join(added)
+def explanation(entries, function, removed, added):
+    """The first entry whose `function` (a glob) names the mutated function and whose `added` and
+    `removed` (regular expressions, optional) match the lines the mutant adds and removes."""
     for entry in entries:
-        if entry["function"] == function and entry.get("added", "") in text:
+        if not fnmatch.fnmatchcase(function, entry["function"]):
+            continue
+        found_added = re.search(entry.get("added", ""), " ".join(added))
+        if found_added and re.search(entry.get("removed", ""), " ".join(removed)):
             return entry["why"]
     return None
 
@@ -68,7 +72,7 @@ def main():
     for status in ("survived", "no tests", "suspicious"):
         for name, path in sorted(by_status.get(status, [])):
             removed, added = changed_lines(name, path)
-            why = explanation(entries, function_of(name), added)
+            why = explanation(entries, function_of(name), removed, added)
             unexplained += why is None
             rows.append((name, status, removed, added, why or "**UNEXPLAINED**"))
 

@@ -93,3 +93,22 @@ def test_ctkd_temperature_is_the_same_forward_whatever_the_reversal(reversal):
     want = 2.0 + 10.0 / (1.0 + np.exp(-0.3))
     assert float(layer.temperature()) == pytest.approx(want, rel=1e-6)
     assert layer.value() == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("how", ["sample_weight", "keras_mask"])
+def test_dist_on_padded_sequences_is_dist_on_the_real_positions(how):
+    """DIST relates rows to each other: for sequences every real position is a row and padding
+    (zero sample weights, or the Keras mask the student's logits carry) is left out."""
+    from keras_kd.backend import set_keras_mask
+
+    t, s = logits(3, 4, 5), logits(3, 4, 5)
+    real = np.array([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]], "float32")
+    loss = losses.DISTLoss(beta=1.0, gamma=2.0)
+    want = float(loss(t[real > 0], s[real > 0], temperature=2.0))
+    if how == "sample_weight":
+        got = loss(t, s, sample_weight=real, temperature=2.0)
+    else:
+        student = ops.convert_to_tensor(s)
+        set_keras_mask(student, ops.convert_to_tensor(real > 0))
+        got = loss(t, student, temperature=2.0)
+    assert float(got) == pytest.approx(want, rel=1e-4)

@@ -170,3 +170,20 @@ def test_a_saved_crop_flip_cache_reloads_with_its_padding_and_flip(tmp_path):
     first = next(iter(cache.dataset(images, shuffle=False, view=1)))
     again = next(iter(loaded.dataset(images, shuffle=False, view=1)))
     np.testing.assert_array_equal(np.asarray(first[INPUTS_KEY]), np.asarray(again[INPUTS_KEY]))
+
+
+def test_a_saved_cache_of_a_dataset_keeps_its_batches_and_replays_on_it(tmp_path):
+    rng = np.random.default_rng(4)
+    images = rng.normal(size=(20, 4, 4, 1)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((images, rng.integers(0, 10, size=20))).batch(8)
+    teacher = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    cache = AugmentedTeacherCache.build(teacher, dataset, CropFlipViews(padding=1), views=2, top_k=3)
+    path = str(tmp_path / "dataset_cache.npz")
+    cache.save(path)
+    loaded = AugmentedTeacherCache.load(path)
+    assert loaded.from_dataset and loaded.batch_sizes.tolist() == [8, 8, 4]
+    np.testing.assert_array_equal(loaded.batch_hashes, cache.batch_hashes)
+    for ours, theirs in zip(cache.dataset(dataset, view=1), loaded.dataset(dataset, view=1)):
+        np.testing.assert_array_equal(np.asarray(ours[0][INPUTS_KEY]), np.asarray(theirs[0][INPUTS_KEY]))
+    with pytest.raises(Exception, match="differs from the one the augmented teacher cache was built from"):
+        list(loaded.dataset(dataset.unbatch().batch(5)))

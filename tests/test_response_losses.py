@@ -112,3 +112,16 @@ def test_dist_on_padded_sequences_is_dist_on_the_real_positions(how):
         set_keras_mask(student, ops.convert_to_tensor(real > 0))
         got = loss(t, student, temperature=2.0)
     assert float(got) == pytest.approx(want, rel=1e-4)
+
+
+def test_ctkd_takes_a_positive_start_and_any_non_negative_range():
+    for t_start, t_range in ((0.0, 20.0), (-1.0, 20.0), (1.0, -0.5)):
+        with pytest.raises(ValueError, match="t_start > 0 and t_range >= 0"):
+            losses.CTKDLoss(t_start=t_start, t_range=t_range)
+    fixed = losses.CTKDLoss(t_start=4.0, t_range=0.0)  # a range of 0: a fixed temperature
+    assert fixed.temperature_layer.value() == pytest.approx(4.0)
+    assert losses.CTKDLoss(t_start=0.5, t_range=0.5).temperature_layer.value() == pytest.approx(
+        0.5 + 0.5 / (1.0 + np.exp(-1.0))
+    )
+    named = losses.CTKDLoss(name="my_ctkd")
+    assert named.temperature_layer.name == "my_ctkd_temperature"

@@ -54,6 +54,29 @@ def test_check_numerics_finds_nan_in_a_late_dataset_batch(distiller, data):
     assert all(np.isfinite(w).all() for w in weights_of(distiller.student))
 
 
+def test_check_numerics_passes_batches_without_floats():
+    """Token ids and class indices hold no floats: nothing to check, and the run trains."""
+    rng = np.random.default_rng(3)
+    tokens, labels = rng.integers(0, 20, size=(48, 5)), rng.integers(0, NUM_CLASSES, size=48)
+
+    def model(width):
+        return keras.Sequential(
+            [
+                keras.Input((5,), dtype="int32"),
+                keras.layers.Embedding(20, width),
+                keras.layers.GlobalAveragePooling1D(),
+                keras.layers.Dense(NUM_CLASSES),
+            ]
+        )
+
+    distiller = keras_kd.Distiller(student=model(4), teacher=model(8))
+    distiller.compile(optimizer="adam")
+    before = weights_of(distiller.student)
+    history = _fit(distiller, tf.data.Dataset.from_tensor_slices((tokens, labels)).batch(16), check_numerics=True)
+    assert np.isfinite(history.history["loss"][0])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, weights_of(distiller.student)))
+
+
 def test_check_numerics_reads_all_of_an_array(distiller, data):
     x, y = data
     x, y = np.concatenate([x] * 12), np.concatenate([y] * 12)

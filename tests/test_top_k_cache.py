@@ -109,6 +109,12 @@ def test_datasets_save_load_and_refusals(tmp_path):
     cache.save(path)
     loaded = TopKTeacherCache.load(path)
     assert (loaded.top_k, loaded.num_classes, loaded.kl_to_full) == (4, VOCAB, cache.kl_to_full)
+    assert loaded.dropped_mass == cache.dropped_mass and 0 < loaded.dropped_mass < 1
+    arrays_path = str(tmp_path / "top_k_arrays.npz")
+    from_arrays.save(arrays_path)
+    reloaded = TopKTeacherCache.load(arrays_path)
+    assert reloaded.input_fingerprint == from_arrays.input_fingerprint is not None
+    assert (reloaded.dropped_mass, reloaded.kl_to_full) == (from_arrays.dropped_mass, from_arrays.kl_to_full)
     with pytest.raises(ValueError, match="TopKTeacherCache.load"):
         TeacherCache.load(path)
 

@@ -1,6 +1,7 @@
 """Every method config in examples/configs parses, validates and runs (briefly) through the main job."""
 
 import glob
+import json
 import os
 
 import numpy as np
@@ -44,7 +45,20 @@ def test_config_runs(path, tmp_path):
     rows, metadata = run_distill(config, str(tmp_path))
     assert [row.name for row in rows] == ["teacher", "student_scratch", "student_kd"]
     assert all(np.isfinite(row.accuracy) for row in rows)
-    assert metadata["method"]
+    # The config's alpha and feature terms reached the distilled student's training: its logged
+    # loss is alpha * student loss + (1 - alpha) * distillation loss + each term by its weight.
+    epoch = json.loads((tmp_path / "history.json").read_text())["student_kd"]["epochs"][0]
+    alpha = config.compile_arguments()["alpha"]
+    if config.alpha_schedule:  # the first epoch's alpha is the schedule's
+        alpha = keras_kd.schedules.get(config.alpha_schedule)(0)
+    want = alpha * epoch["student_loss"] + (1 - alpha) * epoch["distillation_loss"]
+    for term in config.features:
+        (key,) = [key for key in epoch if key.endswith(f"_{term['student_layer']}_loss") and "val_" not in key]
+        want += term.get("weight", 1.0) * epoch[key]
+    assert epoch["loss"] == pytest.approx(want, rel=1e-4)
+    if not config.alpha_schedule:
+        recipe_alpha = keras_kd.recipes.get(values.get("recipe", "hinton")).alpha
+        assert alpha == (values["alpha"] if "alpha" in values else recipe_alpha)
 
 
 def test_unknown_config_key_lists_the_known_ones():

@@ -97,7 +97,7 @@ def test_sdist_can_run_its_own_tests(dist):
         "pytest.ini",
         "tests/conftest.py",
         "tests/reference.py",
-        "tests/data/minilm_reference.json",
+        "tests/minilm_reference.py",
         "keras_kd/distiller.py",
     ):
         assert needed in names, needed

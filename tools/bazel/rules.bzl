@@ -1,6 +1,6 @@
 """Macros that expand the tables of //:BUILD: a py_library per keras_kd module, a py_test per test file."""
 
-TEST_DATA = ["pytest.ini", "tests/data/**", "examples/configs/**/*.yaml"]
+TEST_DATA = ["pytest.ini", "examples/configs/**/*.yaml"]
 
 def kd_library(name, srcs, deps, data = []):
     """One keras_kd module (or modules that import each other) with the modules it imports."""

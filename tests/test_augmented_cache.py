@@ -187,3 +187,28 @@ def test_a_saved_cache_of_a_dataset_keeps_its_batches_and_replays_on_it(tmp_path
         np.testing.assert_array_equal(np.asarray(ours[0][INPUTS_KEY]), np.asarray(theirs[0][INPUTS_KEY]))
     with pytest.raises(Exception, match="differs from the one the augmented teacher cache was built from"):
         list(loaded.dataset(dataset.unbatch().batch(5)))
+
+
+def test_fit_arguments_become_the_pipeline_of_an_augmented_cache(data):
+    """Arrays: batches of `batch_size` (32 by default), reshuffled each pass unless shuffle=False,
+    the labels carried; Keras is told not to shuffle again. Per-row weights have nothing to weigh."""
+    x, y = data
+    cache = AugmentedTeacherCache.build(_teacher(), x, MixUpViews(0.4), views=2, top_k=3, temperature=2.0)
+
+    def passes(dataset):
+        return [np.concatenate([np.asarray(labels) for _, labels in dataset]) for _ in range(2)]
+
+    dataset, y_out, kwargs = cache.attach_for_fit(x, y, {"epochs": 3}, temperature=2.0)
+    assert y_out is None and kwargs == {"epochs": 3, "shuffle": False}
+    assert [len(labels) for _, labels in dataset] == [32, 32, 32]
+    first, second = passes(dataset)
+    assert sorted(first.tolist()) == sorted(y.tolist()) and not np.array_equal(first, second)
+    ordered, _, _ = cache.attach_for_fit(x, y, {"shuffle": False, "batch_size": 40})
+    assert [len(labels) for _, labels in ordered] == [40, 40, 16]
+    for labels in passes(ordered):
+        np.testing.assert_array_equal(labels, y)
+    for refused in ({"sample_weight": np.ones(len(x))}, {"class_weight": {0: 1.0, 1: 2.0, 2: 1.0}}):
+        with pytest.raises(ValueError, match="sample_weight`/`class_weight"):
+            cache.attach_for_fit(x, y, refused)
+    with pytest.raises(ValueError, match="compile with temperature=2.0, or rebuild the cache at 2.5"):
+        cache.attach_for_fit(x, y, {}, temperature=2.5)

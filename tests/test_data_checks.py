@@ -356,3 +356,20 @@ def test_the_unlabelled_count_is_said_for_rows_of_class_indices_only(y, missing,
         assert said.startswith(f"keras-kd: {missing:,} of {len(y):,} rows of `y` are -1 (keras_kd.MISSING_LABEL)")
     else:
         assert said == ""
+
+
+def test_a_generators_first_batch_has_its_sample_weights_checked_and_read_whole_with_check_numerics(distiller, data):
+    x, y = data
+
+    def one_batch(rows, labels, weights):
+        yield rows, labels, weights
+
+    weights = np.ones(len(x), "float32")
+    weights[3] = np.nan
+    with pytest.raises(ValueError, match=r"`sample_weight` holds a non-finite sample weight \(nan\) at index \(3,\)"):
+        distiller.fit(one_batch(x, y, weights), epochs=1, verbose=0)
+    # A first batch longer than the rows peeked at by default is read whole with check_numerics.
+    rows, labels = np.tile(x, (12, 1)), np.tile(y, 12)
+    rows[PEEK_ROWS + 20, 0] = np.nan
+    with pytest.raises(ValueError, match=rf"non-finite input value \(nan\) at index \({PEEK_ROWS + 20}, 0\)"):
+        distiller.fit(one_batch(rows, labels, np.ones(len(rows), "float32")), epochs=1, verbose=0, check_numerics=True)

@@ -144,3 +144,20 @@ def test_arrays_still_work(data, teacher):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="fingerprints"):
         keras_kd.TeacherCache.build(teacher, x).check(x[::-1].copy())
+
+
+def test_a_saved_cache_of_arrays_and_an_older_file_load_and_check_their_inputs(tmp_path, data, teacher):
+    x, _ = data
+    cache = keras_kd.TeacherCache.build(teacher, x)
+    path = str(tmp_path / "arrays.npz")
+    cache.save(path)
+    loaded = keras_kd.TeacherCache.load(path)
+    assert not loaded.from_dataset and loaded.batch_sizes is None
+    np.testing.assert_array_equal(loaded.logits, cache.logits)
+    loaded.check(x)
+    with pytest.raises(ValueError, match="fingerprints"):
+        loaded.check(x[::-1].copy())
+    # A file written before top-k caches existed kept the logits under "logits".
+    older = str(tmp_path / "older.npz")
+    np.savez(older, fingerprint=np.array(cache.input_fingerprint), num_examples=np.array(len(x)), logits=cache.logits)
+    np.testing.assert_array_equal(keras_kd.TeacherCache.load(older).logits, cache.logits)

@@ -126,3 +126,33 @@ def test_datasets_save_load_and_refusals(tmp_path):
         distiller.fit(dataset.unbatch().batch(16).skip(1), epochs=1, verbose=0, teacher_cache=loaded)
     with pytest.raises(ValueError, match="top_k=11"):
         TopKTeacherCache.build(teacher, x, top_k=VOCAB)
+
+
+def test_top_k_of_large_and_unequal_logits_is_exact_and_stored_compactly():
+    """Rows of logits near 900 and near 0 in one batch (a sharp teacher): the kept classes are
+    exactly the k largest of each row and their probabilities the softmax's, in float16 with uint16
+    ids. The default keeps 32 classes."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(scale=3.0, size=(40, 50)).astype("float32")
+    logits[::2] += 900.0
+    teacher = keras.Sequential([keras.Input((50,)), keras.layers.Identity()])
+    cache = TopKTeacherCache.build(teacher, logits, top_k=5, batch_size=16)
+    ids, probabilities = cache.targets["teacher_top_k_ids"], cache.targets["teacher_top_k_probabilities"]
+    assert ids.dtype == np.uint16 and probabilities.dtype == np.float16
+    want_ids = np.argsort(-logits, axis=-1)[:, :5]
+    np.testing.assert_array_equal(ids, want_ids)
+    want_p = np.take_along_axis(softmax(logits), want_ids, axis=-1)
+    np.testing.assert_allclose(probabilities.astype("float64"), want_p, rtol=2e-3, atol=1e-4)
+    assert np.isfinite(cache.dropped_mass) and np.isfinite(cache.kl_to_full)
+    assert TopKTeacherCache.build(teacher, logits).top_k == 32
+
+
+def test_sequences_without_a_padding_mask_count_every_token_and_all_but_one_class_loses_nothing():
+    rng = np.random.default_rng(4)
+    logits = rng.normal(scale=2.0, size=(6, 4, VOCAB)).astype("float32")
+    teacher = keras.Sequential([keras.Input((4, VOCAB)), keras.layers.Identity()])
+    cache = TopKTeacherCache.build(teacher, logits, top_k=3)
+    top = np.sort(softmax(logits), axis=-1)[..., ::-1][..., :3]
+    assert cache.dropped_mass == pytest.approx((1 - top.sum(-1)).mean(), rel=1e-5)
+    # k = vocabulary - 1: the one class left out gets exactly the mass left, so nothing is lost.
+    assert TopKTeacherCache.build(teacher, logits, top_k=VOCAB - 1).kl_to_full == pytest.approx(0.0, abs=1e-6)

@@ -182,3 +182,18 @@ def test_feature_terms_on_sequence_features_average_over_real_tokens(padding_fro
     assert result[key] != pytest.approx(per_token.mean(), rel=1e-3)  # padding would have moved it
     history = distiller.fit(x, y, sample_weight=sample_weight, epochs=2, batch_size=BATCH, verbose=0).history
     assert np.all(np.isfinite(history[key]))
+
+
+def test_position_weight_shapes_a_sample_weight_for_values_of_any_rank():
+    from keras_kd.tokens import position_weight
+
+    def shape(weight, rank):
+        return tuple(np.asarray(position_weight(weight, rank)).shape)
+
+    assert shape(np.ones((4, 1)), 1) == (4,)  # a trailing 1 dropped
+    assert shape(np.ones((1, 1)), 1) == (1,)  # a batch of one keeps its batch axis
+    assert shape(np.ones((4, 6, 1)), 2) == (4, 6)
+    assert shape(np.ones((4,)), 3) == (4, 1, 1)  # per sample, against per-token values
+    assert shape(np.ones((4, 1)), 2) == (4, 1)  # already of the values' rank: kept
+    assert shape(np.ones((4, 6)), 1) == (4, 6)  # a rank above that is not a trailing 1: kept as given
+    np.testing.assert_array_equal(np.asarray(position_weight(np.array([[2], [3]]), 1)), [2.0, 3.0])

@@ -132,3 +132,18 @@ def test_losses_that_need_a_target_class_use_the_teachers_on_unlabelled_rows(dat
         )["distillation_loss"],
         rel=1e-3,
     )
+
+
+def test_transfer_set_shuffles_by_default_with_seed_0_and_marks_one_hot_datasets_with_zero_rows():
+    x, y = np.arange(20, dtype="float32").reshape(10, 2), np.arange(10) % 3
+    pool = np.full((6, 2), 100.0, "float32")
+    xs, ys = keras_kd.transfer_set((x, y), pool)
+    order = np.random.default_rng(0).permutation(16)  # the documented default: shuffled, seed 0
+    np.testing.assert_array_equal(xs, np.concatenate([x, pool])[order])
+    np.testing.assert_array_equal(ys, np.concatenate([y, np.full(6, -1)])[order])
+    one_hot = tf.data.Dataset.from_tensor_slices((x, np.eye(3, dtype="float32")[y]))
+    both = list(keras_kd.transfer_set(one_hot, tf.data.Dataset.from_tensor_slices(pool)))
+    labels = np.array([np.asarray(label) for _, label in both])
+    assert labels.shape == (16, 3) and labels.dtype == np.float32
+    np.testing.assert_array_equal(labels[:10], np.eye(3)[y])
+    np.testing.assert_array_equal(labels[10:], 0.0)  # an all-zero row marks a missing one-hot label

@@ -212,3 +212,26 @@ def test_fit_arguments_become_the_pipeline_of_an_augmented_cache(data):
             cache.attach_for_fit(x, y, refused)
     with pytest.raises(ValueError, match="compile with temperature=2.0, or rebuild the cache at 2.5"):
         cache.attach_for_fit(x, y, {}, temperature=2.5)
+
+
+def test_mixup_views_draw_any_partner_with_beta_weights_and_refuse_alpha_0():
+    views = MixUpViews()
+    assert views.alpha == 1.0  # Beta(1, 1): a uniform mixing weight
+    params = views.sample(np.random.default_rng(0), (400,), partners=3)
+    assert set(params["partner"].tolist()) == {0, 1, 2}
+    assert 0.0 < params["lam"].min() < 0.05 and 0.95 < params["lam"].max() < 1.0
+    with pytest.raises(ValueError, match="alpha > 0"):
+        MixUpViews(alpha=0.0)
+
+
+@pytest.mark.parametrize("top_k", [3, 9])
+def test_soft_logits_rebuild_the_kept_classes_and_spread_the_rest_evenly(top_k):
+    from keras_kd.augmented_cache import soft_logits
+
+    p = np.random.default_rng(5).dirichlet(np.ones(10), size=4)
+    classes = np.argsort(-p, axis=-1)[:, :top_k]
+    kept = np.take_along_axis(p, classes, axis=-1)
+    want = np.repeat((1 - kept.sum(-1, keepdims=True)) / (10 - top_k), 10, axis=-1)
+    np.put_along_axis(want, classes, kept, axis=-1)
+    got = np.exp(np.asarray(soft_logits(kept.astype("float32"), classes, 10, 2.0)) / 2.0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)

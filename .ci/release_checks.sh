@@ -49,6 +49,7 @@ if ! command -v chromium >/dev/null; then
 fi
 timed "docs site: mkdocs build --strict, every page in headless Chromium" \
   env KERAS_KD_RELEASE_CHECKS=1 python3 -m pytest -q -p no:cacheprovider tests/test_docs_site.py
+timed "examples and benchmarks at tiny sizes" env KERAS_KD_RELEASE_CHECKS=1 python3 -m pytest -q -p no:cacheprovider tests/test_examples.py
 timed "wheel and sdist: python -m build, the wheel installed into a new venv" \
   env KERAS_KD_RELEASE_CHECKS=1 python3 -m pytest -q -p no:cacheprovider tests/test_packaging.py
 

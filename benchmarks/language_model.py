@@ -23,6 +23,7 @@ docs/language_model_benchmark.md (`--page_only` rewrites the page from the JSON)
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -74,8 +75,9 @@ QUICK = {
 }
 
 
-def run(settings, student_sentences, student_epochs, results, teacher_file, seeds, tuned=None):
-    """One regime: the example in a new process; `tuned` (a report with the chosen settings) skips the search."""
+def run(settings, student_sentences, student_epochs, results, teacher_file, seeds, tuned=None, extra=()):
+    """One regime: the example in a new process; `tuned` (a report with the chosen settings) skips the search;
+    `extra` flags come last, so they override the others."""
     command = [
         sys.executable,
         EXAMPLE,
@@ -108,6 +110,7 @@ def run(settings, student_sentences, student_epochs, results, teacher_file, seed
             "batch_size",
         )
     ]
+    command += list(extra)
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True)
     with open(results) as handle:
@@ -123,11 +126,16 @@ def main():
     parser.add_argument(
         "--teacher_file", help="teacher weights kept between runs (trained and written when absent; default: temporary)"
     )
+    parser.add_argument("--page", default=PAGE, help="where the docs page goes")
+    parser.add_argument(
+        "--example_flags", default="", help="more flags for the example, overriding the settings (tests: tiny sizes)"
+    )
     args = parser.parse_args()
     if args.page_only:
         with open(args.results) as handle:
-            write_page(json.load(handle))
+            write_page(json.load(handle), args.page)
         return
+    extra = shlex.split(args.example_flags)
     settings = QUICK if args.quick else FULL
     started = time.time()
     report = {"settings": settings, "regimes": {}}
@@ -140,6 +148,7 @@ def main():
             os.path.join(folder, "small.json"),
             teacher_file,
             settings["seeds"],
+            extra=extra,
         )
         report["regimes"]["same_data"] = run(
             settings,
@@ -149,6 +158,7 @@ def main():
             teacher_file,
             settings["same_seeds"],
             tuned=report["regimes"]["teacher_saw_more"],
+            extra=extra,
         )
     small = report["regimes"]["teacher_saw_more"]["summary"]
     report["target_met"] = {
@@ -165,15 +175,15 @@ def main():
             change = row.get("change_vs_labels_percent", 0.0)
             print(f"{regime:17s} {method:16s} {row['mean']:.3f} ± {row['std']:.3f} bits/token ({change:+.1f} %)")
     print(f"target (>= 5 % lower on the mean, lower on every seed): {report['target_met']}; wrote {args.results}")
-    write_page(report)
+    write_page(report, args.page)
 
 
 def layers(model):
     return f"{model['layers']} layer{'s' if model['layers'] > 1 else ''}"
 
 
-def write_page(report):
-    """docs/language_model_benchmark.md from the report: every figure as measured."""
+def write_page(report, page=PAGE):
+    """docs/language_model_benchmark.md (or `page`) from the report: every figure as measured."""
     from harness import write_doc
 
     small = report["regimes"]["teacher_saw_more"]
@@ -292,8 +302,8 @@ def write_page(report):
         for name, texts in samples.items():
             shown = " / ".join("`" + text.replace("|", "\\|").replace("`", "'") + "`" for text in texts)
             lines.append(f"| {name.replace('_', ' ')} | {shown} |")
-    write_doc(PAGE, lines, echo=False)
-    print(f"wrote {os.path.relpath(PAGE, ROOT)}")
+    write_doc(page, lines, echo=False)
+    print(f"wrote {os.path.relpath(page)}")
 
 
 if __name__ == "__main__":

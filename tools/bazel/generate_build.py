@@ -51,7 +51,7 @@ FAST_SECONDS = 20
 
 # Test files that are not part of the library's suite at all: they need a fresh virtual
 # environment, a built docs site or a browser, and run in .ci/release_checks.sh.
-RELEASE_CHECKS = {"tests/test_packaging.py", "tests/test_docs_site.py"}
+RELEASE_CHECKS = {"tests/test_packaging.py", "tests/test_docs_site.py", "tests/test_examples.py"}
 
 
 class Tree:

@@ -161,3 +161,57 @@ def test_a_saved_cache_of_arrays_and_an_older_file_load_and_check_their_inputs(t
     older = str(tmp_path / "older.npz")
     np.savez(older, fingerprint=np.array(cache.input_fingerprint), num_examples=np.array(len(x)), logits=cache.logits)
     np.testing.assert_array_equal(keras_kd.TeacherCache.load(older).logits, cache.logits)
+
+
+def test_a_dataset_differing_only_in_its_last_batch_or_in_length_is_refused(data, teacher):
+    x, y = data
+    cache = keras_kd.TeacherCache.build(teacher, _dataset(x, y))
+    changed = x.copy()
+    changed[-1, 0] += 1.0  # the last batch only
+    with pytest.raises(ValueError, match="batch 4 differs from batch 4 of `x`"):
+        cache.check(_dataset(changed, y))
+    with pytest.raises(ValueError, match="5 batches, but `x` yields more"):
+        cache.check(_dataset(x, y).concatenate(_dataset(x[:20], y[:20])))
+    with pytest.raises(ValueError, match="5 batches, but `x` yields 0"):
+        cache.check(_dataset(x, y).take(0))
+    distiller = keras_kd.Distiller(student=make_mlp(4), teacher=teacher)
+    distiller.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="batch 0 differs from batch 0 of `x`"):
+        distiller.fit(_dataset(x + 1.0, y), teacher_cache=cache, verbose=0)
+
+
+def test_fingerprints_see_every_row_of_small_arrays_and_the_shape_and_dtype():
+    from keras_kd.teacher_cache import fingerprint
+
+    x = np.arange(24, dtype="float32").reshape(6, 4)
+    changed = x.copy()
+    changed[1, 2] = -1.0  # an odd row
+    assert fingerprint(changed) != fingerprint(x)
+    assert fingerprint(x.reshape(6, 2, 2)) != fingerprint(x)  # the same bytes, another shape
+    assert fingerprint(x.view("int32")) != fingerprint(x)  # the same bytes, another dtype
+    assert fingerprint({"a": x, "b": x}) != fingerprint({"a": x, "b": changed})
+    assert fingerprint(x.copy()) == fingerprint(x)
+
+
+def test_cached_logits_are_float32_and_their_bytes_are_estimated_per_row(teacher, data):
+    from keras_kd.default_cache import _logit_bytes
+
+    x, _ = data
+    cache = keras_kd.TeacherCache(np.zeros((len(x), 3), "float64"), "fingerprint", len(x))
+    assert cache.logits.dtype == np.float32
+    assert _logit_bytes(teacher, x) == len(x) * 3 * 4
+    inputs = keras.Input((x.shape[1],), name="features")
+    named = keras.Model({"features": inputs}, teacher(inputs))
+    assert _logit_bytes(named, {"features": x}) == len(x) * 3 * 4
+
+
+def test_an_augmented_cache_given_to_fit_keeps_the_labels(data):
+    from keras_kd.augmented_cache import AugmentedTeacherCache, MixUpViews
+
+    x, y = data
+    teacher = make_mlp(8, name="teacher_aug")
+    cache = AugmentedTeacherCache.build(teacher, x, MixUpViews(), views=2, top_k=3, temperature=2.0)
+    distiller = keras_kd.Distiller(student=make_mlp(4), teacher=teacher)
+    distiller.compile(optimizer="sgd", alpha=0.5, temperature=2.0)
+    history = distiller.fit(x, y, epochs=1, batch_size=32, verbose=0, teacher_cache=cache).history
+    assert history["student_loss"][0] > 0.1  # the cross-entropy on the labels of the mixed views

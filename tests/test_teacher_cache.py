@@ -191,6 +191,10 @@ def test_fingerprints_see_every_row_of_small_arrays_and_the_shape_and_dtype():
     assert fingerprint(x.view("int32")) != fingerprint(x)  # the same bytes, another dtype
     assert fingerprint({"a": x, "b": x}) != fingerprint({"a": x, "b": changed})
     assert fingerprint(x.copy()) == fingerprint(x)
+    large = np.zeros((10_000, 2), "float32")  # more rows than are hashed: every other one here
+    moved = large.copy()
+    moved[9_998, 1] = 1.0
+    assert fingerprint(moved) != fingerprint(large)
 
 
 def test_cached_logits_are_float32_and_their_bytes_are_estimated_per_row(teacher, data):

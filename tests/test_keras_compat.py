@@ -24,6 +24,14 @@ needs_keras_distillation = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(autouse=True)
+def _differences_unsaid():
+    """Each difference is said once a process: each test starts as a new process would."""
+    from keras_kd import keras_compat
+
+    keras_compat._SAID.clear()
+
+
 def named_mlp(hidden, name):
     """A functional model as Keras's distillation docs build them, with layers named `dense_1`, `dense_2`."""
     inputs = keras.Input((NUM_FEATURES,))

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-EXTRAS = {"tf-keras", "tfmot", "text", "tune", "tensorboard", "jax", "torch", "docs", "test", "dev"}
+EXTRAS = {"tf-keras", "tfmot", "text", "tune", "tensorboard", "jax", "torch", "docs", "test", "dev", "mutation"}
 
 
 def source_modules():

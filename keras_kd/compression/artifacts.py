@@ -55,6 +55,24 @@ def make_interpreter(path):
         return tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
 
 
+def output_quantization_step(path):
+    """The value of one int8 step of a TFLite file's output (its scale), or None for a float output.
+
+    An int8 model's output is an int8 tensor, dequantized in the graph when its input and output
+    stay float: an error of a step or two against the Keras model is rounding; more is a fault.
+    """
+    interpreter = make_interpreter(path)
+    interpreter.allocate_tensors()
+    output = interpreter.get_output_details()[0]
+    if output["dtype"] == np.int8:
+        return float(output["quantization"][0])
+    for op in interpreter._get_ops_details():  # the DEQUANTIZE that makes the float output
+        if op["op_name"] == "DEQUANTIZE" and output["index"] in list(op["outputs"]):
+            scale = interpreter._get_tensor_details(int(op["inputs"][0]), 0)["quantization"][0]
+            return float(scale)
+    return None
+
+
 class SavedModelRunner:
     """Calls an exported SavedModel's serving signature on NumPy batches.
 

@@ -1,8 +1,9 @@
 """Reload an exported artifact in a fresh process and compare its outputs with the Keras student's.
 
 A fresh process proves the file stands alone: no Python object of the training run, no
-custom class, is needed to serve it. Run as
-`python -m keras_kd.compression.verify {saved_model|tflite} PATH INPUTS.npy OUTPUTS.npy`.
+custom class, is needed to serve it. One process checks every artifact of a run (each process
+pays TensorFlow's import, seconds). Run as
+`python -m keras_kd.compression.verify INPUTS.npy OUTPUTS.npz {saved_model|tflite} PATH [KIND PATH ...]`.
 """
 
 import os
@@ -53,22 +54,36 @@ RUNNERS = {"saved_model": run_saved_model, "tflite": run_tflite}
 
 def outputs_in_fresh_process(kind, path, inputs, timeout=600):
     """The artifact's outputs on `inputs`, computed by a new Python process."""
-    if kind not in RUNNERS:
-        raise ValueError(f"`kind` must be one of {sorted(RUNNERS)}; received {kind!r}.")
+    return outputs_of_artifacts_in_fresh_process([(kind, path)], inputs, timeout=timeout)[0]
+
+
+def outputs_of_artifacts_in_fresh_process(artifacts, inputs, timeout=600):
+    """Each `(kind, path)` artifact's outputs on `inputs`, in order, all computed by one new process."""
+    artifacts = list(artifacts)
+    for kind, _ in artifacts:
+        if kind not in RUNNERS:
+            raise ValueError(f"`kind` must be one of {sorted(RUNNERS)}; received {kind!r}.")
     with tempfile.TemporaryDirectory() as folder:
-        inputs_path, outputs_path = os.path.join(folder, "inputs.npy"), os.path.join(folder, "outputs.npy")
+        inputs_path, outputs_path = os.path.join(folder, "inputs.npy"), os.path.join(folder, "outputs.npz")
         np.save(inputs_path, np.asarray(inputs, dtype="float32"))
-        command = [sys.executable, "-m", "keras_kd.compression.verify", kind, path, inputs_path, outputs_path]
+        pairs = [str(part) for artifact in artifacts for part in artifact]
+        command = [sys.executable, "-m", "keras_kd.compression.verify", inputs_path, outputs_path, *pairs]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
         if result.returncode != 0:
-            raise RuntimeError(f"Reloading {path} in a fresh process failed:\n{result.stderr[-3000:]}")
-        return np.load(outputs_path)
+            paths = ", ".join(str(path) for _, path in artifacts)
+            raise RuntimeError(f"Reloading {paths} in a fresh process failed:\n{result.stderr[-3000:]}")
+        with np.load(outputs_path) as outputs:
+            return [outputs[str(i)] for i in range(len(artifacts))]
 
 
 def main(argv):
-    """The fresh process's entry point: `argv` is `[prog, kind, path, inputs.npy, outputs.npy]`."""
-    kind, path, inputs_path, outputs_path = argv[1:5]
-    np.save(outputs_path, RUNNERS[kind](path, np.load(inputs_path)))
+    """The fresh process's entry point: `argv` is `[prog, inputs.npy, outputs.npz, kind, path, ...]`."""
+    inputs_path, outputs_path, *pairs = argv[1:]
+    if not pairs or len(pairs) % 2:
+        raise SystemExit("usage: verify INPUTS.npy OUTPUTS.npz KIND PATH [KIND PATH ...]")
+    inputs = np.load(inputs_path)
+    outputs = {str(i): RUNNERS[kind](path, inputs) for i, (kind, path) in enumerate(zip(pairs[::2], pairs[1::2]))}
+    np.savez(outputs_path, **outputs)
     return 0
 
 

@@ -17,7 +17,7 @@ from keras_kd.compression import artifacts
 from keras_kd.compression.export import export_saved_model, export_tflite
 from keras_kd.compression.magnitude_pruning import MagnitudePruning
 from keras_kd.compression.pruning_schedules import PolynomialDecay
-from keras_kd.compression.verify import outputs_in_fresh_process
+from keras_kd.compression.verify import outputs_of_artifacts_in_fresh_process
 from keras_kd.jobs.backup import JobBackup
 from keras_kd.jobs.training import (
     distill,
@@ -171,7 +171,7 @@ def run_compress(config, output_folder):
 
     _log("[5/5] exporting and measuring the artifacts", verbose)
     exports = os.path.join(output_folder, "exports")
-    rows, checks = [], {}
+    rows, artifacts = [], []  # artifacts: (name, kind, path, Keras model), checked in one fresh process
     for name, model in stages:
         if name == "teacher":
             path, kind = (
@@ -182,14 +182,15 @@ def run_compress(config, output_folder):
             path, kind = os.path.join(exports, f"{name}.tflite"), "tflite float32"
             export_tflite(model, path, "float32")
         rows.append(_row(name, kind, path, model, x_test, y_test))
-        checks[name] = _fresh_process_difference(kind, path, model, x_test)
+        artifacts.append((name, kind, path, model))
     int8_name = f"{stages[-1][0]}_int8"
     int8_path = os.path.join(exports, f"{int8_name}.tflite")
     export_tflite(final, int8_path, "int8", representative_data=x_train, int8_io=config.int8_io)
     rows.append(_row(int8_name, "tflite int8", int8_path, final, x_test, y_test))
-    checks[int8_name] = _fresh_process_difference("tflite", int8_path, final, x_test)
+    artifacts.append((int8_name, "tflite", int8_path, final))
     serving = export_saved_model(final, os.path.join(exports, "saved_model"), config.model_name, version=1)
-    checks["serving_export"] = _fresh_process_difference("saved_model", serving, final, x_test)
+    artifacts.append(("serving_export", "saved_model", serving, final))
+    checks = _fresh_process_differences(artifacts, x_test)
     metadata = {
         "engine": ENGINE_DESCRIPTION,
         "seed": config.seed,
@@ -212,11 +213,14 @@ def run_compress(config, output_folder):
     return rows, metadata
 
 
-def _fresh_process_difference(kind, path, model, x_test, count=64):
-    """Largest |artifact output - Keras output| on test inputs, the artifact run by a new process."""
-    got = outputs_in_fresh_process("saved_model" if kind == "saved_model" else "tflite", path, x_test[:count])
-    expected = to_numpy(model(x_test[:count], training=False))
-    return float(np.max(np.abs(got - expected)))
+def _fresh_process_differences(artifacts, x_test, count=64):
+    """{name: largest |artifact output - Keras output|} on test inputs, the artifacts run by one new process."""
+    kinds = [("saved_model" if kind == "saved_model" else "tflite", path) for _, kind, path, _ in artifacts]
+    outputs = outputs_of_artifacts_in_fresh_process(kinds, x_test[:count])
+    return {
+        name: float(np.max(np.abs(got - to_numpy(model(x_test[:count], training=False)))))
+        for (name, _, _, model), got in zip(artifacts, outputs)
+    }
 
 
 def _trainable_copy(model):

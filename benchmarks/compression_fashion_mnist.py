@@ -60,7 +60,7 @@ def main(_):
         rows, metadata = run_compress(config, folder)
     measured = ratios(rows)
     machine = seeds.machine()
-    os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.results)), exist_ok=True)
     with open(FLAGS.results, "w") as handle:
         json.dump(
             {"machine": machine, "models": [r.as_dict() for r in rows], "ratios": measured, "metadata": metadata},

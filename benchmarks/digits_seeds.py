@@ -27,7 +27,7 @@ def main(_):
     runs = seeds.run_over_seeds(config, FLAGS.seeds)
     table, gains = seeds.summary_table(runs), seeds.gains(runs)
     machine = seeds.machine()
-    os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.results)), exist_ok=True)
     with open(FLAGS.results, "w") as handle:
         json.dump({"machine": machine, "runs": runs}, handle, indent=2)
     mean, spread = seeds.mean_and_spread(gains)

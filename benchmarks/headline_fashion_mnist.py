@@ -85,7 +85,7 @@ def main(_):
         runs = seeds.run_over_seeds(config, FLAGS.seeds, with_int8=True)
     wall = time.time() - started
     machine = seeds.machine()
-    os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.results)), exist_ok=True)
     with open(FLAGS.results, "w") as handle:
         json.dump({"machine": machine, "wall_seconds": round(wall, 1), "runs": runs}, handle, indent=2)
     text = summary(runs, machine, wall)

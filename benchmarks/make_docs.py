@@ -19,6 +19,7 @@ BEGIN, END = "<!-- results:begin (benchmarks/make_docs.py) -->", "<!-- results:e
 PAGES = [
     ("Headline: Fashion-MNIST", "docs/headline.md"),
     ("Speed", "docs/speed_benchmark.md"),
+    ("What the non-finite record costs", "docs/nonfinite_record_benchmark.md"),
     ("Methods", "docs/methods_benchmark.md"),
     ("Compression", "docs/compression_benchmark.md"),
     ("Main job on digits", "docs/results.md"),

@@ -160,7 +160,7 @@ def main(_):
 
 def write_outputs(runs, names):
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, {ENGINE_DESCRIPTION}"
-    os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.results)), exist_ok=True)
     settings = {
         "train_examples": FLAGS.train_examples,
         "teacher_epochs": FLAGS.teacher_epochs,

@@ -180,7 +180,7 @@ def main(argv):
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
     }
-    os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.results)), exist_ok=True)
     with open(FLAGS.results, "w") as handle:
         json.dump({"meta": meta, "summary": summary, "runs": runs}, handle, indent=2)
     write_summary(summary, meta)

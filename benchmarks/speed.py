@@ -359,7 +359,7 @@ def write(runs, summary, ratios, prepared):
         "alpha": ALPHA,
         "temperature": TEMPERATURE,
     }
-    os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.results)), exist_ok=True)
     with open(FLAGS.results, "w") as handle:
         json.dump(
             {

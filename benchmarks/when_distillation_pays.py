@@ -121,7 +121,7 @@ def plot(runs, key, x_key, x_label, title, path):
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right")
     figure.tight_layout()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
@@ -166,7 +166,7 @@ def main(_):
     started = time.time()
     runs = [run_seed(int(seed)) for seed in FLAGS.seeds]
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, {ENGINE_DESCRIPTION}"
-    os.makedirs(os.path.dirname(FLAGS.results), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.results)), exist_ok=True)
     with open(FLAGS.results, "w") as handle:
         json.dump({"machine": machine, "wall_seconds": round(time.time() - started, 1), "runs": runs}, handle, indent=2)
     plot(

@@ -235,3 +235,63 @@ def test_soft_logits_rebuild_the_kept_classes_and_spread_the_rest_evenly(top_k):
     np.put_along_axis(want, classes, kept, axis=-1)
     got = np.exp(np.asarray(soft_logits(kept.astype("float32"), classes, 10, 2.0)) / 2.0)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
+
+
+def test_mixup_views_of_a_dataset_mix_partners_within_each_batch(tmp_path, data):
+    x, y = data
+    teacher = _teacher()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(20)  # batches of 20 and a last one of 16
+    cache = AugmentedTeacherCache.build(
+        teacher, dataset, MixUpViews(0.5), views=2, top_k=3, temperature=TEMPERATURE, seed=3
+    )
+    assert cache.seed == 3 and AugmentedTeacherCache.load(_saved(cache, tmp_path)).seed == 3
+    offset = 0
+    for packed, labels in cache.dataset(dataset, view=1):
+        rows = np.arange(offset, offset + len(labels))
+        lam, partner = cache.params["lam"][rows, 1], cache.params["partner"][rows, 1]
+        assert partner.max() < len(rows)  # a partner of the same batch
+        built = lam[:, None] * x[rows] + (1.0 - lam[:, None]) * x[rows][partner]
+        np.testing.assert_allclose(np.asarray(packed[INPUTS_KEY]), built, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(labels), y[rows])
+        # the stored probabilities are the teacher's on that same mixed view
+        expected = _softmax_top_k(to_numpy(teacher(built, training=False)), 3, TEMPERATURE)
+        np.testing.assert_allclose(cache.probabilities[rows, 1], expected, atol=2e-3)
+        offset += len(labels)
+    assert offset == len(x)
+    one_batch = AugmentedTeacherCache.build(teacher, dataset.take(1), MixUpViews(0.5), views=2, top_k=3)
+    assert one_batch.num_examples == 20 and set(one_batch.params) == {"partner", "lam"}
+
+
+def _saved(cache, tmp_path):
+    path = str(tmp_path / "cache.npz")
+    cache.save(path)
+    return path
+
+
+def test_build_checks_its_bounds_and_keeps_its_defaults(tmp_path, data):
+    x, _ = data
+    teacher = _teacher()
+    for bad in ({"views": 0}, {"top_k": 0}, {"temperature": 0.0}, {"temperature": -1.0}):
+        with pytest.raises(ValueError, match="Need views >= 1, top_k >= 1, temperature > 0"):
+            AugmentedTeacherCache.build(teacher, x, MixUpViews(), **bad)
+    smallest = AugmentedTeacherCache.build(teacher, x[:1], MixUpViews(), views=1, top_k=1, temperature=0.05)
+    assert (smallest.num_examples, smallest.views, smallest.top_k) == (1, 1, 1)
+    default = AugmentedTeacherCache.build(teacher, x, MixUpViews())
+    assert (default.views, default.top_k, default.temperature, default.seed) == (4, 5, 1.0, 0)
+    seeded = AugmentedTeacherCache.build(teacher, x, MixUpViews(), seed=0)
+    np.testing.assert_array_equal(default.params["lam"], seeded.params["lam"])
+    other = AugmentedTeacherCache.build(teacher, x, MixUpViews(), seed=7)
+    assert other.seed == 7 and AugmentedTeacherCache.load(_saved(other, tmp_path)).seed == 7
+    assert not np.array_equal(default.params["lam"], other.params["lam"])
+    crop = CropFlipViews()
+    assert (crop.padding, crop.flip) == (4, True)
+
+
+def test_replay_of_arrays_batches_32_and_reshuffles_by_default(data):
+    x, y = data
+    cache = AugmentedTeacherCache.build(_teacher(), x, MixUpViews(), views=2, top_k=3)
+    epochs = [[np.asarray(labels) for _, labels in cache.dataset(x, y)] for _ in range(2)]
+    assert [len(batch) for batch in epochs[0]] == [32, 32, 32]
+    first, second = (np.concatenate(epoch) for epoch in epochs)
+    np.testing.assert_array_equal(np.sort(first), np.sort(y))
+    assert not np.array_equal(first, y) and not np.array_equal(first, second)  # shuffled anew each epoch

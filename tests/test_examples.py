@@ -24,6 +24,7 @@ import math
 import os
 import pathlib
 import shutil
+import statistics
 import subprocess
 import sys
 import zipfile
@@ -479,6 +480,33 @@ def test_methods_benchmark_times_each_method_beside_the_student_alone(tmp_path, 
     rows = markdown_rows(doc.read_text(), "method")
     assert list(rows) == ["student alone", *methods]
     assert rows["student alone"][2] == "1.00x"  # epoch time relative to itself
+
+
+def test_nonfinite_record_benchmark_times_both_variants_and_their_ratio(tmp_path, fashion):
+    results, doc = tmp_path / "record.json", tmp_path / "record.md"
+    run_script(
+        "benchmarks/nonfinite_record.py",
+        f"--data_dir={fashion}",
+        "--rounds=2",
+        "--train_examples=128",
+        "--epochs=2",
+        "--batch_size=64",
+        f"--results={results}",
+        f"--doc={doc}",
+        cwd=tmp_path,
+    )
+    report = json.loads(results.read_text())
+    assert report["backend"] == "tensorflow" and report["settings"]["steps_per_epoch"] == 2
+    median = {
+        variant: statistics.median(run["step_ms"] for run in report["runs"][variant])
+        for variant in ("with_record", "without_record")
+    }
+    assert all(len(runs) == 2 for runs in report["runs"].values())
+    assert report["ratio"] == pytest.approx(median["with_record"] / median["without_record"])
+    assert report["met"] == (report["ratio"] <= 1.02)
+    rows = markdown_rows(doc.read_text(), "variant")
+    assert float(rows["with record"][1]) == pytest.approx(median["with_record"], abs=1e-3)
+    assert float(rows["without record"][1]) == pytest.approx(median["without_record"], abs=1e-3)
 
 
 def test_own_data_benchmark_runs_the_readme_command_on_generated_signals(tmp_path):

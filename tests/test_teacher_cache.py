@@ -219,3 +219,58 @@ def test_an_augmented_cache_given_to_fit_keeps_the_labels(data):
     distiller.compile(optimizer="sgd", alpha=0.5, temperature=2.0)
     history = distiller.fit(x, y, epochs=1, batch_size=32, verbose=0, teacher_cache=cache).history
     assert history["student_loss"][0] > 0.1  # the cross-entropy on the labels of the mixed views
+
+
+def _dropout_teacher(inputs):
+    """A teacher whose training mode would change its logits (Dropout 0.5): a cache must run it in inference."""
+    keras.utils.set_random_seed(3)
+    if isinstance(inputs, dict):
+        layers = {name: keras.Input((4,), name=name) for name in inputs}
+        hidden = keras.layers.Concatenate()(list(layers.values()))
+    else:
+        layers = keras.Input((inputs.shape[1],))
+        hidden = layers
+    hidden = keras.layers.Dropout(0.5)(keras.layers.Dense(16, activation="relu")(hidden))
+    return keras.Model(layers, keras.layers.Dense(3)(hidden))
+
+
+@pytest.mark.parametrize("form", ["array", "dict", "dataset"])
+def test_a_cache_holds_the_teachers_inference_logits_in_every_input_form(form):
+    x = np.random.default_rng(4).normal(size=(45, 8)).astype("float32")
+    inputs = {"left": x[:, :4], "right": x[:, 4:]} if form == "dict" else x
+    teacher = _dropout_teacher(inputs)
+    source = tf.data.Dataset.from_tensor_slices(x).batch(10) if form == "dataset" else inputs
+    cache = keras_kd.TeacherCache.build(teacher, source, batch_size=16)
+    expected = np.asarray(teacher(inputs, training=False))
+    np.testing.assert_allclose(cache.logits, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_one_row_and_a_list_of_one_teacher_are_cached():
+    x = np.random.default_rng(5).normal(size=(1, 8)).astype("float32")
+    teacher = _dropout_teacher(x)
+    for given in (teacher, [teacher], (teacher,)):
+        cache = keras_kd.TeacherCache.build(given, x)
+        np.testing.assert_allclose(cache.logits, np.asarray(teacher(x, training=False)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="holds no samples"):
+        keras_kd.TeacherCache.build(teacher, x[:0])
+
+
+def test_a_teacher_with_its_own_preprocessor_is_called_not_predicted():
+    # A keras-hub task's `predict` preprocesses raw inputs: on the inputs a cache holds it would run
+    # the preprocessor a second time. The cache calls such a model on each batch instead.
+    x = np.random.default_rng(6).normal(size=(30, 8)).astype("float32")
+    inner = _dropout_teacher(x)
+
+    class Task(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.inner, self.preprocessor = inner, "a preprocessor"
+
+        def call(self, inputs, training=None):
+            return self.inner(inputs, training=training)
+
+        def predict(self, *args, **kwargs):
+            raise AssertionError("predict would preprocess the inputs again")
+
+    cache = keras_kd.TeacherCache.build(Task(), x, batch_size=8)
+    np.testing.assert_allclose(cache.logits, np.asarray(inner(x, training=False)), rtol=1e-5, atol=1e-6)

@@ -258,6 +258,10 @@ def test_mixup_views_of_a_dataset_mix_partners_within_each_batch(tmp_path, data)
         np.testing.assert_allclose(cache.probabilities[rows, 1], expected, atol=2e-3)
         offset += len(labels)
     assert offset == len(x)
+    # given to fit: the dataset keeps its own batches and order, and Keras is told not to shuffle
+    replay, y_out, kwargs = cache.attach_for_fit(dataset, None, {"epochs": 2, "shuffle": True}, temperature=TEMPERATURE)
+    assert y_out is None and kwargs == {"epochs": 2, "shuffle": False}
+    np.testing.assert_array_equal(np.concatenate([np.asarray(labels) for _, labels in replay]), y)
     one_batch = AugmentedTeacherCache.build(teacher, dataset.take(1), MixUpViews(0.5), views=2, top_k=3)
     assert one_batch.num_examples == 20 and set(one_batch.params) == {"partner", "lam"}
 

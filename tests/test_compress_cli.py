@@ -19,9 +19,10 @@ needs_tensorflow = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def uninterrupted(tmp_path_factory):
-    """One uninterrupted run, shared by the tests of its outputs and of resuming."""
+    """One uninterrupted run, shared by the tests of its outputs and of resuming (session-scoped: with
+    pytest-xdist another module's tests can run between the two, which would tear a module fixture down)."""
     out = tmp_path_factory.mktemp("compress") / "run"
     result = run_cli("compress", f"--output_dir={out}", *QUICK, *EXTRA, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -2,6 +2,7 @@
 the temperature, set to values other than their defaults, reach `get_config`, survive a round trip
 and change the loss. (A round trip of the defaults passes even when `get_config` drops a key.)"""
 
+import functools
 import inspect
 
 import numpy as np
@@ -231,3 +232,78 @@ def test_every_loss_is_found_by_its_class_name_here_and_in_keras(name):
         assert type(losses.get(name)) is cls and name in losses.known_names()
     assert keras.utils.get_registered_object(f"keras_kd>{name}") is cls
     assert keras.utils.get_registered_name(cls) == f"keras_kd>{name}"
+
+
+def test_a_hand_written_config_or_spec_builds_its_loss_and_a_bad_one_says_what_is_known():
+    # What a user writes by hand in YAML or JSON: the class name alone, or the registered key.
+    loss = losses.deserialize({"class_name": "KDLoss", "config": {"temperature": 3.0}})
+    assert type(loss) is losses.KDLoss and loss.temperature == 3.0
+    assert type(losses.deserialize(losses.serialize(loss))) is losses.KDLoss
+    for spec in ({"name": "kd", "temperature": 5.0}, {"key": "kd", "temperature": 5.0}):
+        built = losses.from_spec(spec)
+        assert type(built) is losses.KDLoss and built.temperature == 5.0
+    for config in ({"class_name": "NoSuchLoss", "config": {}}, {"config": {}}):
+        with pytest.raises(ValueError, match="Could not interpret distillation loss config of class .*known classes: "):
+            losses.deserialize(config)
+    with pytest.raises(ValueError, match="Bad arguments for distillation loss KDLoss") as error:
+        losses.from_spec({"name": "kd", "temprature": 5.0})
+    accepted = str(error.value).split("It accepts: ")[1].rstrip(".").split(", ")
+    assert "temperature" in accepted and "self" not in accepted and "kwargs" not in accepted
+
+
+def test_wrapped_keras_losses_are_named_after_what_they_wrap_and_keep_it_through_a_round_trip():
+    def my_distance(t, s):
+        return ops.mean(ops.abs(t - s), axis=-1)
+
+    nameless = functools.partial(my_distance)  # a callable with no name of its own
+    assert losses.KerasFeatureLoss(keras.losses.Huber()).name == "feature_huber_loss"
+    assert losses.KerasLogitsLoss(nameless).name == "logits_loss"
+    assert losses.KerasFeatureLoss(nameless).name == "feature_loss"
+    assert losses.SoftTargetLoss(keras.losses.Huber()).name == "soft_target_huber_loss"
+    assert losses.SoftTargetLoss(nameless).name == "soft_target_loss"
+    mae = losses.SoftTargetLoss("mae", temperature=2.0)
+    restored = losses.deserialize(losses.serialize(mae))
+    assert float(restored(T, S)) == pytest.approx(float(mae(T, S)), rel=1e-6)
+    assert float(losses.SoftTargetLoss("mse", temperature=2.0)(T, S)) != pytest.approx(float(mae(T, S)), rel=1e-3)
+    # a plain function has no reduction of its own: the loss it becomes averages over the batch
+    assert ops.shape(losses.get(my_distance)(T, S)) == ()
+
+
+@pytest.mark.skipif(IS_TF_KERAS, reason="tf_keras's Loss takes no dtype")
+@pytest.mark.parametrize("name", _classes())
+def test_every_loss_passes_keras_arguments_on(name):
+    cls = losses._CLASSES[name]
+    loss = cls(**REQUIRED.get(name, {}), dtype="float64")
+    assert loss.dtype == "float64"
+
+
+def test_attention_transfer_and_crd_default_to_the_papers_settings():
+    from keras_kd.losses.attention_transfer_loss import attention_map, attention_transfer_loss
+
+    np.testing.assert_allclose(np.asarray(attention_map(FT)), np.asarray(attention_map(FT, p=2.0)), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(attention_transfer_loss(FT, FS)), np.asarray(attention_transfer_loss(FT, FS, p=2.0)), rtol=1e-6
+    )
+    assert losses.AttentionTransferLoss().p == 2.0
+    config = losses.CRDLoss(num_examples=2).get_config()  # two examples: the fewest CRD can draw negatives from
+    assert (config["feature_dim"], config["num_negatives"], config["momentum"]) == (128, 4096, 0.5)
+    with pytest.raises(ValueError, match="num_examples"):
+        losses.CRDLoss(num_examples=1)
+
+
+def test_keras_call_protocol_uses_the_losss_own_temperature():
+    # `call(y_true, y_pred)` is what Keras runs when the loss is given to a plain `Model.compile`.
+    for temperature, expected in ((3.0, 3.0), (None, 1.0)):
+        loss = losses.KDLoss(temperature=temperature)
+        np.testing.assert_allclose(
+            np.asarray(loss.call(T, S)), np.asarray(loss.compute(T, S, temperature=expected)), rtol=1e-6
+        )
+
+
+def test_dist_keeps_its_own_temperature_over_the_distillers_and_defaults_to_one():
+    own = losses.DISTLoss(temperature=4.0)
+    assert float(own(T, S, temperature=1.0)) == pytest.approx(float(own(T, S)), rel=1e-6)
+    assert float(own(T, S)) != pytest.approx(float(losses.DISTLoss(temperature=1.0)(T, S)), rel=1e-3)
+    unset = losses.DISTLoss()
+    assert float(unset(T, S)) == pytest.approx(float(losses.DISTLoss(temperature=1.0)(T, S)), rel=1e-6)
+    assert float(unset(T, S, temperature=2.0)) == pytest.approx(float(losses.DISTLoss(temperature=2.0)(T, S)), rel=1e-6)

@@ -193,7 +193,9 @@ def test_position_weight_shapes_a_sample_weight_for_values_of_any_rank():
     assert shape(np.ones((4, 1)), 1) == (4,)  # a trailing 1 dropped
     assert shape(np.ones((1, 1)), 1) == (1,)  # a batch of one keeps its batch axis
     assert shape(np.ones((4, 6, 1)), 2) == (4, 6)
+    assert shape(np.ones((1, 6, 1)), 2) == (1, 6)  # only the trailing 1 goes, not the batch of one
     assert shape(np.ones((4,)), 3) == (4, 1, 1)  # per sample, against per-token values
     assert shape(np.ones((4, 1)), 2) == (4, 1)  # already of the values' rank: kept
     assert shape(np.ones((4, 6)), 1) == (4, 6)  # a rank above that is not a trailing 1: kept as given
+    assert shape(np.ones((4, 6, 1)), 1) == (4, 6, 1)  # two ranks above: kept as given, trailing 1 and all
     np.testing.assert_array_equal(np.asarray(position_weight(np.array([[2], [3]]), 1)), [2.0, 3.0])

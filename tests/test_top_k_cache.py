@@ -156,3 +156,19 @@ def test_sequences_without_a_padding_mask_count_every_token_and_all_but_one_clas
     assert cache.dropped_mass == pytest.approx((1 - top.sum(-1)).mean(), rel=1e-5)
     # k = vocabulary - 1: the one class left out gets exactly the mass left, so nothing is lost.
     assert TopKTeacherCache.build(teacher, logits, top_k=VOCAB - 1).kl_to_full == pytest.approx(0.0, abs=1e-6)
+
+
+def test_top_k_targets_are_stored_small_and_unmeasured_settings_stay_unset(tmp_path):
+    from keras_kd.inputs import TOP_K_IDS_KEY, TOP_K_PROBABILITIES_KEY
+
+    probabilities, ids = np.full((2, 3), 0.25), np.array([[0, 1, 2], [3, 4, 65535]])
+    for classes, dtype in ((2**16, np.uint16), (2**16 + 1, np.int32)):  # uint16 holds ids up to 65535
+        cache = TopKTeacherCache(probabilities, ids, classes, "a fingerprint", 2)
+        assert cache.targets[TOP_K_PROBABILITIES_KEY].dtype == np.float16
+        assert cache.targets[TOP_K_IDS_KEY].dtype == dtype
+        np.testing.assert_array_equal(cache.targets[TOP_K_IDS_KEY], ids)
+        assert cache.dropped_mass is None and cache.kl_to_full is None  # not measured: not made up
+        path = str(tmp_path / f"cache_{classes}.npz")
+        cache.save(path)
+        loaded = TopKTeacherCache.load(path)
+        assert loaded.dropped_mass is None and loaded.kl_to_full is None and loaded.num_classes == classes

@@ -147,3 +147,25 @@ def test_transfer_set_shuffles_by_default_with_seed_0_and_marks_one_hot_datasets
     assert labels.shape == (16, 3) and labels.dtype == np.float32
     np.testing.assert_array_equal(labels[:10], np.eye(3)[y])
     np.testing.assert_array_equal(labels[10:], 0.0)  # an all-zero row marks a missing one-hot label
+
+
+def test_transfer_set_keeps_dtypes_and_marks_unlabelled_one_hot_rows_with_zeros():
+    rng = np.random.default_rng(0)
+    x_few, y_few = rng.normal(size=(6, 3)).astype("float32"), np.array([0, 1, 2, 0, 1, 2], "int32")
+    pool = rng.normal(size=(4, 3))  # float64: takes the labelled inputs' dtype
+    x, y = keras_kd.transfer_set((x_few, y_few), pool, shuffle=False)
+    assert x.dtype == np.float32 and y.dtype == np.int64
+    np.testing.assert_array_equal(y, [0, 1, 2, 0, 1, 2, -1, -1, -1, -1])
+    np.testing.assert_array_equal(x[6:], pool.astype("float32"))
+    for one_hot in (np.eye(3, dtype="float32")[y_few], np.eye(3, dtype="float32")[rng.integers(0, 3, (6, 2))]):
+        x, y = keras_kd.transfer_set((x_few, one_hot), pool, shuffle=False)
+        assert y.shape == (10,) + one_hot.shape[1:] and y.dtype == np.float32
+        np.testing.assert_array_equal(y[:6], one_hot)
+        assert not y[6:].any()  # all-zero rows: no label
+    for bad in ((x_few, y_few, np.ones(6)), x_few[:2]):  # a triple, or an array of two rows, is not (x, y)
+        with pytest.raises(TypeError, match="must be a pair"):
+            keras_kd.transfer_set(bad, pool)
+    labelled = tf.data.Dataset.from_tensor_slices((x_few, np.eye(3, dtype="int32")[y_few]))
+    pool_dataset = tf.data.Dataset.from_tensor_slices(pool.astype("float32"))
+    rows = list(keras_kd.transfer_set(labelled, pool_dataset).as_numpy_iterator())
+    assert len(rows) == 10 and rows[-1][1].dtype == np.int32 and not rows[-1][1].any()

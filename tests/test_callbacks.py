@@ -16,21 +16,48 @@ def _compiled(model):
     return model
 
 
-def test_duration_estimate_leaves_out_the_traced_first_epoch_and_holds(data):
-    """Printed after epoch 3 for epochs 4..12 (epoch 1 traces the step and the validation; epochs 2
-    and 3 are timed); within a factor of 1.5 of the time those epochs took."""
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(3000, 8)).astype("float32")
-    y = (x[:, 0] > 0).astype("int64")
+class _Clock(keras.callbacks.Callback):
+    """A clock for `keras_kd.callbacks` that each epoch advances by a set number of seconds, so
+    the estimate is checked against known durations and not against a busy machine's."""
+
+    def __init__(self, seconds_per_epoch):
+        super().__init__()
+        self.seconds_per_epoch, self.now = seconds_per_epoch, 1000.0
+
+    def monotonic(self):
+        return self.now
+
+    def on_epoch_end(self, epoch, logs=None):  # listed before the estimate: its epoch has ended
+        self.now += self.seconds_per_epoch[epoch]
+
+
+def test_duration_estimate_leaves_out_the_traced_first_epoch_and_holds(data, monkeypatch):
+    """Printed after epoch 3 for epochs 4..12 from epochs 2 and 3 alone (epoch 1 traces the step and
+    the validation); then the time the 9 epochs took, beside it."""
+    x, y = data
+    seconds = [40.0, 2.0, 4.0] + [3.0] * 9  # a slow first epoch; 3 s an epoch after it, on average
+    clock = _Clock(seconds)
+    monkeypatch.setattr(keras_kd.callbacks, "time", clock)
     printed = []
     estimate = keras_kd.callbacks.DurationEstimate("student", print_fn=printed.append)
-    _compiled(make_mlp(32)).fit(
-        x, y, epochs=12, batch_size=32, validation_data=(x[:500], y[:500]), verbose=0, callbacks=[estimate]
-    )
-    assert len(printed) == 2 and "the other 9 epochs need about" in printed[0]
-    assert "the 9 epochs after the estimate took" in printed[1]
-    ratio = estimate.estimated_seconds / estimate.remaining_seconds
-    assert 1 / 1.5 <= ratio <= 1.5, (estimate.estimated_seconds, estimate.remaining_seconds)
+    _compiled(make_mlp(4)).fit(x, y, epochs=12, validation_data=(x[:8], y[:8]), verbose=0, callbacks=[clock, estimate])
+    assert printed == [
+        "[keras-kd] student: 3.00 s an epoch; the other 9 epochs need about 27 s.",
+        "[keras-kd] student: the 9 epochs after the estimate took 27 s (3.00 s an epoch; estimated 3.00).",
+    ]
+    assert estimate.estimated_seconds == estimate.remaining_seconds == 27.0
+
+
+def test_duration_estimate_times_whole_validation_cycles(data, monkeypatch):
+    """With validation every 2nd epoch, epochs 3 to 6 (two cycles) are timed and the estimate is
+    printed after epoch 6 for the 4 left."""
+    x, y = data
+    clock = _Clock([50.0, 10.0, 1.0, 5.0, 1.0, 5.0, 1.0, 5.0, 1.0, 5.0])
+    monkeypatch.setattr(keras_kd.callbacks, "time", clock)
+    printed = []
+    estimate = keras_kd.callbacks.DurationEstimate("student", print_fn=printed.append, validation_freq=2)
+    _compiled(make_mlp(4)).fit(x, y, epochs=10, verbose=0, callbacks=[clock, estimate])
+    assert estimate.estimated_seconds == 12.0 and estimate.remaining_seconds == 12.0, printed
 
 
 def test_duration_estimate_with_early_stopping_is_an_upper_bound(data, student):

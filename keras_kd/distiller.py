@@ -293,12 +293,13 @@ class Distiller(EngineSteps, keras.Model):
         elif y_pred is None or self._student_features is not None or (training and self.augmentation is not None):
             # cached views (an augmented teacher cache) are augmented already
             y_pred, x, student_features = self._student_pass(x, training, augment=cached_logits is None)
-        teacher_logits, teacher_features = self._teacher_outputs(x, cached_logits, num_classes=y_pred.shape[-1])
         sample_weight, mask = tokens.token_weights(x, y, y_pred, sample_weight)  # sequences: a weight per token
+        # `distilled`: the student's logits as the loss compares them (a tail-bucket cache's k + 1 classes).
+        teacher_logits, distilled, teacher_features = self._teacher_outputs(x, cached_logits, y_pred)
         # Losses that need a target class (DKD) take the teacher's top class on unlabelled rows.
         labels = None if y is None else fill_missing(y, mask, fallback=ops.argmax(teacher_logits, axis=-1))
         distillation_loss = self.distillation_loss_fn(
-            teacher_logits, y_pred, sample_weight=sample_weight, temperature=self._temperature, labels=labels
+            teacher_logits, distilled, sample_weight=sample_weight, temperature=self._temperature, labels=labels
         )
         student_loss = self._label_loss(y, y_pred, mask, sample_weight, like=distillation_loss)
         alpha = ops.cast(self._alpha, "float32")
@@ -323,7 +324,7 @@ class Distiller(EngineSteps, keras.Model):
         if training:
             self._note_finite(total, x)
         for metric in self.teacher_metrics:
-            metric.update_state(teacher_logits, y_pred, sample_weight=sample_weight)
+            metric.update_state(teacher_logits, distilled, sample_weight=sample_weight)
         return backend.scale_loss_for_replicas(total)
 
     def _note_finite(self, total, x):
@@ -339,17 +340,20 @@ class Distiller(EngineSteps, keras.Model):
         self._first_nonfinite_step.assign(first + record * (step - first))
         self._steps_trained.assign(step + 1)
 
-    def _teacher_outputs(self, x, cached_logits, num_classes):
-        """Logits (one teacher's, the cache's, or several teachers' mixture as logits at T) and features."""
+    def _teacher_outputs(self, x, cached_logits, student_logits):
+        """`(teacher logits, student logits for the loss, teacher features)`: one teacher's logits, the
+        cache's, or several teachers' mixture as logits at T; the student's as given but for a top-k
+        cache with a tail bucket (both models' k + 1 classes)."""
         if cached_logits is not None:  # a top-k cache's distribution is rebuilt here, on the device
-            return ops.stop_gradient(cached_teacher_logits(cached_logits, num_classes)), []
+            teacher_logits, student_logits = cached_teacher_logits(cached_logits, student_logits)
+            return ops.stop_gradient(teacher_logits), student_logits, []
         features = []
         if self._teacher_features is not None:  # the first teacher's logits come with its features
             first, *features = [ops.stop_gradient(f) for f in self._teacher_features(x, training=False)]
         logits = [first if (i == 0 and features) else self._teacher_pass(i, x) for i in range(len(self.teachers))]
         if len(logits) > 1:
             logits = [kd_losses.mixture_logits(logits, self.teacher_weights, self._temperature)]
-        return ops.stop_gradient(logits[0]), features
+        return ops.stop_gradient(logits[0]), student_logits, features
 
     def _label_loss(self, y, y_pred, mask, sample_weight, like):
         """The student loss averaged over labelled rows only (transfer sets mark the rest missing)."""

@@ -1,7 +1,8 @@
 """Keys of the input dicts through which data carries extras to the Distiller.
 
 `{"inputs": x, "teacher_logits": ...}` comes from a `TeacherCache`, `{"inputs": x,
-"teacher_top_k_probabilities": ..., "teacher_top_k_ids": ...}` from a `TopKTeacherCache`; `{"inputs": x,
+"teacher_top_k_probabilities": ..., "teacher_top_k_ids": ...}` from a `TopKTeacherCache` (its
+`tail="bucket"` form names the probabilities `"teacher_top_k_probabilities_with_tail"`); `{"inputs": x,
 "index": ...}` from `with_indices`, for losses with a per-example memory (CRD). Keras
 shuffles every entry of such a dict together.
 """
@@ -13,7 +14,8 @@ TEACHER_LOGITS_KEY = "teacher_logits"
 INDEX_KEY = "index"
 TOP_K_PROBABILITIES_KEY = "teacher_top_k_probabilities"
 TOP_K_IDS_KEY = "teacher_top_k_ids"
-_EXTRA_KEYS = (TEACHER_LOGITS_KEY, TOP_K_PROBABILITIES_KEY, INDEX_KEY)
+TOP_K_WITH_TAIL_KEY = "teacher_top_k_probabilities_with_tail"
+_EXTRA_KEYS = (TEACHER_LOGITS_KEY, TOP_K_PROBABILITIES_KEY, TOP_K_WITH_TAIL_KEY, INDEX_KEY)
 
 
 def with_indices(x):
@@ -26,11 +28,14 @@ def with_indices(x):
 def unpack(x):
     """`(inputs, cached teacher outputs or None, example indices or None)`.
 
-    The cached outputs are logits, or for a top-k cache the dict `{"probabilities", "ids"}`.
+    The cached outputs are logits, or for a top-k cache the dict `{"probabilities", "ids", "tail"}`
+    (`tail`: `"spread"` or `"bucket"`, a Python string, so a traced step branches on it once).
     """
     if not (isinstance(x, dict) and any(key in x for key in _EXTRA_KEYS)):
         return x, None, None
     cached = x.get(TEACHER_LOGITS_KEY)
     if TOP_K_PROBABILITIES_KEY in x:
-        cached = {"probabilities": x[TOP_K_PROBABILITIES_KEY], "ids": x[TOP_K_IDS_KEY]}
+        cached = {"probabilities": x[TOP_K_PROBABILITIES_KEY], "ids": x[TOP_K_IDS_KEY], "tail": "spread"}
+    elif TOP_K_WITH_TAIL_KEY in x:
+        cached = {"probabilities": x[TOP_K_WITH_TAIL_KEY], "ids": x[TOP_K_IDS_KEY], "tail": "bucket"}
     return x[INPUTS_KEY], cached, x.get(INDEX_KEY)

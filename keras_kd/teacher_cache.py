@@ -371,13 +371,18 @@ class TeacherCache:
         return cls(targets[TEACHER_LOGITS_KEY], input_fingerprint, num_examples, *batches)
 
 
-def cached_teacher_logits(cached, num_classes):
-    """The teacher logits a cache handed the step: its logits, or a top-k cache's distribution rebuilt."""
-    if isinstance(cached, dict):
-        from keras_kd.top_k_cache import top_k_logits
+def cached_teacher_logits(cached, student_logits):
+    """`(teacher logits, student logits)` for the distillation loss from what a cache handed the step:
+    its logits; a top-k cache's distribution rebuilt over the vocabulary; or, for its `tail="bucket"`
+    form, both models' k + 1 classes (`keras_kd.top_k_cache.tail_bucket_logits`)."""
+    if not isinstance(cached, dict):
+        return ops.convert_to_tensor(cached), student_logits
+    from keras_kd.top_k_cache import tail_bucket_logits, top_k_logits
 
-        return top_k_logits(cached["probabilities"], cached["ids"], num_classes)
-    return ops.convert_to_tensor(cached)
+    if cached["tail"] == "bucket":
+        teacher, student = tail_bucket_logits(cached["probabilities"], cached["ids"], student_logits)
+        return ops.stop_gradient(teacher), student
+    return top_k_logits(cached["probabilities"], cached["ids"], student_logits.shape[-1]), student_logits
 
 
 def attach_teacher_cache(distiller, x, y, cache, kwargs):
@@ -399,6 +404,13 @@ def attach_teacher_cache(distiller, x, y, cache, kwargs):
         raise TypeError(
             f"`teacher_cache` must be a keras_kd.TeacherCache or AugmentedTeacherCache; received "
             f"{type(cache).__name__}."
+        )
+    loss = distiller.distillation_loss_fn
+    if getattr(cache, "tail", "spread") == "bucket" and getattr(loss, "needs_labels", False):
+        raise ValueError(
+            f"{type(loss).__name__} separates the target class among all the classes, but a top-k cache with "
+            "tail='bucket' hands the loss the teacher's k tokens and one class for the rest. Build the cache "
+            "with tail='spread', or distil with a divergence (kd, forward_kl, reverse_kl, generalized_jsd, ...)."
         )
     if distiller.augmentation is not None:
         raise ValueError(

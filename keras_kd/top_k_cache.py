@@ -2,9 +2,13 @@
 
 A full cache of a language model's logits holds `positions x vocabulary` floats: 50,257 per
 token for GPT-2, far more than the text. This cache keeps, per position, the teacher's `k`
-largest probabilities and their token ids; the rest of the mass is kept, spread evenly over
-the other tokens, so the cached distribution still sums to 1 and every registered loss (KD,
-the divergences, DKD) runs on it unchanged. The error this truncation introduces is measured
+largest probabilities and their token ids; the rest of the mass is kept, either spread evenly
+over the other tokens (`tail="spread"`, the default: the cached distribution still sums to 1 over
+the vocabulary and every registered loss, DKD included, runs on it unchanged) or as one "tail"
+class (`tail="bucket"`, the "other" class of offline top-k teacher logits): the loss
+then compares k + 1 probabilities, the teacher's top k and its rest against the student's
+probabilities of the same k tokens and the sum of all its others, which claims nothing about how
+the teacher spreads its rest. The error the even spread introduces is measured
 while the cache is built, against the full distribution the teacher gave:
 `dropped_mass` (mean probability outside the top k) and `kl_to_full` (mean
 `KL(teacher || cached)` in nats per real token).
@@ -27,11 +31,28 @@ References:
 import numpy as np
 
 from keras_kd.backend import ops
-from keras_kd.inputs import TOP_K_IDS_KEY, TOP_K_PROBABILITIES_KEY
+from keras_kd.inputs import TOP_K_IDS_KEY, TOP_K_PROBABILITIES_KEY, TOP_K_WITH_TAIL_KEY
 from keras_kd.teacher_cache import TeacherCache, _collect, _teacher_batches
 from keras_kd.tokens import padding_mask
 
 _FLOOR = 1e-8  # the smallest probability a rebuilt distribution holds, so that its log is finite
+
+
+TAILS = ("spread", "bucket")
+"""What a top-k cache does with the teacher's mass outside its k tokens (see the module's docstring)."""
+
+
+def _scattered(ids, values, num_classes):
+    """`(..., num_classes)` zeros with `values` (`(..., k)`) at `ids` on the last axis; any backend."""
+    ids = ops.cast(ids, "int32")
+    k = ids.shape[-1]
+    positions = ops.shape(ids)[:-1]
+    ids = ops.reshape(ids, (-1, k))
+    rows = ops.shape(ids)[0]
+    row_of_each = ops.reshape(ops.expand_dims(ops.arange(rows, dtype="int32"), 1) + ops.zeros_like(ids), (-1,))
+    indices = ops.stack([row_of_each, ops.reshape(ids, (-1,))], axis=1)
+    scattered = ops.scatter(indices, ops.reshape(values, (-1,)), (rows, num_classes))
+    return ops.reshape(scattered, (*positions, num_classes))
 
 
 def top_k_logits(probabilities, ids, num_classes):
@@ -40,14 +61,37 @@ def top_k_logits(probabilities, ids, num_classes):
     probabilities = ops.cast(probabilities, "float32")
     k = probabilities.shape[-1]
     rest = ops.maximum(1.0 - ops.sum(probabilities, axis=-1, keepdims=True), 0.0) / max(num_classes - k, 1)
-    positions = ops.shape(probabilities)[:-1]
-    values = ops.reshape(probabilities - rest, (-1,))
-    ids = ops.reshape(ops.cast(ids, "int32"), (-1, k))
-    rows = ops.shape(ids)[0]
-    row_of_each = ops.reshape(ops.expand_dims(ops.arange(rows, dtype="int32"), 1) + ops.zeros_like(ids), (-1,))
-    scattered = ops.scatter(ops.stack([row_of_each, ops.reshape(ids, (-1,))], axis=1), values, (rows, num_classes))
-    full = ops.reshape(scattered, (*positions, num_classes)) + rest
+    full = _scattered(ids, probabilities - rest, num_classes) + rest
     return ops.log(ops.maximum(full, _FLOOR))
+
+
+def tail_bucket_logits(probabilities, ids, student_logits):
+    """`(teacher, student)` log-probabilities over k + 1 classes: the teacher's top-k tokens, then
+    one class holding the rest of each model's mass; any backend.
+
+    Formula:
+        teacher = log [p_t(i_1), ..., p_t(i_k), 1 - sum_j p_t(i_j)]
+        student = log [p_s(i_1), ..., p_s(i_k), sum_{v not in i} p_s(v)],  p_s = softmax(student_logits)
+
+    The student's rest is a log-sum-exp over the tokens outside the teacher's k (not
+    `log(1 - sum)`, which cancels catastrophically where the k hold almost all the mass). A loss at
+    temperature T softens both k + 1 distributions, the tail as one class.
+    """
+    probabilities = ops.cast(probabilities, "float32")
+    teacher_rest = ops.maximum(1.0 - ops.sum(probabilities, axis=-1, keepdims=True), 0.0)
+    teacher = ops.log(ops.maximum(ops.concatenate([probabilities, teacher_rest], axis=-1), _FLOOR))
+    log_p = ops.log_softmax(ops.cast(student_logits, "float32"), axis=-1)
+    ids = ops.cast(ids, "int32")
+    kept = ops.take_along_axis(log_p, ids, axis=-1)
+    in_top_k = _scattered(ids, ops.ones_like(probabilities), log_p.shape[-1]) > 0
+    student_rest = ops.logsumexp(ops.where(in_top_k, -1e9, log_p), axis=-1, keepdims=True)
+    return teacher, ops.concatenate([kept, student_rest], axis=-1)
+
+
+def check_tail(tail):
+    if tail not in TAILS:
+        raise ValueError(f"`tail` must be one of {TAILS}; received {tail!r}.")
+    return tail
 
 
 class _TruncationError:
@@ -80,8 +124,9 @@ class TopKTeacherCache(TeacherCache):
     """The teacher's `top_k` probabilities and token ids at every position of fixed inputs.
 
     Used like `TeacherCache` (`Distiller.fit(..., teacher_cache=cache)`, `save`, `load`), with
-    the same checks that the data is the data the cache was built from. The teacher's own
-    temperature is applied in training, to the rebuilt distribution.
+    the same checks that the data is the data the cache was built from. The Distiller's
+    temperature is applied in training, to the rebuilt distribution (or to the k + 1 classes of
+    `tail="bucket"`).
     """
 
     def __init__(
@@ -95,13 +140,15 @@ class TopKTeacherCache(TeacherCache):
         batch_hashes=None,
         dropped_mass=None,
         kl_to_full=None,
+        tail="spread",
     ):
         self.num_classes = int(num_classes)
+        self.tail = check_tail(tail)
         self.dropped_mass = None if dropped_mass is None else float(dropped_mass)
         self.kl_to_full = None if kl_to_full is None else float(kl_to_full)
         ids = np.asarray(ids)
         targets = {
-            TOP_K_PROBABILITIES_KEY: np.asarray(probabilities, "float16"),
+            TOP_K_PROBABILITIES_KEY if tail == "spread" else TOP_K_WITH_TAIL_KEY: np.asarray(probabilities, "float16"),
             TOP_K_IDS_KEY: ids.astype("uint16" if self.num_classes <= 2**16 else "int32"),
         }
         self._init_batches(targets, input_fingerprint, num_examples, batch_sizes, batch_hashes)
@@ -121,7 +168,7 @@ class TopKTeacherCache(TeacherCache):
         return positions * self.num_classes * 4
 
     @classmethod
-    def build(cls, teacher, x, top_k=32, batch_size=256):
+    def build(cls, teacher, x, top_k=32, batch_size=256, tail="spread"):
         """Run `teacher` once over `x` in inference mode and keep its `top_k` tokens per position.
 
         Args:
@@ -130,7 +177,12 @@ class TopKTeacherCache(TeacherCache):
                 of batches in a fixed order, padded to one length.
             top_k: tokens kept per position (at least 1, fewer than the vocabulary).
             batch_size: the teacher's batch size for arrays.
+            tail: the rest of the teacher's mass spread evenly over the other tokens (`"spread"`)
+                or kept as one class (`"bucket"`: every divergence, not DKD, which needs the
+                target class among all tokens). `dropped_mass` and `kl_to_full` measure the
+                even spread either way.
         """
+        check_tail(tail)
         error = _TruncationError()
         num_classes = []
 
@@ -161,7 +213,13 @@ class TopKTeacherCache(TeacherCache):
             *(batches or (None, None)),
             dropped_mass=dropped_mass,
             kl_to_full=kl_to_full,
+            tail=tail,
         )
+
+    @property
+    def probabilities(self):
+        """The teacher's top-k probabilities, `(examples, ..., k)` float16."""
+        return self.targets[TOP_K_PROBABILITIES_KEY if self.tail == "spread" else TOP_K_WITH_TAIL_KEY]
 
     def _saved_settings(self):
         settings = {"setting_num_classes": np.array(self.num_classes)}
@@ -176,8 +234,9 @@ class TopKTeacherCache(TeacherCache):
             raise ValueError("This file holds a cache of full logits: load it with TeacherCache.load.")
         dropped = settings.get("setting_dropped_mass")
         kl = settings.get("setting_kl_to_full")
+        tail = "spread" if TOP_K_PROBABILITIES_KEY in targets else "bucket"  # the key names the form
         return cls(
-            targets[TOP_K_PROBABILITIES_KEY],
+            targets[TOP_K_PROBABILITIES_KEY if tail == "spread" else TOP_K_WITH_TAIL_KEY],
             targets[TOP_K_IDS_KEY],
             int(settings["setting_num_classes"]),
             input_fingerprint,
@@ -185,4 +244,5 @@ class TopKTeacherCache(TeacherCache):
             *batches,
             dropped_mass=None if dropped is None else float(dropped),
             kl_to_full=None if kl is None else float(kl),
+            tail=tail,
         )

@@ -11,6 +11,7 @@ import pytest
 from keras_kd import Distiller, TeacherCache, TopKTeacherCache
 from keras_kd.backend import keras, to_numpy
 from keras_kd.top_k_cache import top_k_logits
+from tests import reference
 
 VOCAB, LENGTH = 11, 6
 
@@ -172,3 +173,106 @@ def test_top_k_targets_are_stored_small_and_unmeasured_settings_stay_unset(tmp_p
         cache.save(path)
         loaded = TopKTeacherCache.load(path)
         assert loaded.dropped_mass is None and loaded.kl_to_full is None and loaded.num_classes == classes
+
+
+# The tail bucket: the teacher's top k and one class for the rest, against the student's same k
+# tokens and the sum of its others.
+
+
+def bucket_reference(top_p, ids, student_logits):
+    """float64 log-probabilities over k + 1 classes: `(teacher, student)`."""
+    top_p = np.asarray(top_p, "float64")
+    teacher = np.concatenate([top_p, np.maximum(1 - top_p.sum(-1, keepdims=True), 0.0)], axis=-1)
+    p_s = softmax(student_logits)
+    kept = np.take_along_axis(p_s, ids.astype("int64"), axis=-1)
+    student = np.concatenate([kept, 1 - kept.sum(-1, keepdims=True)], axis=-1)
+    return np.log(np.maximum(teacher, 1e-8)), np.log(student)
+
+
+DIVERGENCES = {
+    "kd": lambda t, s, T: reference.hinton_kd(t, s, T),
+    "reverse_kl": reference.reverse_kl,
+    "generalized_jsd": lambda t, s, T: reference.generalized_jsd(t, s, 0.5, T),
+    "skew_kl": lambda t, s, T: reference.skew_kl(t, s, 0.1, T),
+    "skew_reverse_kl": lambda t, s, T: reference.skew_reverse_kl(t, s, 0.1, T),
+}
+
+
+@pytest.mark.parametrize("loss", sorted(DIVERGENCES))
+def test_a_tail_bucket_cache_distils_k_plus_one_classes_with_every_divergence(loss):
+    """The logged distillation loss of a fit (learning rate 0, one batch, padded sequences, T = 2)
+    equals the divergence of the two k + 1 distributions computed in float64, averaged over the
+    real tokens; a cache that spreads the rest gives another value."""
+    teacher, student = language_model(16, seed=0, sharpness=3.0), language_model(4, seed=7)
+    x, y, weight = sequences()
+    cache = TopKTeacherCache.build(teacher, x, top_k=3, tail="bucket")
+    t, s = bucket_reference(cache.probabilities, cache.targets["teacher_top_k_ids"], to_numpy(student(x)))
+    expected = reference.real_token_mean(DIVERGENCES[loss](t, s, 2.0), weight)
+
+    def logged(cache):
+        distiller = Distiller(student=student, teacher=teacher)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.0), distillation_loss_fn=loss, alpha=0.0, temperature=2.0)
+        fit = distiller.fit(x, y, sample_weight=weight, epochs=1, batch_size=48, verbose=0, teacher_cache=cache)
+        return fit.history["distillation_loss"][0]
+
+    assert logged(cache) == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert logged(TopKTeacherCache.build(teacher, x, top_k=3)) != pytest.approx(expected, rel=1e-2)
+
+
+def test_the_bucket_sees_only_the_students_mass_outside_the_top_k_where_the_spread_sees_its_shape():
+    """Moving the student's logits among the tokens outside the teacher's k, their total kept, leaves
+    the bucket's loss as it was (to float32) and changes the spread's; the gradient reaches every
+    logit of the student."""
+    from keras_kd.losses import kd_loss
+    from keras_kd.top_k_cache import tail_bucket_logits
+
+    rng = np.random.default_rng(5)
+    p = rng.dirichlet(np.ones(VOCAB) * 0.5, size=(4,))
+    ids = np.argsort(-p, axis=-1)[:, :3]
+    top = np.take_along_axis(p, ids, axis=-1).astype("float32")
+    student = rng.normal(size=(4, VOCAB))
+    outside = np.ones((4, VOCAB), bool)
+    np.put_along_axis(outside, ids, False, axis=-1)
+    # the same total mass outside the top 3, shared out otherwise: log-sum-exp of the outside kept
+    moved = student.copy()
+    reshaped = rng.normal(size=(4, VOCAB))
+    for row in range(4):
+        old, new = student[row, outside[row]], reshaped[row, outside[row]]
+        shift = np.log(np.exp(old).sum()) - np.log(np.exp(new).sum())
+        moved[row, outside[row]] = new + shift
+
+    def bucket(logits):
+        return to_numpy(kd_loss(*tail_bucket_logits(top, ids, logits.astype("float32")), temperature=1.0))
+
+    def spread(logits):
+        return to_numpy(kd_loss(top_k_logits(top, ids, VOCAB), logits.astype("float32"), temperature=1.0))
+
+    np.testing.assert_allclose(bucket(moved), bucket(student), rtol=1e-5, atol=1e-6)
+    assert np.abs(spread(moved) - spread(student)).min() > 1e-3
+    t, s = bucket_reference(top, ids, student)
+    np.testing.assert_allclose(bucket(student), reference.hinton_kd(t, s, 1.0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_tail_bucket_cache_is_saved_as_such_and_refused_where_a_loss_needs_the_target_class(tmp_path):
+    teacher, student = language_model(16, seed=0), language_model(4, seed=7)
+    x, y, weight = sequences()
+    cache = TopKTeacherCache.build(teacher, x, top_k=4, tail="bucket")
+    spread = TopKTeacherCache.build(teacher, x, top_k=4)
+    np.testing.assert_array_equal(cache.probabilities, spread.probabilities)
+    assert "teacher_top_k_probabilities" not in cache.targets
+    path = str(tmp_path / "bucket.npz")
+    cache.save(path)
+    loaded = TopKTeacherCache.load(path)
+    assert loaded.tail == "bucket" and loaded.top_k == 4
+    np.testing.assert_array_equal(loaded.probabilities, cache.probabilities)
+    spread.save(str(tmp_path / "spread.npz"))
+    assert TopKTeacherCache.load(str(tmp_path / "spread.npz")).tail == "spread"
+
+    before = [to_numpy(w) for w in student.weights]
+    distiller = Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer="sgd", distillation_loss_fn="dkd", alpha=0.5)
+    with pytest.raises(ValueError, match="tail='bucket'"):
+        distiller.fit(x, y, sample_weight=weight, epochs=1, verbose=0, teacher_cache=loaded)
+    assert all(np.array_equal(a, to_numpy(b)) for a, b in zip(before, student.weights))
+    with pytest.raises(ValueError, match="`tail` must be one of"):
+        TopKTeacherCache.build(teacher, x, top_k=4, tail="other")

@@ -186,3 +186,9 @@ def arange(stop, dtype="int32"):
 
 def scatter(indices, values, shape):
     return tf.scatter_nd(indices, values, tf.stack(shape) if isinstance(shape, (list, tuple)) else shape)
+
+
+def take_along_axis(x, indices, axis=-1):
+    if axis not in (-1, len(x.shape) - 1):
+        raise NotImplementedError("take_along_axis on tf_keras: the last axis only.")
+    return tf.gather(x, indices, batch_dims=len(x.shape) - 1)

@@ -12,7 +12,7 @@ from keras_kd.backend import EngineSteps, keras, ops, register_serializable
 from keras_kd.data_checks import check_data, check_fit_arguments, numerics_errors
 from keras_kd.default_cache import keep_teacher_outputs
 from keras_kd.feature_distillation import FeatureDistillation, feature_extractors
-from keras_kd.inputs import unpack
+from keras_kd.inputs import split_inputs, unpack
 from keras_kd.metrics import split_teacher_metrics
 from keras_kd.teacher_cache import attach_teacher_cache, cached_teacher_logits
 from keras_kd.teacher_pass import TeacherPass, validate_teacher_dtype
@@ -81,7 +81,7 @@ class Distiller(EngineSteps, keras.Model):
         teacher_dtype = arguments.pop("teacher_dtype", None)
         keras_arguments = {name: arguments.pop(name, None) for name in keras_compat.KERAS_ONLY}
         super().__init__(**arguments)
-        teachers = checked_teachers(student, tokens.check_vocabularies(student, teacher))  # LMs: sizes named
+        teachers = checked_teachers(student, teacher)  # LMs' vocabularies: checked against the loss at compile
         for model in teachers:
             model.trainable = False
         self.student = student
@@ -107,6 +107,7 @@ class Distiller(EngineSteps, keras.Model):
                 setattr(self, name, value)  # Keras's students_loss_weight reads right before compile
         self.student_loss_fn = self.distillation_loss_fn = self.augmentation = None
         self._loss_layer = None  # a loss's own trained weights (CTKD's temperature)
+        self._shared_vocabulary = None  # set by compile: `tokens.shared_vocabulary`
         self._saved_compile_config = None
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
@@ -254,8 +255,15 @@ class Distiller(EngineSteps, keras.Model):
         previous = self.augmentation
         self.augmentation = kd_recipes.checked_augmentation(augmentation, defaults["augmentation"])
         backend.untrack(self, previous, kept=self.augmentation)  # a replaced augmentation's seed leaves the state
+        # LMs of two vocabularies: what the loss compares (all ids, the shared ones, or sorted by ULD)
+        self._shared_vocabulary = tokens.shared_vocabulary(self.student, self.teachers, self.distillation_loss_fn)
         self._user_metrics = metrics
         label_metrics, teacher_metrics = split_teacher_metrics(metrics)
+        if teacher_metrics and tokens.vocabulary_size(self.student) != tokens.vocabulary_size(self.teacher):
+            raise ValueError(
+                "Metrics of agreement with the teacher compare the two models' token ids, but their vocabularies "
+                "differ: drop teacher_agreement / teacher_kl from `metrics`."
+            )
         for metric in self.teacher_metrics:
             backend.untrack(self, metric)
         self.teacher_metrics = teacher_metrics  # agreement with the teacher: updated in `compute_loss`
@@ -266,6 +274,7 @@ class Distiller(EngineSteps, keras.Model):
         logits, the inputs the student saw and its features, which `compute_loss` reuses: one
         forward pass a step, so BatchNorm statistics update once, on the augmented view."""
         x, cached_logits, _ = unpack(inputs)
+        x = split_inputs(x)[0]
         if not (training and (self.augmentation is not None or self._student_features is not None)):
             return self.student(x, training=training)
         logits, x, features = self._student_pass(x, training, augment and cached_logits is None)
@@ -287,6 +296,8 @@ class Distiller(EngineSteps, keras.Model):
         pass too unless `call` made it, so every backend trains the same way.
         """
         x, cached_logits, indices = unpack(x)
+        x, teacher_x = split_inputs(x)
+        own_inputs = teacher_x is not x  # each model its own inputs (two tokenizers)
         student_features = []
         if isinstance(y_pred, dict):  # `call`'s training pass
             y_pred, x, student_features = y_pred["logits"], y_pred["inputs"], y_pred["features"]
@@ -295,11 +306,23 @@ class Distiller(EngineSteps, keras.Model):
             y_pred, x, student_features = self._student_pass(x, training, augment=cached_logits is None)
         sample_weight, mask = tokens.token_weights(x, y, y_pred, sample_weight)  # sequences: a weight per token
         # `distilled`: the student's logits as the loss compares them (a tail-bucket cache's k + 1 classes).
-        teacher_logits, distilled, teacher_features = self._teacher_outputs(x, cached_logits, y_pred)
+        teacher_logits, distilled, teacher_features = self._teacher_outputs(
+            teacher_x if own_inputs else x, cached_logits, y_pred
+        )
+        distilled_weight = sample_weight
+        if own_inputs:  # two tokenizers: position i of one against position i of the other
+            teacher_logits, distilled, distilled_weight = tokens.align_positions(
+                teacher_logits, distilled, sample_weight, teacher_x
+            )
+        if self._shared_vocabulary:  # one tokenizer, padding rows in one model: the ids both have
+            teacher_logits = teacher_logits[..., : self._shared_vocabulary]
+            distilled = distilled[..., : self._shared_vocabulary]
         # Losses that need a target class (DKD) take the teacher's top class on unlabelled rows.
-        labels = None if y is None else fill_missing(y, mask, fallback=ops.argmax(teacher_logits, axis=-1))
+        labels = None
+        if y is not None and getattr(self.distillation_loss_fn, "needs_labels", False):
+            labels = fill_missing(y, mask, fallback=ops.argmax(teacher_logits, axis=-1))
         distillation_loss = self.distillation_loss_fn(
-            teacher_logits, distilled, sample_weight=sample_weight, temperature=self._temperature, labels=labels
+            teacher_logits, distilled, sample_weight=distilled_weight, temperature=self._temperature, labels=labels
         )
         student_loss = self._label_loss(y, y_pred, mask, sample_weight, like=distillation_loss)
         alpha = ops.cast(self._alpha, "float32")
@@ -324,7 +347,7 @@ class Distiller(EngineSteps, keras.Model):
         if training:
             self._note_finite(total, x)
         for metric in self.teacher_metrics:
-            metric.update_state(teacher_logits, distilled, sample_weight=sample_weight)
+            metric.update_state(teacher_logits, distilled, sample_weight=distilled_weight)
         return backend.scale_loss_for_replicas(total)
 
     def _note_finite(self, total, x):
@@ -371,7 +394,7 @@ class Distiller(EngineSteps, keras.Model):
         if y is None:
             return self.get_metrics_result()
         y_pred = y_pred["logits"] if isinstance(y_pred, dict) else y_pred  # `call`'s training pass
-        sample_weight, mask = tokens.token_weights(unpack(x)[0], y, y_pred, sample_weight)
+        sample_weight, mask = tokens.token_weights(split_inputs(unpack(x)[0])[0], y, y_pred, sample_weight)
         sample_weight = None if sample_weight is None else masked_weight(mask, sample_weight)  # weighted_metrics
         # Unweighted metrics read the Keras mask of the predictions, on every engine.
         y_pred = backend.set_keras_mask(y_pred * 1.0, ops.cast(mask, "bool"))

@@ -10,6 +10,8 @@ shuffles every entry of such a dict together.
 import numpy as np
 
 INPUTS_KEY = "inputs"
+STUDENT_INPUTS_KEY = "student_inputs"
+TEACHER_INPUTS_KEY = "teacher_inputs"
 TEACHER_LOGITS_KEY = "teacher_logits"
 INDEX_KEY = "index"
 TOP_K_PROBABILITIES_KEY = "teacher_top_k_probabilities"
@@ -39,3 +41,15 @@ def unpack(x):
     elif TOP_K_WITH_TAIL_KEY in x:
         cached = {"probabilities": x[TOP_K_WITH_TAIL_KEY], "ids": x[TOP_K_IDS_KEY], "tail": "bucket"}
     return x[INPUTS_KEY], cached, x.get(INDEX_KEY)
+
+
+def split_inputs(x):
+    """`(the student's inputs, the teacher's)`.
+
+    `{"student_inputs": ..., "teacher_inputs": ...}` gives each model its own inputs of the same
+    examples (language models of two tokenizers: each its own token ids of the same text); any
+    other `x` goes to both models, and is returned twice as the same object.
+    """
+    if isinstance(x, dict) and set(x) == {STUDENT_INPUTS_KEY, TEACHER_INPUTS_KEY}:
+        return x[STUDENT_INPUTS_KEY], x[TEACHER_INPUTS_KEY]
+    return x, x

@@ -112,28 +112,68 @@ def token_weights(x, y, logits, sample_weight):
     return weight, mask
 
 
-def check_vocabularies(student, teachers):
-    """Raise a ValueError naming both sizes when a teacher's vocabulary differs from the student's.
+SHARED_FRACTION = 0.99
+"""Vocabularies this close in size are taken as one tokenizer's, the larger with padding rows
+(Qwen2.5's 151,936 and 152,064 entries): the loss compares the ids they share."""
 
-    Reads keras-hub's `backbone.vocabulary_size` (a `CausalLM` or `Seq2SeqLM`), else the
-    last axis of sequence outputs `(batch, time, vocabulary)`. `teachers`: a model or a list,
-    returned as given.
+
+def shared_vocabulary(student, teachers, loss, print_fn=print):
+    """How many leading token ids the distillation loss compares, or None for all of them.
+
+    None when the vocabularies agree (or cannot be read) and when `loss` compares distributions
+    across vocabularies (`across_vocabularies`, ULD). Sizes within `SHARED_FRACTION` of each other
+    give the smaller size, said in one line. Any other difference raises a ValueError naming both
+    sizes and what to do. `teachers`: a list of models.
     """
-    given = teachers
-    teachers = list(teachers) if isinstance(teachers, (list, tuple)) else [teachers]
     student_size = vocabulary_size(student)
-    for index, teacher in enumerate(teachers):
-        teacher_size = vocabulary_size(teacher)
-        if None in (student_size, teacher_size) or student_size == teacher_size:
-            continue
-        name = "teacher" if len(teachers) == 1 else f"teacher[{index}]"
-        raise ValueError(
-            f"The {name}'s vocabulary has {teacher_size} tokens but the student's has {student_size}: "
-            "token-level distillation compares the two distributions token by token, so both models "
-            "must share one tokenizer and vocabulary. Build the student with "
-            f"vocabulary_size={teacher_size} (and the teacher's tokenizer)."
+    sizes = {vocabulary_size(teacher) for teacher in teachers} - {None}
+    if student_size is None or not sizes or sizes == {student_size}:
+        return None
+    if len(teachers) > 1 and len(sizes) > 1:
+        raise ValueError(f"The teachers' vocabularies differ ({sorted(sizes)}): several teachers must share one.")
+    teacher_size = sizes.pop()
+    name = "teacher" if len(teachers) == 1 else "teachers"
+    if getattr(loss, "across_vocabularies", False):
+        return None
+    smaller, larger = sorted((student_size, teacher_size))
+    if smaller >= SHARED_FRACTION * larger:
+        bigger = "teacher" if teacher_size > student_size else "student"
+        print_fn(
+            f"keras-kd: the {name}'s vocabulary has {teacher_size:,} tokens and the student's {student_size:,}: "
+            f"read as one tokenizer with {larger - smaller:,} padding rows in the {bigger}'s, so the distillation "
+            f"loss compares the {smaller:,} ids they share."
         )
-    return given
+        return smaller
+    raise ValueError(
+        f"The {name}'s vocabulary has {teacher_size} tokens but the student's has {student_size}: "
+        "token-level distillation compares the two distributions token by token, so both models "
+        "must share one tokenizer and vocabulary. Build the student with "
+        f"vocabulary_size={teacher_size} (and the teacher's tokenizer), or distil across vocabularies with "
+        "distillation_loss_fn='uld', each model given its own token ids of the same text: "
+        "x={'student_inputs': ..., 'teacher_inputs': ...}."
+    )
+
+
+def align_positions(teacher_logits, student_logits, weight, teacher_x):
+    """`(teacher logits, student logits, weight)` cut to the positions both sequences have.
+
+    Two tokenizers cut the same text into different numbers of tokens: position i of one is
+    compared with position i of the other, from the first token on, up to the shorter length, as
+    ULD's authors align them; positions where the teacher's inputs are padding weigh 0.
+    `weight`: the student's token weights `(batch, time)` or None.
+    """
+    if not (is_sequence(teacher_logits) and is_sequence(student_logits)):
+        return teacher_logits, student_logits, weight
+    length = min(int(teacher_logits.shape[1]), int(student_logits.shape[1]))
+    teacher_mask = get_keras_mask(teacher_logits)
+    teacher_mask = padding_mask(teacher_x) if teacher_mask is None else teacher_mask
+    teacher_logits, student_logits = teacher_logits[:, :length], student_logits[:, :length]
+    if weight is not None:
+        weight = position_weight(weight, len(student_logits.shape) - 1)[:, :length]
+    if teacher_mask is not None:
+        teacher_mask = ops.cast(teacher_mask, "float32")[:, :length]
+        weight = teacher_mask if weight is None else weight * teacher_mask
+    return teacher_logits, student_logits, weight
 
 
 def vocabulary_size(model):

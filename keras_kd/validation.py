@@ -72,6 +72,8 @@ def check_outputs_compatible(teacher, student):
     teacher_shape, student_shape = _output_shape(teacher), _output_shape(student)
     if teacher_shape is None or student_shape is None:
         return
+    if len(teacher_shape) > 2 and len(student_shape) > 2:
+        return  # sequences: the vocabularies are checked against the loss at compile, positions aligned
     if teacher_shape[1:] != student_shape[1:]:
         raise ValueError(
             f"The teacher's output shape {teacher_shape} differs from the student's "
@@ -138,9 +140,13 @@ def shapes_fit(data_shape, model_shape):
 
 def check_inputs_compatible(teacher, student, argument):
     """Raise a ValueError if the teacher's inputs visibly cannot take the student's data."""
+    from keras_kd.tokens import vocabulary_size
+
     teacher_shapes, student_shapes = model_input_shapes(teacher), model_input_shapes(student)
     if teacher_shapes is None or student_shapes is None or len(teacher_shapes) != len(student_shapes):
         return
+    if vocabulary_size(teacher) != vocabulary_size(student):
+        return  # two tokenizers: each model reads its own token ids (`split_inputs`)
     for t_shape, s_shape in zip(teacher_shapes, student_shapes):
         if not shapes_fit(s_shape[1:], t_shape[1:]):
             raise ValueError(

@@ -220,3 +220,14 @@ def mlkd(teacher_logits, student_logits, temperatures):
         cc = np.sum((p_t.T @ p_t - p_s.T @ p_s) ** 2) / classes
         total += instance + bc + cc
     return total
+
+
+def uld(teacher_logits, student_logits, temperature):
+    """Boizard et al. 2024 (ULD): sum_i |sorted p_t - sorted p_s|, descending, the shorter padded with zeros."""
+    p_t = -np.sort(-_probs(teacher_logits, temperature), axis=-1)
+    p_s = -np.sort(-_probs(student_logits, temperature), axis=-1)
+    size = max(p_t.shape[-1], p_s.shape[-1])
+    pad = [(0, 0)] * (p_t.ndim - 1)
+    p_t = np.pad(p_t, pad + [(0, size - p_t.shape[-1])])
+    p_s = np.pad(p_s, pad + [(0, size - p_s.shape[-1])])
+    return np.abs(p_t - p_s).sum(-1)

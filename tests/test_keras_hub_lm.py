@@ -114,13 +114,17 @@ def test_a_backbone_with_its_own_lm_head_is_a_student_too():
     assert not np.allclose(to_numpy(student.get_layer("lm_head").kernel), head)
 
 
-def test_vocabulary_mismatch_is_refused_naming_both_sizes():
+def test_vocabulary_mismatch_is_refused_at_compile_naming_both_sizes():
+    """Token-level losses need one vocabulary; the sizes are read from keras-hub's backbone and from
+    a head of one's own, and the error (at compile, before any training) names ULD."""
+    distiller = Distiller(student=causal_lm(1, 16, vocabulary=48), teacher=causal_lm(1, 16))
     with pytest.raises(ValueError, match=r"teacher's vocabulary has 64 tokens but the student's has 48"):
-        Distiller(student=causal_lm(1, 16, vocabulary=48), teacher=causal_lm(1, 16))
+        distiller.compile(optimizer="adam")
     backbone = tiny_backbone(8)
     student = keras.Model(backbone.input, keras.layers.Dense(40)(backbone.output))
-    with pytest.raises(ValueError, match="vocabulary has 64 tokens but the student's has 40"):
-        Distiller(student=student, teacher=causal_lm(1, 16))
+    distiller = Distiller(student=student, teacher=causal_lm(1, 16))
+    with pytest.raises(ValueError, match="vocabulary has 64 tokens but the student's has 40.*'uld'"):
+        distiller.compile(optimizer="adam", distillation_loss_fn="forward_kl")
 
 
 def test_a_distilled_lm_exports_a_next_token_saved_model_that_saved_model_cli_runs(tmp_path):

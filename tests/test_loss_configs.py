@@ -145,6 +145,7 @@ DEFAULT_NAMES = {
     "SkewReverseKLLoss": "skew_reverse_kl",
     "SoftTargetCrossentropy": "soft_target_crossentropy",
     "SoftTargetLoss": "soft_target_mean_squared_error",
+    "ULDLoss": "uld",
     "WeightedLosses": "weighted_losses",
 }
 
@@ -181,6 +182,7 @@ def test_the_functional_forms_default_to_a_temperature_of_one_and_the_authors_we
         losses.generalized_jsd: {"beta": 0.5, "temperature": 1.0},
         losses.skew_kl: {"skew": 0.1, "temperature": 1.0},
         losses.skew_reverse_kl: {"skew": 0.1, "temperature": 1.0},
+        losses.uld_loss: {"temperature": 1.0},
     }
     for fn, settings in explicit.items():
         got, want = np.asarray(fn(T, S)), np.asarray(fn(T, S, **settings))

@@ -192,3 +192,11 @@ def take_along_axis(x, indices, axis=-1):
     if axis not in (-1, len(x.shape) - 1):
         raise NotImplementedError("take_along_axis on tf_keras: the last axis only.")
     return tf.gather(x, indices, batch_dims=len(x.shape) - 1)
+
+
+def sort(x, axis=-1):
+    return tf.sort(x, axis=axis)
+
+
+def pad(x, pad_width):
+    return tf.pad(x, pad_width)

@@ -51,6 +51,7 @@ from keras_kd.losses.response_losses import (
 )
 from keras_kd.losses.rkd_loss import RKDLoss, rkd_angle_loss, rkd_distance_loss, rkd_loss
 from keras_kd.losses.soft_target_loss import SoftTargetLoss
+from keras_kd.losses.uld_loss import ULDLoss, uld_loss
 
 # Every loss class is registered where it is defined (`@register_loss`), by class name and short names.
 _CLASSES = {cls.__name__: cls for cls in LOSSES.values()}
@@ -211,6 +212,7 @@ __all__ = [
     "SkewKLLoss",
     "SkewReverseKLLoss",
     "SoftTargetCrossentropy",
+    "ULDLoss",
     "attention_map",
     "attention_transfer_loss",
     "dist_loss",
@@ -231,6 +233,7 @@ __all__ = [
     "rkd_distance_loss",
     "rkd_loss",
     "soft_target_crossentropy",
+    "uld_loss",
     "standardize_logits",
     "LogitsCrossentropy",
     "SoftTargetLoss",

@@ -112,6 +112,7 @@ class DistillationLoss(keras.losses.Loss):
 
     uses_temperature = True
     needs_labels = False
+    across_vocabularies = False  # True: compares teacher and student outputs of different vocabularies (ULD)
     per_sample = True
     # Constructor arguments that `fn` takes and `get_config` saves: each is named here once.
     hyperparameters = ()

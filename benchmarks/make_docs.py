@@ -25,6 +25,7 @@ PAGES = [
     ("Main job on digits", "docs/results.md"),
     ("Where distillation pays", "docs/when_distillation_pays.md"),
     ("Language models", "docs/language_model_benchmark.md"),
+    ("Language models: the top-k tail and another vocabulary", "docs/language_model_vocabularies_benchmark.md"),
 ]
 EXAMPLES = [
     (

@@ -361,6 +361,43 @@ def test_headline_benchmark_trains_one_teacher_for_every_seed(tmp_path, fashion)
 
 
 @NEEDS_KERAS_HUB
+def test_language_model_vocabularies_benchmark_compares_both_tails_and_uld(tmp_path):
+    results, page = tmp_path / "vocabularies.json", tmp_path / "vocabularies.md"
+    tiny = [
+        f"--data_dir={sentences_folder(tmp_path / 'rt-polarity', per_class=60)}",
+        "--teacher_layers=1",
+        "--teacher_width=32",
+        "--teacher_epochs=1",
+        "--student_width=16",
+        "--student_epochs=1",
+        "--student_sentences=30",
+        "--max_length=16",
+        "--batch_size=16",
+        "--top_k=4",
+        "--validation_sentences=20",
+    ]
+    run_script(
+        "benchmarks/language_model_vocabularies.py",
+        "--student_vocabulary=8",
+        f"--results={results}",
+        f"--page={page}",
+        "--example_flags=" + " ".join(tiny),
+        cwd=tmp_path,
+    )
+    report = json.loads(results.read_text())
+    spread, bucket = report["top_k_tail"]["spread"], report["top_k_tail"]["bucket"]
+    assert (spread["top_k_cache"]["tail"], bucket["top_k_cache"]["tail"]) == ("spread", "bucket")
+    assert set(spread["summary"]) == {"labels", "forward_kl", "generalized_jsd"}
+    assert set(bucket["summary"]) == {"forward_kl", "generalized_jsd"}
+    other = report["other_vocabulary"]
+    assert other["vocabulary"] == 11 and other["teacher_vocabulary"] > 11 and set(other["summary"]) == {"labels", "uld"}
+    assert set(other["tuning"]["labels"]) == {"rate 0.0015", "rate 0.003"}  # two settings each
+    assert set(other["tuning"]["uld"]) == {"rate 0.0015, alpha 0.5", "rate 0.003, alpha 0.5"}
+    text = page.read_text()
+    assert "tail bucket" in text and "## A teacher of another vocabulary (ULD)" in text
+
+
+@NEEDS_KERAS_HUB
 def test_language_model_benchmark_runs_both_regimes_and_writes_its_page(tmp_path):
     results, page = tmp_path / "lm.json", tmp_path / "lm.md"
     tiny = [

@@ -91,6 +91,38 @@ def test_a_bad_setting_stops_the_example_before_the_teacher_trains(tmp_path):
     assert "loss:" not in run.stdout + run.stderr
 
 
+def test_a_student_of_another_tokenizer_learns_by_uld_and_a_tail_bucket_cache_is_kept(tmp_path, monkeypatch):
+    """--student_vocabulary: the student reads its own token ids (8 characters, alphabetical, the
+    rest unknown) and is distilled by ULD from the live teacher of every character; a token-level
+    method is refused before the teacher trains. --top_k_tail=bucket reaches the cache."""
+    monkeypatch.syspath_prepend(os.path.dirname(EXAMPLE))
+    import distill_language_model as example
+
+    teacher_vocab = {" ": 3, "e": 4, "a": 5, "t": 6, "z": 7}  # ids by frequency
+    assert example.own_vocabulary(teacher_vocab, 3) == {" ": 3, "a": 4, "e": 5}
+
+    results = tmp_path / "lm.json"
+    run = run_example(
+        tmp_path, "--student_sentences=30", "--student_vocabulary=8", "--methods=labels,uld", f"--results={results}"
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(results.read_text())
+    assert report["vocabulary"] == 11 and report["teacher_vocabulary"] > 11
+    assert "top_k_cache" not in report and "the teacher runs on every step" in run.stdout
+    seed = report["runs"]["0"]
+    assert seed["uld"]["bits_per_token"] != seed["labels"]["bits_per_token"]
+
+    run = run_example(tmp_path, "--student_sentences=30", "--student_vocabulary=8", "--methods=labels,forward_kl")
+    assert run.returncode != 0 and "distil it with --methods=labels,uld" in run.stderr
+    assert "loss:" not in run.stdout + run.stderr
+
+    run = run_example(
+        tmp_path, "--student_sentences=30", "--methods=forward_kl", "--top_k_tail=bucket", f"--results={results}"
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(results.read_text())["top_k_cache"]["tail"] == "bucket"
+
+
 def test_a_missing_backend_or_corpus_stops_at_once_saying_what_to_do(tmp_path, monkeypatch):
     env = dict(os.environ, PYTHONPATH=os.getcwd(), KERAS_BACKEND="no_such_backend")
     run = subprocess.run([sys.executable, EXAMPLE], capture_output=True, text=True, env=env, timeout=120)

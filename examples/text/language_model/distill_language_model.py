@@ -79,6 +79,19 @@ flags.DEFINE_list("seeds", ["0"], "Seeds (each: new student initial weights, sha
 flags.DEFINE_integer(
     "top_k", 16, "Distil from a TopKTeacherCache of the teacher's top k tokens per position (0: run the teacher live)."
 )
+flags.DEFINE_enum(
+    "top_k_tail",
+    "spread",
+    ["spread", "bucket"],
+    "The teacher's mass outside its top k: spread evenly over the other tokens, or kept as one class.",
+)
+flags.DEFINE_integer(
+    "student_vocabulary",
+    0,
+    "Give the student a vocabulary of its own: the N most frequent characters in alphabetical order (others "
+    "unknown), where the teacher keeps every character by frequency; distil it with --methods=labels,uld "
+    "(0: the teacher's vocabulary).",
+)
 flags.DEFINE_string(
     "teacher_file", None, "Teacher weights (.weights.h5): loaded if the file exists, else written after training."
 )
@@ -135,6 +148,13 @@ def vocabulary(sentences):
             counts[char] = counts.get(char, 0) + 1
     chars = sorted(counts, key=lambda c: (-counts[c], c))
     return {char: index + 3 for index, char in enumerate(chars)}
+
+
+def own_vocabulary(vocab, size):
+    """The student's vocabulary of another tokenizer: `vocab`'s `size` most frequent characters,
+    numbered in alphabetical order (other ids than the teacher's, and fewer of them)."""
+    kept = sorted(sorted(vocab, key=vocab.get)[:size])
+    return {char: index + 3 for index, char in enumerate(kept)}
 
 
 def encode(sentences, vocab, max_length):
@@ -313,7 +333,11 @@ def main(_):
 
     started = time.time()
     train_text, test_text = load_sentences(FLAGS.data_dir)
-    vocab = vocabulary(train_text)
+    teacher_vocab = vocabulary(train_text)
+    teacher_size = len(teacher_vocab) + 3
+    teacher_x_train = encode(train_text, teacher_vocab, FLAGS.max_length)
+    teacher_x_test = encode(test_text, teacher_vocab, FLAGS.max_length)
+    vocab = own_vocabulary(teacher_vocab, FLAGS.student_vocabulary) if FLAGS.student_vocabulary else teacher_vocab
     inverse = {index: char for char, index in vocab.items()}
     size = len(vocab) + 3
     x_train, y_train, w_train = encode(train_text, vocab, FLAGS.max_length)
@@ -321,6 +345,12 @@ def main(_):
     if FLAGS.learning_rate_grid and not FLAGS.validation_sentences:
         raise ValueError("--learning_rate_grid needs --validation_sentences: rates are chosen on validation")
     settings = given_settings()  # a bad --method_learning_rates or --method_alphas fails here, before training
+    token_level = [method for method in FLAGS.methods if method not in ("labels", "uld")]
+    if FLAGS.student_vocabulary and token_level:
+        raise ValueError(
+            f"--student_vocabulary gives the student other token ids than the teacher's: {token_level} compare "
+            "them token by token; distil it with --methods=labels,uld"
+        )
     pool = len(train_text) - FLAGS.validation_sentences  # the students draw from the first `pool` sentences
     count = FLAGS.student_sentences or pool
     if count > pool:
@@ -330,16 +360,25 @@ def main(_):
         )
     x_small = {key: value[:count] for key, value in x_train.items()}
     y_small, w_small = y_train[:count], w_train[:count]
+    own_inputs = bool(FLAGS.student_vocabulary)  # the distilled students read both tokenizations
+    distill_x = x_small
+    if own_inputs:
+        distill_x = {
+            "student_inputs": x_small,
+            "teacher_inputs": {key: value[:count] for key, value in teacher_x_train[0].items()},
+        }
     x_val = {key: value[pool:] for key, value in x_train.items()}
     y_val, w_val = y_train[pool:], w_train[pool:]
     print(
-        f"{keras_kd.ENGINE_DESCRIPTION}; vocabulary {size} tokens; {len(train_text)} training sentences "
+        f"{keras_kd.ENGINE_DESCRIPTION}; vocabulary {size} tokens"
+        + (f" (the teacher's: {teacher_size})" if own_inputs else "")
+        + f"; {len(train_text)} training sentences "
         f"({count} for the students, {FLAGS.validation_sentences} for validation), {len(test_text)} held out; "
         f"{int(w_test.sum())} held-out tokens"
     )
 
     keras.utils.set_random_seed(1000)
-    teacher = causal_lm(size, FLAGS.teacher_layers, FLAGS.teacher_width, FLAGS.max_length)
+    teacher = causal_lm(teacher_size, FLAGS.teacher_layers, FLAGS.teacher_width, FLAGS.max_length)
     steps = FLAGS.teacher_epochs * math.ceil(len(train_text) / FLAGS.teacher_batch_size)
     trainer = from_labels(teacher, steps, FLAGS.teacher_learning_rate)
     tick = time.time()
@@ -348,9 +387,8 @@ def main(_):
         print(f"teacher loaded from {FLAGS.teacher_file}")
     else:
         trainer.fit(
-            x_train,
-            y_train,
-            sample_weight=w_train,
+            *teacher_x_train[:2],
+            sample_weight=teacher_x_train[2],
             epochs=FLAGS.teacher_epochs,
             batch_size=FLAGS.teacher_batch_size,
             verbose=2,
@@ -361,6 +399,7 @@ def main(_):
     results = {
         "engine": keras_kd.ENGINE_DESCRIPTION,
         "vocabulary": size,
+        "teacher_vocabulary": teacher_size,
         "max_length": FLAGS.max_length,
         "batch_size": FLAGS.batch_size,
         "train_sentences": len(train_text),
@@ -376,7 +415,7 @@ def main(_):
             "batch_size": FLAGS.teacher_batch_size,
             "learning_rate": FLAGS.teacher_learning_rate,
             "parameters": parameters(teacher),
-            "bits_per_token": bits_per_token(teacher, x_test, y_test, w_test),
+            "bits_per_token": bits_per_token(teacher, *teacher_x_test),
             "train_seconds": round(teacher_seconds, 1),
         },
         "student": {"layers": FLAGS.student_layers, "width": FLAGS.student_width, "epochs": FLAGS.student_epochs},
@@ -388,13 +427,17 @@ def main(_):
         f"{results['teacher']['bits_per_token']:.3f} bits per token held out"
     )
     prompts = ["the movie ", "a film that "]
-    results["samples"]["teacher"] = [sample(teacher, inverse, p, vocab) for p in prompts]
+    teacher_inverse = {index: char for char, index in teacher_vocab.items()}
+    results["samples"]["teacher"] = [sample(teacher, teacher_inverse, p, teacher_vocab) for p in prompts]
     cache = None
-    if FLAGS.top_k:
+    if FLAGS.top_k and own_inputs:
+        print("--student_vocabulary: the teacher runs on every step (a top-k cache takes one tokenization)")
+    elif FLAGS.top_k:
         tick = time.time()
-        cache = keras_kd.TopKTeacherCache.build(teacher, x_small, top_k=FLAGS.top_k)
+        cache = keras_kd.TopKTeacherCache.build(teacher, x_small, top_k=FLAGS.top_k, tail=FLAGS.top_k_tail)
         results["top_k_cache"] = {
             "top_k": FLAGS.top_k,
+            "tail": FLAGS.top_k_tail,
             "dropped_mass": cache.dropped_mass,
             "kl_to_full_nats": cache.kl_to_full,
             "megabytes": cache.nbytes / 1e6,
@@ -422,7 +465,7 @@ def main(_):
             model = distiller(student, teacher, method, student_steps, rate, alpha)
         tick, timer = time.time(), EpochTimer()
         model.fit(
-            x_small,
+            x_small if method == "labels" else distill_x,
             y_small,
             sample_weight=w_small,
             epochs=FLAGS.student_epochs,
@@ -481,7 +524,13 @@ def main(_):
         model = distiller(student, teacher, distilled[-1], student_steps, *settings[distilled[-1]])
         timer = EpochTimer()
         model.fit(
-            x_small, y_small, sample_weight=w_small, epochs=2, batch_size=FLAGS.batch_size, verbose=0, callbacks=[timer]
+            distill_x,
+            y_small,
+            sample_weight=w_small,
+            epochs=2,
+            batch_size=FLAGS.batch_size,
+            verbose=0,
+            callbacks=[timer],
         )
         results["live_teacher_seconds_per_step"] = timer.median() / steps_per_epoch
 

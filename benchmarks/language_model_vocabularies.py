@@ -1,0 +1,204 @@
+"""Benchmark: the top-k cache's tail bucket and a teacher of another vocabulary (issue 26, items 1 and 2).
+
+Runs `examples/text/language_model/distill_language_model.py` at the language-model benchmark's
+quick sizes, one teacher for every run, and writes the figures of two comparisons to one JSON file:
+
+- `top_k_tail`: the distilled students (forward KL, GKD's JSD) from a top-k cache that spreads the
+  rest of the teacher's mass evenly over the other tokens, and from one that keeps it as one class
+  (`tail="bucket"`), at the same k, the same settings and the same initial weights; beside them the
+  student from labels;
+- `other_vocabulary`: a student with a vocabulary of its own (`--student_vocabulary`: the most
+  frequent characters, numbered alphabetically, the rest unknown; the teacher keeps every character
+  by frequency), distilled by ULD from the live teacher, against the same student from labels. Each
+  student gets the same search of its own (`--learning_rate_grid` on validation sentences, alpha 0.5
+  for ULD: two settings each), chosen on seed 0 and kept for every seed.
+
+    KERAS_BACKEND=jax python benchmarks/language_model_vocabularies.py --seeds=0,1,2
+
+Writes benchmarks/results/language_model_vocabularies.json (or `--results`) and the page
+docs/language_model_vocabularies_benchmark.md (`--page_only` rewrites it from the JSON).
+"""
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAGE = os.path.join(ROOT, "docs", "language_model_vocabularies_benchmark.md")
+EXAMPLE = os.path.join(ROOT, "examples", "text", "language_model", "distill_language_model.py")
+SETTINGS = {  # the language-model benchmark's quick sizes (benchmarks/language_model.py)
+    "teacher_layers": 2,
+    "teacher_width": 128,
+    "teacher_epochs": 6,
+    "teacher_learning_rate": 1.5e-3,
+    "student_layers": 1,
+    "student_width": 32,
+    "max_length": 64,
+    "student_epochs": 12,
+    "student_sentences": 2400,
+    "batch_size": 32,
+    "top_k": 16,
+}
+STUDENT_VOCABULARY = 40  # characters of the student's own vocabulary (the teacher's has every one)
+GRID = {"learning_rate_grid": "1.5e-3,3e-3", "alpha_grid": "0.5", "validation_sentences": 1000}
+NAMES = {
+    "labels": "from labels",
+    "forward_kl": "distilled, forward KL",
+    "generalized_jsd": "distilled, GKD (JSD)",
+    "uld": "distilled, ULD",
+}
+
+
+def run_example(results, teacher_file, seeds, flags, extra):
+    command = [sys.executable, EXAMPLE, f"--results={results}", f"--teacher_file={teacher_file}", f"--seeds={seeds}"]
+    command += [f"--{name}={value}" for name, value in SETTINGS.items()] + list(flags) + list(extra)
+    print(" ".join(command), flush=True)
+    subprocess.run(command, check=True)
+    with open(results) as handle:
+        return json.load(handle)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0", help="student seeds (the search runs on the first)")
+    parser.add_argument(
+        "--results", default=os.path.join(ROOT, "benchmarks", "results", "language_model_vocabularies.json")
+    )
+    parser.add_argument("--page", default=PAGE, help="where the docs page goes")
+    parser.add_argument("--page_only", action="store_true", help="rewrite the page from --results")
+    parser.add_argument("--student_vocabulary", type=int, default=STUDENT_VOCABULARY)
+    parser.add_argument("--example_flags", default="", help="more flags for the example (tests: tiny sizes)")
+    args = parser.parse_args()
+    if args.page_only:
+        with open(args.results) as handle:
+            write_page(json.load(handle), args.page)
+        return
+    extra = shlex.split(args.example_flags)
+    started = time.time()
+    with tempfile.TemporaryDirectory() as folder:
+        teacher_file = os.path.join(folder, "teacher.weights.h5")  # trained by the first run, loaded after
+
+        def run(name, *flags):
+            return run_example(os.path.join(folder, f"{name}.json"), teacher_file, args.seeds, flags, extra)
+
+        spread = run("spread", "--methods=labels,forward_kl,generalized_jsd", "--top_k_tail=spread")
+        bucket = run("bucket", "--methods=forward_kl,generalized_jsd", "--top_k_tail=bucket")
+        other = run(
+            "other_vocabulary",
+            "--methods=labels,uld",
+            f"--student_vocabulary={args.student_vocabulary}",
+            *(f"--{name}={value}" for name, value in GRID.items()),
+        )
+    report = {
+        "settings": {**SETTINGS, "seeds": args.seeds, "student_vocabulary": args.student_vocabulary, **GRID},
+        "engine": spread["engine"],
+        "teacher": spread["teacher"],
+        "student": spread["student"],
+        "top_k_tail": {"spread": spread, "bucket": bucket},
+        "other_vocabulary": other,
+        "wall_seconds": round(time.time() - started, 1),
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
+    with open(args.results, "w") as handle:
+        json.dump(report, handle, indent=2)
+    print(f"wrote {args.results}")
+    write_page(report, args.page)
+
+
+def _seeds(result, method):
+    return [result["runs"][seed][method]["bits_per_token"] for seed in result["runs"]]
+
+
+def _row(name, values, base=None):
+    """A table row: mean ± sample std (one seed: no std), per seed, change against `base` per seed."""
+    mean = float(np.mean(values))
+    spread = f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""
+    per_seed = ", ".join(f"{v:.3f}" for v in values)
+    change = ""
+    if base is not None:
+        changes = [100 * (v / b - 1) for v, b in zip(values, base)]
+        change = (
+            f"{100 * (mean / float(np.mean(base)) - 1):+.1f} % (per seed {', '.join(f'{c:+.1f}' for c in changes)})"
+        )
+    return f"| {name} | {mean:.3f}{spread} | {per_seed} | {change} |"
+
+
+def write_page(report, page=PAGE):
+    """The page from the report: every figure as measured."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from harness import write_doc
+
+    settings, teacher, student = report["settings"], report["teacher"], report["student"]
+    spread, bucket = report["top_k_tail"]["spread"], report["top_k_tail"]["bucket"]
+    other = report["other_vocabulary"]
+    seeds = len(spread["runs"])
+    lines = [
+        "# Language models: the top-k cache's tail, and a teacher of another vocabulary",
+        "",
+        "Generated by `KERAS_BACKEND=jax python benchmarks/language_model_vocabularies.py "
+        f"--seeds={settings['seeds']}` "
+        f"({report['engine']}; raw figures in `benchmarks/results/language_model_vocabularies.json`, "
+        f"{report['wall_seconds'] / 60:.0f} min). The language-model example at the benchmark's quick sizes: "
+        f"a character-level GPT-2-style teacher, {teacher['layers']} layers x {teacher['width']} "
+        f"({teacher['parameters']:,} parameters, {teacher['epochs']} epochs on every training sentence, "
+        f"{teacher['bits_per_token']:.3f} bits per token held out in its own vocabulary), and students of "
+        f"{student['layers']} layer x {student['width']} trained on {spread['student_sentences']:,} of the "
+        f"sentences for {student['epochs']} epochs; {seeds} seed{'s' if seeds > 1 else ''}, each seed's students "
+        "starting from the same weights with the same AdamW steps. Held-out bits per token, lower is better "
+        "(mean ± sample std over seeds).",
+        "",
+        "## The teacher's mass outside the top k: spread or one class",
+        "",
+        f"Both caches keep the teacher's top {spread['top_k_cache']['top_k']} tokens per position "
+        f"({100 * spread['top_k_cache']['dropped_mass']:.2f} % of its mass outside them on the mean). "
+        "`spread` shares the rest evenly over the other tokens; `bucket` keeps it as one class, against the "
+        "student's summed probability of every token outside the teacher's k. Settings as the example's "
+        f"defaults for both (peak rate {spread['learning_rates']['forward_kl']:g}, alpha "
+        f"{spread['alphas']['forward_kl']:g}, T {spread['temperature']:g}).",
+        "",
+        "| student | bits per token | per seed | vs from labels |",
+        "|---|---:|---|---|",
+    ]
+    labels = _seeds(spread, "labels")
+    lines.append(_row(NAMES["labels"], labels))
+    for method in ("forward_kl", "generalized_jsd"):
+        lines.append(_row(f"{NAMES[method]}, tail spread", _seeds(spread, method), labels))
+        lines.append(_row(f"{NAMES[method]}, tail bucket", _seeds(bucket, method), labels))
+    labels = _seeds(other, "labels")
+    tuning = other.get("tuning", {})
+    tried = "; ".join(
+        f"{NAMES.get(method, method)}: " + ", ".join(f"{name} {value:.3f}" for name, value in values.items())
+        for method, values in tuning.items()
+    )
+    lines += [
+        "",
+        "## A teacher of another vocabulary (ULD)",
+        "",
+        f"The student reads its own token ids: a vocabulary of {other['vocabulary']} tokens (the "
+        f"{settings['student_vocabulary']} most frequent characters numbered alphabetically, and 3 special "
+        f"tokens; other characters unknown), where the teacher's has {other['teacher_vocabulary']} (every "
+        "character, numbered by frequency). The distilled student learns from the live teacher by ULD "
+        "(the L1 distance of each position's sorted probabilities) beside its labels; both students are "
+        "scored in the student's vocabulary. Each student had the same search of its own, chosen on seed 0 by "
+        f"bits per token on {settings['validation_sentences']:,} validation sentences the students never train "
+        f"on (held-out test sentences chose nothing): {tried}.",
+        "",
+        "| student | bits per token | per seed | vs from labels |",
+        "|---|---:|---|---|",
+        _row(NAMES["labels"], labels),
+        _row(NAMES["uld"], _seeds(other, "uld"), labels),
+        "",
+    ]
+    write_doc(page, lines, echo=False)
+    print(f"wrote {os.path.relpath(page)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -23,7 +23,7 @@ import numpy as np
 
 from keras_kd import atomic
 from keras_kd.backend import ops, to_numpy
-from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, TEACHER_LOGITS_KEY, unpack
+from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, TEACHER_LOGITS_KEY, split_inputs, unpack
 
 _SAVED_PREFIX = "target_"  # the stored outputs' keys in a saved file
 _FINGERPRINT_ROWS = 4096  # rows hashed: enough to tell data sets apart, fast on large ones
@@ -393,6 +393,12 @@ def attach_teacher_cache(distiller, x, y, cache, kwargs):
     (they need the teacher to run); an `AugmentedTeacherCache` turns arrays into its own `tf.data`
     pipeline of views, and its views replace the Distiller's `augmentation`.
     """
+    student_x, teacher_x = split_inputs(x)
+    if student_x is not teacher_x:
+        raise ValueError(
+            "A teacher cache checks one set of inputs, but `x` gives each model its own ('student_inputs', "
+            "'teacher_inputs'): drop `teacher_cache` (the teacher then runs on every step)."
+        )
     if distiller.features:
         raise ValueError(
             "A teacher cache holds the teacher's outputs only, but this distiller has feature terms, "

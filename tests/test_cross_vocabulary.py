@@ -5,7 +5,7 @@ other difference refused at compile, naming what to do."""
 import numpy as np
 import pytest
 
-from keras_kd import Distiller
+from keras_kd import Distiller, TeacherCache
 from keras_kd.backend import keras, to_numpy
 from keras_kd.losses import ULDLoss, uld_loss
 from tests import reference
@@ -72,6 +72,8 @@ def test_a_student_of_another_vocabulary_learns_from_the_teacher_with_uld_on_its
     assert history["distillation_loss"][0] == pytest.approx(want, rel=1e-4)
     np.testing.assert_allclose(to_numpy(distiller.predict(x, verbose=0)), s, rtol=1e-5, atol=1e-6)
 
+    with pytest.raises(ValueError, match="drop `teacher_cache`"):
+        distiller.fit(x, y, epochs=1, verbose=0, teacher_cache=TeacherCache.build(teacher, teacher_x))
     distiller.compile(optimizer=keras.optimizers.Adam(0.05), distillation_loss_fn="uld", alpha=0.0, temperature=2.0)
     history = distiller.fit(x, y, sample_weight=student_padding, epochs=15, batch_size=8, verbose=0).history
     after = reference.real_token_mean(reference.uld(t[:, :5], to_numpy(student(student_x)), 2.0), real)

@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from keras_kd.inputs import unpack
+from keras_kd.inputs import split_inputs, unpack
 from keras_kd.teacher_cache import TeacherCache
 
 DEFAULT_MAX_BYTES = 1 << 30
@@ -60,6 +60,9 @@ def why_live(distiller, x, callbacks):
     """Why the teacher must run on every step for this `fit`, or None when its outputs can be kept."""
     from keras_kd.callbacks import SnapshotTeacher
 
+    student_x, teacher_x = split_inputs(unpack(x)[0])
+    if student_x is not teacher_x:
+        return "each model reads inputs of its own"
     if not _is_arrays(x) or unpack(x)[1] is not None:
         return "the data is not in memory as arrays"
     if distiller.augmentation is not None:
@@ -92,7 +95,7 @@ def keep_teacher_outputs(distiller, x, kwargs, max_bytes=None):
     needed = _logit_bytes(distiller.teacher, x)
     validation = kwargs.get("validation_data")
     validation_x = validation[0] if isinstance(validation, (tuple, list)) and validation else None
-    if validation_x is not None and _is_arrays(validation_x):
+    if validation_x is not None and _is_arrays(validation_x) and split_inputs(validation_x)[0] is validation_x:
         needed += _logit_bytes(distiller.teacher, validation_x)
     else:
         validation_x = None

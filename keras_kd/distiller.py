@@ -304,6 +304,8 @@ class Distiller(EngineSteps, keras.Model):
         elif y_pred is None or self._student_features is not None or (training and self.augmentation is not None):
             # cached views (an augmented teacher cache) are augmented already
             y_pred, x, student_features = self._student_pass(x, training, augment=cached_logits is None)
+        bucket = isinstance(cached_logits, dict) and cached_logits["tail"] == "bucket"
+        self._check_what_is_compared(own_inputs, bucket, tokens.is_sequence(y_pred))
         sample_weight, mask = tokens.token_weights(x, y, y_pred, sample_weight)  # sequences: a weight per token
         # `distilled`: the student's logits as the loss compares them (a tail-bucket cache's k + 1 classes).
         teacher_logits, distilled, teacher_features = self._teacher_outputs(
@@ -317,9 +319,10 @@ class Distiller(EngineSteps, keras.Model):
         if self._shared_vocabulary:  # one tokenizer, padding rows in one model: the ids both have
             teacher_logits = teacher_logits[..., : self._shared_vocabulary]
             distilled = distilled[..., : self._shared_vocabulary]
-        # Losses that need a target class (DKD) take the teacher's top class on unlabelled rows.
+        # Losses that need a target class (DKD) take the teacher's top class on unlabelled rows
+        # (positions of two tokenizers do not line up with the student's labels: none then).
         labels = None
-        if y is not None and getattr(self.distillation_loss_fn, "needs_labels", False):
+        if y is not None and not own_inputs:
             labels = fill_missing(y, mask, fallback=ops.argmax(teacher_logits, axis=-1))
         distillation_loss = self.distillation_loss_fn(
             teacher_logits, distilled, sample_weight=distilled_weight, temperature=self._temperature, labels=labels
@@ -349,6 +352,33 @@ class Distiller(EngineSteps, keras.Model):
         for metric in self.teacher_metrics:
             metric.update_state(teacher_logits, distilled, sample_weight=distilled_weight)
         return backend.scale_loss_for_replicas(total)
+
+    def _check_what_is_compared(self, own_inputs, bucket, sequences):
+        """Refuse what would compare the wrong things without an error: before `fit` or `evaluate`
+        starts where the data say it (an error inside a step leaves JAX's variables purged), and
+        again as the step is traced (datasets)."""
+        loss = self.distillation_loss_fn
+        if own_inputs:
+            if self.features or self.augmentation is not None:
+                raise ValueError(
+                    "Each model reads inputs of its own ('student_inputs', 'teacher_inputs'): feature terms and "
+                    "augmentation need both models to read the same inputs."
+                )
+            if sequences and not getattr(loss, "across_vocabularies", False):
+                raise ValueError(
+                    f"Token ids of two tokenizers ('student_inputs', 'teacher_inputs') name different tokens, but "
+                    f"{type(loss).__name__} compares the distributions id by id: distil with "
+                    "distillation_loss_fn='uld', or give both models the same inputs."
+                )
+        if bucket:
+            if getattr(loss, "needs_labels", False) or self.teacher_metrics:
+                what = f"{type(loss).__name__}" if getattr(loss, "needs_labels", False) else "teacher metrics"
+                raise ValueError(
+                    f"{what} compare token ids over the whole vocabulary, but a top-k cache with tail='bucket' "
+                    "hands the teacher's k tokens and one class for the rest. Build the cache with "
+                    "tail='spread', or distil with a divergence (kd, forward_kl, reverse_kl, generalized_jsd, ...) "
+                    "and no teacher metrics."
+                )
 
     def _note_finite(self, total, x):
         """Record the step number in `_first_nonfinite_step` the first time the loss or a float input
@@ -422,6 +452,7 @@ class Distiller(EngineSteps, keras.Model):
         """
         x, kwargs = check_fit_arguments(self, x, y, kwargs, check_numerics, teacher_cache)
         self._check_compiled()
+        self._check_data_before_training(x, bucket=getattr(teacher_cache, "tail", None) == "bucket")
         self._new_steps_for_labels_of_another_rank(y)
         if hasattr(self.distillation_loss_fn, "on_epoch_begin"):  # a loss with a curriculum (CTKD)
             from keras_kd.callbacks import LossCurriculum
@@ -438,9 +469,14 @@ class Distiller(EngineSteps, keras.Model):
     def evaluate(self, x=None, y=None, *args, **kwargs):
         check_data(self, x, y, kwargs.get("sample_weight"))
         self._check_compiled()
+        self._check_data_before_training(x, bucket=isinstance(unpack(x)[1], dict) and unpack(x)[1]["tail"] == "bucket")
         self._new_steps_for_labels_of_another_rank(y)
         self._teacher_pass.sync(self)
         return super().evaluate(x, y, *args, **kwargs)
+
+    def _check_data_before_training(self, x, bucket):
+        student_x, teacher_x = split_inputs(unpack(x)[0]) if isinstance(x, dict) else (x, x)
+        self._check_what_is_compared(student_x is not teacher_x, bucket, tokens.is_language_model(self.student))
 
     def _new_steps_for_labels_of_another_rank(self, y):
         """Trace the steps afresh when array labels change form (class indices, one-hot rows): the loss

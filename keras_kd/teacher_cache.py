@@ -411,12 +411,14 @@ def attach_teacher_cache(distiller, x, y, cache, kwargs):
             f"`teacher_cache` must be a keras_kd.TeacherCache or AugmentedTeacherCache; received "
             f"{type(cache).__name__}."
         )
-    loss = distiller.distillation_loss_fn
-    if getattr(cache, "tail", "spread") == "bucket" and getattr(loss, "needs_labels", False):
+    from keras_kd.tokens import vocabulary_size
+
+    student_size = vocabulary_size(distiller.student)
+    cached_size = getattr(cache, "num_classes", None)
+    if None not in (cached_size, student_size) and cached_size != student_size:
         raise ValueError(
-            f"{type(loss).__name__} separates the target class among all the classes, but a top-k cache with "
-            "tail='bucket' hands the loss the teacher's k tokens and one class for the rest. Build the cache "
-            "with tail='spread', or distil with a divergence (kd, forward_kl, reverse_kl, generalized_jsd, ...)."
+            f"The top-k cache was built over {cached_size} classes but the student outputs {student_size}: its "
+            "token ids index the student's distribution. Build the cache from a teacher of the student's vocabulary."
         )
     if distiller.augmentation is not None:
         raise ValueError(

@@ -122,13 +122,15 @@ def shared_vocabulary(student, teachers, loss, print_fn=print):
 
     None when the vocabularies agree (or cannot be read) and when `loss` compares distributions
     across vocabularies (`across_vocabularies`, ULD). Sizes within `SHARED_FRACTION` of each other
-    give the smaller size, said in one line. Any other difference raises a ValueError naming both
+    give the smaller size, said in one line at each compile. Any other difference raises a ValueError naming both
     sizes and what to do. `teachers`: a list of models.
     """
     student_size = vocabulary_size(student)
     sizes = {vocabulary_size(teacher) for teacher in teachers} - {None}
     if student_size is None or not sizes or sizes == {student_size}:
         return None
+    if not all(is_language_model(model) for model in (student, *teachers)):
+        return None  # other outputs of several classes: compared class by class as they are (shapes checked there)
     if len(teachers) > 1 and len(sizes) > 1:
         raise ValueError(f"The teachers' vocabularies differ ({sorted(sizes)}): several teachers must share one.")
     teacher_size = sizes.pop()
@@ -159,14 +161,17 @@ def align_positions(teacher_logits, student_logits, weight, teacher_x):
 
     Two tokenizers cut the same text into different numbers of tokens: position i of one is
     compared with position i of the other, from the first token on, up to the shorter length, as
-    ULD's authors align them; positions where the teacher's inputs are padding weigh 0.
-    `weight`: the student's token weights `(batch, time)` or None.
+    ULD's authors align them; positions where the teacher's `padding_mask` input (keras-hub's) is
+    0 weigh 0. `weight`: the student's token weights `(batch, time)` or None.
     """
     if not (is_sequence(teacher_logits) and is_sequence(student_logits)):
         return teacher_logits, student_logits, weight
-    length = min(int(teacher_logits.shape[1]), int(student_logits.shape[1]))
-    teacher_mask = get_keras_mask(teacher_logits)
-    teacher_mask = padding_mask(teacher_x) if teacher_mask is None else teacher_mask
+    lengths = (teacher_logits.shape[1], student_logits.shape[1])
+    if None in lengths:  # a graph of batches padded to their own length
+        length = ops.minimum(ops.shape(teacher_logits)[1], ops.shape(student_logits)[1])
+    else:
+        length = min(int(value) for value in lengths)
+    teacher_mask = padding_mask(teacher_x)
     teacher_logits, student_logits = teacher_logits[:, :length], student_logits[:, :length]
     if weight is not None:
         weight = position_weight(weight, len(student_logits.shape) - 1)[:, :length]
@@ -174,6 +179,17 @@ def align_positions(teacher_logits, student_logits, weight, teacher_x):
         teacher_mask = ops.cast(teacher_mask, "float32")[:, :length]
         weight = teacher_mask if weight is None else weight * teacher_mask
     return teacher_logits, student_logits, weight
+
+
+def is_language_model(model):
+    """A keras-hub model with a backbone vocabulary, or a model of outputs `(batch, time, vocabulary)`."""
+    if getattr(getattr(model, "backbone", None), "vocabulary_size", None) is not None:
+        return True
+    try:
+        shape = model.output_shape
+    except (AttributeError, ValueError, RuntimeError):
+        return False
+    return isinstance(shape, tuple) and len(shape) == 3
 
 
 def vocabulary_size(model):

@@ -72,8 +72,11 @@ def check_outputs_compatible(teacher, student):
     teacher_shape, student_shape = _output_shape(teacher), _output_shape(student)
     if teacher_shape is None or student_shape is None:
         return
-    if len(teacher_shape) > 2 and len(student_shape) > 2:
-        return  # sequences: the vocabularies are checked against the loss at compile, positions aligned
+    if len(teacher_shape) > 2 and len(student_shape) > 2 and teacher_shape[-1] != student_shape[-1]:
+        from keras_kd.tokens import is_language_model
+
+        if is_language_model(teacher) and is_language_model(student):
+            return  # two vocabularies: checked against the loss at compile; each model may read its own ids
     if teacher_shape[1:] != student_shape[1:]:
         raise ValueError(
             f"The teacher's output shape {teacher_shape} differs from the student's "

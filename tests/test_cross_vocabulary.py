@@ -103,3 +103,36 @@ def test_other_vocabularies_are_refused_at_compile_naming_uld():
     with pytest.raises(ValueError, match="teacher_agreement"):
         distiller.compile(optimizer="adam", distillation_loss_fn="uld", metrics=["teacher_agreement"])
     distiller.compile(optimizer="adam", distillation_loss_fn="uld")
+
+
+def test_plain_array_inputs_of_two_lengths_evaluate_and_validate_by_uld_and_refuse_token_level_losses():
+    """Models of one array input each (no padding mask): a student of 7 positions and 9 tokens, a
+    teacher of 5 positions and 13 tokens. `evaluate` and `validation_data` give ULD over the first 5
+    positions (float64); the teacher's outputs are not kept for such inputs (it runs live); KD on
+    two tokenizations of one vocabulary size is refused at the first step, naming ULD."""
+
+    def model(vocabulary, length, seed, sharpness):
+        keras.utils.set_random_seed(seed)
+        ids = keras.Input((length,), dtype="int32")
+        hidden = keras.layers.Embedding(vocabulary, 8)(ids)
+        return keras.Model(ids, keras.layers.Rescaling(sharpness)(keras.layers.Dense(vocabulary)(hidden)))
+
+    rng = np.random.default_rng(2)
+    teacher, student = model(13, 5, 0, 20.0), model(9, 7, 1, 1.0)
+    x = {"student_inputs": rng.integers(0, 9, (24, 7)).astype("int32"), "teacher_inputs": rng.integers(0, 13, (24, 5))}
+    y = rng.integers(0, 9, (24, 7))
+    t, s = to_numpy(teacher(x["teacher_inputs"])), to_numpy(student(x["student_inputs"]))
+    want = reference.uld(t, s[:, :5], 1.0).mean()
+    distiller = Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.0), distillation_loss_fn="uld", alpha=0.0, temperature=1.0)
+    result = distiller.evaluate(x, y, batch_size=24, verbose=0, return_dict=True)
+    assert result["distillation_loss"] == pytest.approx(want, rel=1e-4)
+    history = distiller.fit(x, y, batch_size=24, epochs=1, verbose=0, validation_data=(x, y)).history
+    assert history["val_distillation_loss"][0] == pytest.approx(want, rel=1e-4)
+    assert history["distillation_loss"][0] == pytest.approx(want, rel=1e-4)
+
+    same_size = Distiller(student=model(13, 5, 1, 1.0), teacher=teacher)  # another tokenizer of 13 ids
+    same_size.compile(optimizer="sgd", distillation_loss_fn="kd")
+    x = {"student_inputs": x["teacher_inputs"][::-1], "teacher_inputs": x["teacher_inputs"]}
+    with pytest.raises(ValueError, match="compares the distributions id by id: distil with distillation_loss_fn='uld'"):
+        same_size.fit(x, y[:, :5], epochs=1, verbose=0)

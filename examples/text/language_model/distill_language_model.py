@@ -437,7 +437,7 @@ def main(_):
         cache = keras_kd.TopKTeacherCache.build(teacher, x_small, top_k=FLAGS.top_k, tail=FLAGS.top_k_tail)
         results["top_k_cache"] = {
             "top_k": FLAGS.top_k,
-            "tail": FLAGS.top_k_tail,
+            "tail": cache.tail,
             "dropped_mass": cache.dropped_mass,
             "kl_to_full_nats": cache.kl_to_full,
             "megabytes": cache.nbytes / 1e6,

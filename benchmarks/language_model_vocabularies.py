@@ -159,9 +159,11 @@ def write_page(report, page=PAGE):
         f"Both caches keep the teacher's top {spread['top_k_cache']['top_k']} tokens per position "
         f"({100 * spread['top_k_cache']['dropped_mass']:.2f} % of its mass outside them on the mean). "
         "`spread` shares the rest evenly over the other tokens; `bucket` keeps it as one class, against the "
-        "student's summed probability of every token outside the teacher's k. Settings as the example's "
-        f"defaults for both (peak rate {spread['learning_rates']['forward_kl']:g}, alpha "
-        f"{spread['alphas']['forward_kl']:g}, T {spread['temperature']:g}).",
+        "student's summed probability of every token outside the teacher's k. Every student of this section "
+        f"trains with the example's defaults (peak rate {spread['learning_rates']['forward_kl']:g}, alpha "
+        f"{spread['alphas']['forward_kl']:g}, T {spread['temperature']:g}) and none is searched: the comparison "
+        "is between the two tails at equal settings, and the column against the student from labels is not a "
+        "comparison with a tuned control (the search below found another rate better for that student).",
         "",
         "| student | bits per token | per seed | vs from labels |",
         "|---|---:|---|---|",

@@ -88,7 +88,8 @@ def tail_bucket_logits(probabilities, ids, student_logits):
     return teacher, ops.concatenate([kept, student_rest], axis=-1)
 
 
-def check_tail(tail):
+def _checked_tail(tail):
+    """`tail`, or a ValueError naming the forms `TAILS`."""
     if tail not in TAILS:
         raise ValueError(f"`tail` must be one of {TAILS}; received {tail!r}.")
     return tail
@@ -143,7 +144,7 @@ class TopKTeacherCache(TeacherCache):
         tail="spread",
     ):
         self.num_classes = int(num_classes)
-        self.tail = check_tail(tail)
+        self.tail = _checked_tail(tail)
         self.dropped_mass = None if dropped_mass is None else float(dropped_mass)
         self.kl_to_full = None if kl_to_full is None else float(kl_to_full)
         ids = np.asarray(ids)
@@ -182,7 +183,7 @@ class TopKTeacherCache(TeacherCache):
                 target class among all tokens). `dropped_mass` and `kl_to_full` measure the
                 even spread either way.
         """
-        check_tail(tail)
+        _checked_tail(tail)
         error = _TruncationError()
         num_classes = []
 

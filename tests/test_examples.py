@@ -391,8 +391,11 @@ def test_language_model_vocabularies_benchmark_compares_both_tails_and_uld(tmp_p
     assert set(bucket["summary"]) == {"forward_kl", "generalized_jsd"}
     other = report["other_vocabulary"]
     assert other["vocabulary"] == 11 and other["teacher_vocabulary"] > 11 and set(other["summary"]) == {"labels", "uld"}
-    assert set(other["tuning"]["labels"]) == {"rate 0.0015", "rate 0.003"}  # two settings each
-    assert set(other["tuning"]["uld"]) == {"rate 0.0015, alpha 0.5", "rate 0.003, alpha 0.5"}
+    rates = ("0.0015", "0.003", "0.006")  # three settings for every student
+    assert set(other["tuning"]["labels"]) == {f"rate {r}" for r in rates}
+    assert set(other["tuning"]["uld"]) == {f"rate {r}, alpha 0.5" for r in rates}
+    for result in (spread, bucket):
+        assert set(result["tuning"]["forward_kl"]) == {f"rate {r}, alpha 0.1" for r in rates}
     text = page.read_text()
     assert "tail bucket" in text and "## A teacher of another vocabulary (ULD)" in text
 

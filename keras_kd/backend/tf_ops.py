@@ -189,9 +189,7 @@ def scatter(indices, values, shape):
 
 
 def take_along_axis(x, indices, axis=-1):
-    if axis not in (-1, len(x.shape) - 1):
-        raise NotImplementedError("take_along_axis on tf_keras: the last axis only.")
-    return tf.gather(x, indices, batch_dims=len(x.shape) - 1)
+    return tf.experimental.numpy.take_along_axis(x, indices, axis=axis)
 
 
 def sort(x, axis=-1):

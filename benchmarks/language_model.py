@@ -75,13 +75,19 @@ QUICK = {
 }
 
 
+def run_example(results, flags):
+    """The example in a new process with `flags` (a later flag overrides an earlier one); its results file."""
+    command = [sys.executable, EXAMPLE, f"--results={results}", *flags]
+    print(" ".join(command), flush=True)
+    subprocess.run(command, check=True)
+    with open(results) as handle:
+        return json.load(handle)
+
+
 def run(settings, student_sentences, student_epochs, results, teacher_file, seeds, tuned=None, extra=()):
     """One regime: the example in a new process; `tuned` (a report with the chosen settings) skips the search;
     `extra` flags come last, so they override the others."""
     command = [
-        sys.executable,
-        EXAMPLE,
-        f"--results={results}",
         f"--student_sentences={student_sentences}",
         f"--student_epochs={student_epochs}",
         f"--teacher_file={teacher_file}",  # trained in the first regime, loaded in the second
@@ -110,11 +116,7 @@ def run(settings, student_sentences, student_epochs, results, teacher_file, seed
             "batch_size",
         )
     ]
-    command += list(extra)
-    print(" ".join(command), flush=True)
-    subprocess.run(command, check=True)
-    with open(results) as handle:
-        return json.load(handle)
+    return run_example(results, command + list(extra))
 
 
 def main():

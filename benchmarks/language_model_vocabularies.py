@@ -24,28 +24,32 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
+from language_model import QUICK, run_example  # the example's runner and sizes (this folder)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGE = os.path.join(ROOT, "docs", "language_model_vocabularies_benchmark.md")
-EXAMPLE = os.path.join(ROOT, "examples", "text", "language_model", "distill_language_model.py")
-SETTINGS = {  # the language-model benchmark's quick sizes (benchmarks/language_model.py)
-    "teacher_layers": 2,
-    "teacher_width": 128,
-    "teacher_epochs": 6,
-    "teacher_learning_rate": 1.5e-3,
-    "student_layers": 1,
-    "student_width": 32,
-    "max_length": 64,
-    "student_epochs": 12,
+# The language-model benchmark's quick sizes, its students on 2,400 sentences for its 12 epochs.
+SETTINGS = {
+    **{
+        name: QUICK[name]
+        for name in (
+            "teacher_layers",
+            "teacher_width",
+            "teacher_epochs",
+            "teacher_learning_rate",
+            "student_layers",
+            "student_width",
+            "max_length",
+            "batch_size",
+            "top_k",
+        )
+    },
+    "student_epochs": QUICK["small_epochs"],
     "student_sentences": 2400,
-    "batch_size": 32,
-    "top_k": 16,
 }
 STUDENT_VOCABULARY = 40  # characters of the student's own vocabulary (the teacher's has every one)
 GRID = {"learning_rate_grid": "1.5e-3,3e-3,6e-3", "validation_sentences": 1000}
@@ -56,15 +60,6 @@ NAMES = {
     "generalized_jsd": "distilled, GKD (JSD)",
     "uld": "distilled, ULD",
 }
-
-
-def run_example(results, teacher_file, seeds, flags, extra):
-    command = [sys.executable, EXAMPLE, f"--results={results}", f"--teacher_file={teacher_file}", f"--seeds={seeds}"]
-    command += [f"--{name}={value}" for name, value in SETTINGS.items()] + list(flags) + list(extra)
-    print(" ".join(command), flush=True)
-    subprocess.run(command, check=True)
-    with open(results) as handle:
-        return json.load(handle)
 
 
 def main():
@@ -88,7 +83,9 @@ def main():
         teacher_file = os.path.join(folder, "teacher.weights.h5")  # trained by the first run, loaded after
 
         def run(name, *flags):
-            return run_example(os.path.join(folder, f"{name}.json"), teacher_file, args.seeds, flags, extra)
+            common = [f"--teacher_file={teacher_file}", f"--seeds={args.seeds}"]
+            common += [f"--{setting}={value}" for setting, value in SETTINGS.items()]
+            return run_example(os.path.join(folder, f"{name}.json"), [*common, *flags, *extra])
 
         search = [f"--{name}={value}" for name, value in GRID.items()]
         tail_search = [*search, f"--alpha_grid={ALPHAS['top_k_tail']}"]
@@ -160,7 +157,6 @@ def _row(name, values, base=None):
 
 def write_page(report, page=PAGE):
     """The page from the report: every figure as measured."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from harness import write_doc
 
     settings, teacher, student = report["settings"], report["teacher"], report["student"]

@@ -452,7 +452,7 @@ class Distiller(EngineSteps, keras.Model):
         """
         x, kwargs = check_fit_arguments(self, x, y, kwargs, check_numerics, teacher_cache)
         self._check_compiled()
-        self._check_data_before_training(x, bucket=getattr(teacher_cache, "tail", None) == "bucket")
+        self._check_data_before_training(x, cache=teacher_cache)
         self._new_steps_for_labels_of_another_rank(y)
         if hasattr(self.distillation_loss_fn, "on_epoch_begin"):  # a loss with a curriculum (CTKD)
             from keras_kd.callbacks import LossCurriculum
@@ -469,13 +469,17 @@ class Distiller(EngineSteps, keras.Model):
     def evaluate(self, x=None, y=None, *args, **kwargs):
         check_data(self, x, y, kwargs.get("sample_weight"))
         self._check_compiled()
-        self._check_data_before_training(x, bucket=isinstance(unpack(x)[1], dict) and unpack(x)[1]["tail"] == "bucket")
+        self._check_data_before_training(x)
         self._new_steps_for_labels_of_another_rank(y)
         self._teacher_pass.sync(self)
         return super().evaluate(x, y, *args, **kwargs)
 
-    def _check_data_before_training(self, x, bucket):
-        student_x, teacher_x = split_inputs(unpack(x)[0]) if isinstance(x, dict) else (x, x)
+    def _check_data_before_training(self, x, cache=None):
+        """`_check_what_is_compared` on what the arguments show: inputs of two tokenizers, a tail bucket
+        (a cache given to `fit`, or one already packed into `x`)."""
+        inputs, packed, _ = unpack(x)
+        student_x, teacher_x = split_inputs(inputs)
+        bucket = getattr(cache, "tail", None) == "bucket" or (isinstance(packed, dict) and packed["tail"] == "bucket")
         self._check_what_is_compared(student_x is not teacher_x, bucket, tokens.is_language_model(self.student))
 
     def _new_steps_for_labels_of_another_rank(self, y):

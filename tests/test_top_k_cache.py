@@ -272,6 +272,8 @@ def test_a_tail_bucket_cache_is_saved_as_such_and_refused_where_a_loss_needs_the
     distiller.compile(optimizer="sgd", distillation_loss_fn="dkd", alpha=0.5)
     with pytest.raises(ValueError, match="tail='bucket'"):
         distiller.fit(x, y, sample_weight=weight, epochs=1, verbose=0, teacher_cache=loaded)
+    with pytest.raises(ValueError, match="tail='bucket'"):  # the cache packed into x by hand
+        distiller.evaluate(loaded.attach(x), y, sample_weight=weight, verbose=0)
     assert all(np.array_equal(a, to_numpy(b)) for a, b in zip(before, student.weights))
     distiller.compile(optimizer="sgd", alpha=0.5, metrics=["teacher_agreement"])
     with pytest.raises(ValueError, match="teacher metrics compare token ids"):

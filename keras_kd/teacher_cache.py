@@ -314,7 +314,7 @@ class TeacherCache:
         import tensorflow as tf
 
         self._check_dataset(dataset, argument)
-        targets = {key: tf.constant(values) for key, values in self.targets.items()}
+        batch_targets = self._batch_targets()
         offsets = np.concatenate([[0], np.cumsum(self.batch_sizes)[:-1]]).astype("int64")
         batches = tf.data.Dataset.from_tensor_slices((offsets, self.batch_sizes, self.batch_hashes))
         message = (
@@ -329,12 +329,19 @@ class TeacherCache:
             same = tf.debugging.assert_equal(_batch_hash(inputs), expected, message=message)
             with tf.control_dependencies([same]):
                 packed = {INPUTS_KEY: inputs}
-                packed.update({key: tf.identity(values[offset : offset + size]) for key, values in targets.items()})
+                packed.update({key: tf.identity(values) for key, values in batch_targets(offset, size).items()})
             if indices is not None:
                 packed[INDEX_KEY] = indices
             return (packed, *rest) if rest else packed
 
         return tf.data.Dataset.zip((dataset, batches)).map(pack).prefetch(tf.data.AUTOTUNE)
+
+    def _batch_targets(self):
+        """`(offset, size) -> {target key: that batch's rows}` for a dataset's pipeline (held in memory here)."""
+        import tensorflow as tf
+
+        targets = {key: tf.constant(values) for key, values in self.targets.items()}
+        return lambda offset, size: {key: values[offset : offset + size] for key, values in targets.items()}
 
     def save(self, path):
         """Write the cache to an `.npz` file (atomically: a temporary file, then a rename)."""
@@ -426,4 +433,8 @@ def attach_teacher_cache(distiller, x, y, cache, kwargs):
             "batch (function matching: the teacher must see the augmented view). Build a "
             "keras_kd.AugmentedTeacherCache (stored views, replayed), or drop `augmentation` or `teacher_cache`."
         )
+    if getattr(cache, "directory", None) is not None and not _is_dataset(x):  # a top-k cache on disk
+        from keras_kd import top_k_disk
+
+        return top_k_disk.reader_for_fit(cache, x, y, kwargs)
     return cache.attach(x, argument="x"), y, kwargs

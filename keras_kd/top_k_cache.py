@@ -28,6 +28,8 @@ References:
     Reliable Large Language Model Through Efficient Trustworthy Distillation" (top-k caching).
 """
 
+import os
+
 import numpy as np
 
 from keras_kd.backend import ops
@@ -121,6 +123,24 @@ class _TruncationError:
         return self.dropped / count, self.kl / count
 
 
+def top_k_of(logits, top_k, inputs, error):
+    """`{probabilities key: float16 (..., k), ids key: (..., k)}`: one batch's `top_k` tokens per
+    position, sorted by probability, with `error` (a `_TruncationError`) updated over real positions."""
+    logits = np.asarray(logits, "float64")
+    if not 1 <= top_k < logits.shape[-1]:
+        raise ValueError(f"top_k={top_k} must be at least 1 and below the {logits.shape[-1]} classes.")
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    # The k largest in linear time (a vocabulary of 50k per position), then sorted among themselves.
+    ids = np.argpartition(-p, top_k - 1, axis=-1)[..., :top_k]
+    ids = np.take_along_axis(ids, np.argsort(-np.take_along_axis(p, ids, axis=-1), axis=-1), axis=-1)
+    top_p = np.take_along_axis(p, ids, axis=-1)
+    mask = padding_mask(inputs)
+    weight = np.ones(p.shape[:-1]) if mask is None else np.asarray(mask, "float64").reshape(p.shape[:-1])
+    error.add(p, ids, top_p, weight)
+    return {TOP_K_PROBABILITIES_KEY: top_p.astype("float16"), TOP_K_IDS_KEY: ids}
+
+
 class TopKTeacherCache(TeacherCache):
     """The teacher's `top_k` probabilities and token ids at every position of fixed inputs.
 
@@ -142,15 +162,19 @@ class TopKTeacherCache(TeacherCache):
         dropped_mass=None,
         kl_to_full=None,
         tail="spread",
+        directory=None,
     ):
         self.num_classes = int(num_classes)
+        self.directory = directory  # the folder of a cache on disk (its arrays memory-mapped), else None
         self.tail = _checked_tail(tail)
         self.dropped_mass = None if dropped_mass is None else float(dropped_mass)
         self.kl_to_full = None if kl_to_full is None else float(kl_to_full)
-        ids = np.asarray(ids)
+        ids, probabilities = np.asanyarray(ids), np.asanyarray(probabilities)  # a memory map stays one
         targets = {
-            TOP_K_PROBABILITIES_KEY if tail == "spread" else TOP_K_WITH_TAIL_KEY: np.asarray(probabilities, "float16"),
-            TOP_K_IDS_KEY: ids.astype("uint16" if self.num_classes <= 2**16 else "int32"),
+            TOP_K_PROBABILITIES_KEY if tail == "spread" else TOP_K_WITH_TAIL_KEY: probabilities.astype(
+                "float16", copy=False
+            ),
+            TOP_K_IDS_KEY: ids.astype("uint16" if self.num_classes <= 2**16 else "int32", copy=False),
         }
         self._init_batches(targets, input_fingerprint, num_examples, batch_sizes, batch_hashes)
 
@@ -169,7 +193,7 @@ class TopKTeacherCache(TeacherCache):
         return positions * self.num_classes * 4
 
     @classmethod
-    def build(cls, teacher, x, top_k=32, batch_size=256, tail="spread"):
+    def build(cls, teacher, x, top_k=32, batch_size=256, tail="spread", directory=None, verbose="auto"):
         """Run `teacher` once over `x` in inference mode and keep its `top_k` tokens per position.
 
         Args:
@@ -182,26 +206,23 @@ class TopKTeacherCache(TeacherCache):
                 or kept as one class (`"bucket"`: every divergence, not DKD, which needs the
                 target class among all tokens). `dropped_mass` and `kl_to_full` measure the
                 even spread either way.
+            directory: `None` keeps the cache in memory; a folder writes it there batch by batch
+                as the teacher runs (`keras_kd.top_k_disk`: for a corpus whose outputs exceed
+                memory), resumes a build that was killed, and returns the cache memory-mapped.
+            verbose: the progress bar of a build to `directory` (`"auto"` or 1: shown; 0: silent).
         """
         _checked_tail(tail)
+        if directory is not None:
+            from keras_kd import top_k_disk
+
+            return cls(**top_k_disk.write(teacher, x, directory, top_k, batch_size, tail, verbose))
         error = _TruncationError()
         num_classes = []
 
         def keep_top_k(inputs, logits):
-            logits = np.asarray(logits, "float64")
-            if not 1 <= top_k < logits.shape[-1]:
-                raise ValueError(f"top_k={top_k} must be at least 1 and below the {logits.shape[-1]} classes.")
-            num_classes.append(logits.shape[-1])
-            p = np.exp(logits - logits.max(-1, keepdims=True))
-            p /= p.sum(-1, keepdims=True)
-            # The k largest in linear time (a vocabulary of 50k per position), then sorted among themselves.
-            ids = np.argpartition(-p, top_k - 1, axis=-1)[..., :top_k]
-            ids = np.take_along_axis(ids, np.argsort(-np.take_along_axis(p, ids, axis=-1), axis=-1), axis=-1)
-            top_p = np.take_along_axis(p, ids, axis=-1)
-            mask = padding_mask(inputs)
-            weight = np.ones(p.shape[:-1]) if mask is None else np.asarray(mask, "float64").reshape(p.shape[:-1])
-            error.add(p, ids, top_p, weight)
-            return {TOP_K_PROBABILITIES_KEY: top_p.astype("float16"), TOP_K_IDS_KEY: ids}
+            top = top_k_of(logits, top_k, inputs, error)
+            num_classes.append(np.shape(logits)[-1])
+            return top
 
         stored, fingerprint, num_examples, batches = _collect(_teacher_batches(teacher, x, batch_size), keep_top_k)
         dropped_mass, kl_to_full = error.means
@@ -228,6 +249,23 @@ class TopKTeacherCache(TeacherCache):
             settings["setting_dropped_mass"] = np.array(self.dropped_mass)
             settings["setting_kl_to_full"] = np.array(self.kl_to_full)
         return settings
+
+    @classmethod
+    def load(cls, path):
+        """A cache saved with `save` (an `.npz` file), or built to a folder (`build(..., directory=...)`:
+        loaded memory-mapped)."""
+        if os.path.isdir(path):
+            from keras_kd import top_k_disk
+
+            return cls(**top_k_disk.read(path))
+        return super().load(path)
+
+    def _batch_targets(self):
+        if self.directory is None:
+            return super()._batch_targets()
+        from keras_kd import top_k_disk
+
+        return top_k_disk.dataset_targets(self)
 
     @classmethod
     def _from_saved(cls, targets, input_fingerprint, num_examples, batches, settings):

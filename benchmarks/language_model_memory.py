@@ -108,7 +108,9 @@ def measure(form, folder, examples, settings):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "results", "language_model_memory.json"))
+    parser.add_argument("--page", default=PAGE)
     parser.add_argument("--page_only", action="store_true", help="rewrite the page from the results file")
+    parser.add_argument("--examples", default=",".join(map(str, SETTINGS["examples"])), help="corpus sizes")
     parser.add_argument("--measure", nargs=3, metavar=("FORM", "FOLDER", "EXAMPLES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -117,32 +119,33 @@ def main():
         return
     if args.page_only:
         with open(args.results) as handle:
-            write_page(json.load(handle))
+            write_page(json.load(handle), args.page)
         return
-    write_page(run(args.results))
+    settings = {**SETTINGS, "examples": [int(count) for count in args.examples.split(",")]}
+    write_page(run(args.results, settings), args.page)
 
 
-def run(results_path):
-    from harness import environment
+def run(results_path, settings):
+    import keras_kd
     from keras_kd import TopKTeacherCache
 
     started = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        for examples in SETTINGS["examples"]:
+        for examples in settings["examples"]:
             folder = os.path.join(scratch, f"cache_{examples}")
             build_start = time.perf_counter()
             cache = TopKTeacherCache.build(
-                language_model(32, 0, SETTINGS),
-                corpus(examples, SETTINGS),
-                top_k=SETTINGS["top_k"],
-                batch_size=SETTINGS["batch_size"],
+                language_model(32, 0, settings),
+                corpus(examples, settings),
+                top_k=settings["top_k"],
+                batch_size=settings["batch_size"],
                 directory=folder,
                 verbose=0,
             )
             row = {
                 "examples": examples,
-                "tokens": examples * SETTINGS["length"],
+                "tokens": examples * settings["length"],
                 "cache_bytes": cache.nbytes,
                 "full_logits_bytes": cache.full_logits_nbytes,
                 "build_seconds": time.perf_counter() - build_start,
@@ -154,8 +157,8 @@ def run(results_path):
                 print(examples, form, row[form], flush=True)
             rows.append(row)
     report = {
-        "settings": SETTINGS,
-        "engine": environment()["engine"],
+        "settings": settings,
+        "engine": keras_kd.ENGINE_DESCRIPTION,
         "rows": rows,
         "wall_seconds": time.perf_counter() - started,
     }

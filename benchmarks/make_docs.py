@@ -26,6 +26,7 @@ PAGES = [
     ("Where distillation pays", "docs/when_distillation_pays.md"),
     ("Language models", "docs/language_model_benchmark.md"),
     ("Language models: the top-k tail and another vocabulary", "docs/language_model_vocabularies_benchmark.md"),
+    ("Language models: the memory distillation holds", "docs/language_model_memory_benchmark.md"),
 ]
 EXAMPLES = [
     (

@@ -407,6 +407,27 @@ def test_language_model_vocabularies_benchmark_compares_both_tails_and_uld(tmp_p
         assert f"| distilled, forward KL, tail {tail} | {mean:.3f} |" in text
 
 
+def test_language_model_memory_benchmark_measures_both_forms_and_writes_its_page(tmp_path):
+    results, page = tmp_path / "memory.json", tmp_path / "memory.md"
+    run_script(
+        "benchmarks/language_model_memory.py",
+        "--examples=300,600",
+        f"--results={results}",
+        f"--page={page}",
+        cwd=tmp_path,
+    )
+    report = json.loads(results.read_text())
+    assert [row["examples"] for row in report["rows"]] == [300, 600]
+    for row in report["rows"]:
+        # k 16 float16 probabilities and uint16 ids per token; the same student on the same batches either way.
+        assert row["cache_bytes"] == row["tokens"] * 16 * 4
+        assert row["in memory"]["loss"] == pytest.approx(row["on disk"]["loss"], rel=1e-3)
+        assert row["in memory"]["peak_above_start_bytes"] > 0 and row["on disk"]["peak_above_start_bytes"] > 0
+        held = row["on disk"]["peak_above_start_bytes"] / 2**20
+        assert f"| {row['examples']:,} | {row['tokens']:,} |" in page.read_text()
+        assert f"| {held:,.0f} MiB |" in page.read_text()
+
+
 @NEEDS_KERAS_HUB
 def test_language_model_benchmark_runs_both_regimes_and_writes_its_page(tmp_path):
     results, page = tmp_path / "lm.json", tmp_path / "lm.md"

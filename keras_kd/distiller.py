@@ -496,6 +496,11 @@ class Distiller(EngineSteps, keras.Model):
         if self.distillation_loss_fn is None:
             raise RuntimeError("Call `distiller.compile(...)` before `fit` or `evaluate`.")
 
+    def _track_variables(self):
+        # The torch backend's parameter registration (Keras's TorchLayer), keyed so that a teacher and a
+        # student with the same variable paths both stay registered (`backend.track_torch_variables`).
+        backend.track_torch_variables(self)
+
     # Serialization (keras_kd/saving.py) -------------------------------------------------
     def get_config(self):
         return {**super().get_config(), **saving.distiller_config(self)}

@@ -17,6 +17,8 @@ position of *given* text. Two further ways to use a language-model teacher:
 
 Both take keras-hub's preprocessed inputs `{"token_ids", "padding_mask"}` and build the
 next-token data `(x, y, sample_weight)` that `Distiller.fit` takes for causal language models.
+For translation models (keras-hub's `Seq2SeqLM`, BART), `teacher_translations` builds the
+sequence-level data from the teacher's translations of source sentences (Kim and Rush's setting).
 """
 
 import numpy as np
@@ -38,6 +40,28 @@ def prompts_of(x, prompt_length):
     return {"token_ids": np.where(keep, x["token_ids"], 0).astype("int32"), "padding_mask": keep.astype("int32")}
 
 
+def _generated(model, inputs, sampler, stop_token_ids, batch_size):
+    """`model.generate` over `inputs` (a dict of arrays) in batches, with `sampler` for the call; the
+    output dict's arrays concatenated, as NumPy."""
+    previous = getattr(model, "sampler", None), getattr(model, "generate_function", None)
+    if sampler is not None:
+        import keras_hub
+
+        model.sampler = keras_hub.samplers.get(sampler) if isinstance(sampler, (str, dict)) else sampler
+        model.generate_function = None  # rebuilt with this sampler
+    try:
+        parts = []
+        rows = len(next(iter(inputs.values())))
+        for start in range(0, rows, batch_size):
+            part = {key: np.asarray(value[start : start + batch_size]) for key, value in inputs.items()}
+            out = model.generate(part, stop_token_ids=None if stop_token_ids is None else tuple(stop_token_ids))
+            parts.append({key: to_numpy(value) for key, value in out.items()})
+    finally:
+        if sampler is not None:
+            model.sampler, model.generate_function = previous
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
 def generate_token_ids(model, prompts, sampler=None, stop_token_ids=None, batch_size=64):
     """`(token_ids, padding_mask)`: `model`'s continuations of `prompts` to the prompts' full width.
 
@@ -50,23 +74,8 @@ def generate_token_ids(model, prompts, sampler=None, stop_token_ids=None, batch_
         stop_token_ids: token ids that end a sequence (its mask stops there), or None.
         batch_size: sequences generated at once.
     """
-    previous = getattr(model, "sampler", None), getattr(model, "generate_function", None)
-    if sampler is not None:
-        import keras_hub
-
-        model.sampler = keras_hub.samplers.get(sampler) if isinstance(sampler, (str, dict)) else sampler
-        model.generate_function = None  # rebuilt with this sampler
-    try:
-        ids, masks = [], []
-        for start in range(0, len(prompts["token_ids"]), batch_size):
-            part = {key: np.asarray(value[start : start + batch_size]) for key, value in prompts.items()}
-            out = model.generate(part, stop_token_ids=None if stop_token_ids is None else tuple(stop_token_ids))
-            ids.append(to_numpy(out["token_ids"]))
-            masks.append(to_numpy(out["padding_mask"]))
-    finally:
-        if sampler is not None:
-            model.sampler, model.generate_function = previous
-    return np.concatenate(ids), np.concatenate(masks)
+    out = _generated(model, prompts, sampler, stop_token_ids, batch_size)
+    return out["token_ids"], out["padding_mask"]
 
 
 def teacher_transfer_set(teacher, prompts, sampler="top_k", stop_token_ids=None, batch_size=64):
@@ -158,3 +167,56 @@ class OnPolicySequences(_PyDataset):
             x[key][rows] = gen_x[key]
         y[rows], weight[rows] = gen_y, gen_weight
         self._epoch_data = (x, y, weight)
+
+
+# Translation: keras-hub sequence-to-sequence models (BART) -------------------------------------
+
+
+def translation_data(sources, target_token_ids, target_padding_mask):
+    """`(x, y, sample_weight)` for a keras-hub `Seq2SeqLM` (BART) from whole target sequences.
+
+    The decoder reads each target but its last token (its first is the start token) and learns the
+    next one: `x` is keras-hub's `{"encoder_token_ids", "encoder_padding_mask", "decoder_token_ids",
+    "decoder_padding_mask"}`, `y` the next tokens, `sample_weight` 1 on real ones.
+
+    Args:
+        sources: `{"encoder_token_ids", "encoder_padding_mask"}` (batch, source length).
+        target_token_ids, target_padding_mask: (batch, target length), start token first.
+    """
+    ids, mask = np.asarray(target_token_ids), np.asarray(target_padding_mask)
+    x = {
+        "encoder_token_ids": np.asarray(sources["encoder_token_ids"]).astype("int32"),
+        "encoder_padding_mask": np.asarray(sources["encoder_padding_mask"]).astype("int32"),
+        "decoder_token_ids": ids[:, :-1].astype("int32"),
+        "decoder_padding_mask": mask[:, :-1].astype("int32"),
+    }
+    return x, ids[:, 1:].astype("int64"), mask[:, 1:].astype("float32")
+
+
+def teacher_translations(
+    teacher, sources, target_length, start_token_id, stop_token_ids=None, sampler="greedy", batch_size=64
+):
+    """Sequence-level distillation for translation (Kim and Rush 2016): the teacher's translations of
+    `sources` as the student's training data (`translation_data`), labelled with the teacher's tokens.
+
+    Args:
+        teacher: a keras-hub `Seq2SeqLM` (`BartSeq2SeqLM`), its preprocessor detached or not used.
+        sources: `{"encoder_token_ids", "encoder_padding_mask"}`, the sentences to translate.
+        target_length: tokens of each translation, the start token included.
+        start_token_id: the decoder's first token (BART's `<s>`).
+        stop_token_ids: token ids that end a translation (BART's `</s>`); the mask stops after it.
+        sampler: a keras-hub sampler or its name; Kim and Rush's is a beam search
+            (`keras_hub.samplers.BeamSampler(num_beams=5)`), `"greedy"` the cheap one.
+        batch_size: sentences translated at once.
+    """
+    rows = len(sources["encoder_token_ids"])
+    start = np.zeros((rows, target_length), "int32")
+    start[:, 0] = start_token_id
+    prompts = {
+        "encoder_token_ids": np.asarray(sources["encoder_token_ids"]),
+        "encoder_padding_mask": np.asarray(sources["encoder_padding_mask"]),
+        "decoder_token_ids": start,
+        "decoder_padding_mask": (np.arange(target_length)[None, :] == 0).repeat(rows, axis=0).astype("int32"),
+    }
+    out = _generated(teacher, prompts, sampler, stop_token_ids, batch_size)
+    return translation_data(sources, out["decoder_token_ids"], out["decoder_padding_mask"])

@@ -161,6 +161,26 @@ def untrack(model, value, kept=None):
         tracker.untrack(value)
 
 
+def track_torch_variables(layer):
+    """Register every variable of `layer` with torch, each under its own key (torch backend).
+
+    Keras's torch layer keys its `torch.nn.ParameterDict` by variable path, so a teacher and a
+    student of one family (two keras-hub BARTs: both `token_embedding/embeddings`) collide and one
+    model's variables drop out of `parameters()`; the trainer's `zero_grad()` then never clears the
+    student's gradients, and every step adds the previous steps' gradients to its own.
+    """
+    import torch
+
+    parameters = {}
+    for variable in layer.variables:
+        key, copy = variable.path, 1
+        while key in parameters:
+            copy += 1
+            key = f"{variable.path}#{copy}"
+        parameters[key] = variable.value
+    layer._torch_params = torch.nn.ParameterDict(parameters)
+
+
 def scalar_variable(value, name):
     """A non-trainable float32 scalar that steps read without retracing (alpha, temperature)."""
     if IS_TF_KERAS:

@@ -5,7 +5,7 @@ on every backend (TensorFlow, JAX, PyTorch); what tf_keras alone needs is the
 `EngineSteps` mixin of `keras_kd.backend`, empty on Keras 3.
 """
 
-from keras_kd import backend, keras_compat, saving, tokens
+from keras_kd import backend, chunked_loss, keras_compat, saving, tokens
 from keras_kd import losses as kd_losses
 from keras_kd import recipes as kd_recipes
 from keras_kd.backend import EngineSteps, keras, ops, register_serializable
@@ -108,6 +108,7 @@ class Distiller(EngineSteps, keras.Model):
         self.student_loss_fn = self.distillation_loss_fn = self.augmentation = None
         self._loss_layer = None  # a loss's own trained weights (CTKD's temperature)
         self._shared_vocabulary = None  # set by compile: `tokens.shared_vocabulary`
+        self._loss_chunk_size = None  # set by compile: positions per chunk of the student's logits
         self._saved_compile_config = None
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
@@ -200,6 +201,7 @@ class Distiller(EngineSteps, keras.Model):
         temperature=None,
         augmentation=None,
         recipe=None,
+        loss_chunk_size=None,
         **kwargs,
     ):
         """Configure training, with the arguments of the Keras distillation example.
@@ -223,6 +225,10 @@ class Distiller(EngineSteps, keras.Model):
                 Default "hinton" (alpha 0.5, T `keras_kd.recipes.DEFAULT_TEMPERATURE`). "teacher_assistant"
                 needs a third model and is refused here with the two steps that do it (the command line
                 trains it).
+            loss_chunk_size: for a keras-hub causal LM student, the positions whose logits a training
+                step computes at once (`keras_kd.chunked_loss`): the step never holds the student's
+                `(batch, time, vocabulary)` logits, and its losses equal the whole-sequence ones.
+                None (default): the whole sequence at once.
             **kwargs: passed on to `keras.Model.compile` (e.g. `jit_compile`, `steps_per_execution`).
 
         Raises:
@@ -267,6 +273,8 @@ class Distiller(EngineSteps, keras.Model):
         for metric in self.teacher_metrics:
             backend.untrack(self, metric)
         self.teacher_metrics = teacher_metrics  # agreement with the teacher: updated in `compute_loss`
+        chunked_loss.check_supported(self, loss_chunk_size, metrics)
+        self._loss_chunk_size = loss_chunk_size
         super().compile(optimizer=optimizer, metrics=label_metrics, **kwargs)
 
     def call(self, inputs, training=None, augment=True):
@@ -275,6 +283,8 @@ class Distiller(EngineSteps, keras.Model):
         forward pass a step, so BatchNorm statistics update once, on the augmented view."""
         x, cached_logits, _ = unpack(inputs)
         x = split_inputs(x)[0]
+        if training and self._loss_chunk_size:  # the logits come chunk by chunk in `compute_loss`
+            return {"hidden": self.student.backbone(x, training=training), "inputs": x}
         if not (training and (self.augmentation is not None or self._student_features is not None)):
             return self.student(x, training=training)
         logits, x, features = self._student_pass(x, training, augment and cached_logits is None)
@@ -298,6 +308,15 @@ class Distiller(EngineSteps, keras.Model):
         x, cached_logits, indices = unpack(x)
         x, teacher_x = split_inputs(x)
         own_inputs = teacher_x is not x  # each model its own inputs (two tokenizers)
+        if isinstance(y_pred, dict) and "hidden" in y_pred:  # `compile(loss_chunk_size=...)`'s training pass
+            if own_inputs:
+                raise ValueError("loss_chunk_size compares the models token by token: give both the same inputs.")
+            student_loss, distillation_loss = chunked_loss.losses(
+                self, x, y, y_pred["hidden"], sample_weight, cached_logits, teacher_x
+            )
+            if student_loss is None:
+                student_loss = self._label_loss(y, None, None, None, like=distillation_loss)
+            return self._total(student_loss, distillation_loss, ops.zeros((), "float32"), x, y_pred["hidden"], training)
         student_features = []
         if isinstance(y_pred, dict):  # `call`'s training pass
             y_pred, x, student_features = y_pred["logits"], y_pred["inputs"], y_pred["features"]
@@ -328,13 +347,21 @@ class Distiller(EngineSteps, keras.Model):
             teacher_logits, distilled, sample_weight=distilled_weight, temperature=self._temperature, labels=labels
         )
         student_loss = self._label_loss(y, y_pred, mask, sample_weight, like=distillation_loss)
-        alpha = ops.cast(self._alpha, "float32")
         batch_size = ops.shape(y_pred)[0]
         feature_total = ops.zeros((), dtype="float32")
         for term, tracker, t, s in zip(self.features, self.feature_loss_trackers, teacher_features, student_features):
             value = term.call(t, s, indices=indices, sample_weight=sample_weight, training=training)
             tracker.update_state(value, sample_weight=batch_size)
             feature_total = feature_total + term.weight * ops.cast(value, "float32")
+        for metric in self.teacher_metrics:
+            metric.update_state(teacher_logits, distilled, sample_weight=distilled_weight)
+        return self._total(student_loss, distillation_loss, feature_total, x, y_pred, training)
+
+    def _total(self, student_loss, distillation_loss, feature_total, x, y_pred, training):
+        """`alpha * student loss + (1 - alpha) * distillation loss` (+ feature terms, the student's
+        regularization), each term's tracker updated; scaled for the replicas of a strategy."""
+        alpha = ops.cast(self._alpha, "float32")
+        batch_size = ops.shape(y_pred)[0]
         if self._keras_arguments is not None:  # Keras's Distiller: feature terms inside the (1 - w) part
             distillation_loss = distillation_loss + feature_total
             total = alpha * student_loss + (1.0 - alpha) * distillation_loss
@@ -349,8 +376,6 @@ class Distiller(EngineSteps, keras.Model):
         self.total_loss_tracker.update_state(total, sample_weight=batch_size)
         if training:
             self._note_finite(total, x)
-        for metric in self.teacher_metrics:
-            metric.update_state(teacher_logits, distilled, sample_weight=distilled_weight)
         return backend.scale_loss_for_replicas(total)
 
     def _check_what_is_compared(self, own_inputs, bucket, sequences):
@@ -422,6 +447,8 @@ class Distiller(EngineSteps, keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Keras's metrics on labelled rows only; unlabelled data reports the loss terms alone."""
         if y is None:
+            return self.get_metrics_result()
+        if isinstance(y_pred, dict) and "hidden" in y_pred:  # the chunked step: no whole logits, no metrics
             return self.get_metrics_result()
         y_pred = y_pred["logits"] if isinstance(y_pred, dict) else y_pred  # `call`'s training pass
         sample_weight, mask = tokens.token_weights(split_inputs(unpack(x)[0])[0], y, y_pred, sample_weight)

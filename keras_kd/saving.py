@@ -103,6 +103,7 @@ def compile_config(distiller):
         "alpha": distiller.alpha,
         "temperature": distiller.temperature,
         "augmentation": keras.layers.serialize(augmentation) if augmentation is not None else None,
+        "loss_chunk_size": distiller._loss_chunk_size,
     }
 
 
@@ -118,6 +119,7 @@ def compile_arguments(config):
         "alpha": config["alpha"],
         "temperature": config["temperature"],
         "augmentation": keras.layers.deserialize(augmentation) if augmentation is not None else False,
+        "loss_chunk_size": config.get("loss_chunk_size"),
     }
 
 

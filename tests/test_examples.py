@@ -407,11 +407,13 @@ def test_language_model_vocabularies_benchmark_compares_both_tails_and_uld(tmp_p
         assert f"| distilled, forward KL, tail {tail} | {mean:.3f} |" in text
 
 
+@NEEDS_KERAS_HUB
 def test_language_model_memory_benchmark_measures_both_forms_and_writes_its_page(tmp_path):
     results, page = tmp_path / "memory.json", tmp_path / "memory.md"
     run_script(
         "benchmarks/language_model_memory.py",
         "--examples=300,600",
+        "--step_vocabulary=97",
         f"--results={results}",
         f"--page={page}",
         cwd=tmp_path,
@@ -426,6 +428,13 @@ def test_language_model_memory_benchmark_measures_both_forms_and_writes_its_page
         held = row["on disk"]["peak_above_start_bytes"] / 2**20
         assert f"| {row['examples']:,} | {row['tokens']:,} |" in page.read_text()
         assert f"| {held:,.0f} MiB |" in page.read_text()
+    step = report["step"]
+    assert step["settings"]["vocabulary"] == 97 and [row["chunk"] for row in step["rows"]] == [None, 64, 32]
+    whole = step["rows"][0]
+    for row in step["rows"][1:]:  # the chunked steps: the whole sequence's losses and gradient
+        assert row["distillation_loss"] == pytest.approx(whole["distillation_loss"], rel=1e-4)
+        assert row["largest_weight_difference"] <= 1e-4 * row["largest_gradient"]
+        assert f"| {row['chunk']} | " in page.read_text()
 
 
 @NEEDS_KERAS_HUB

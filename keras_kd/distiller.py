@@ -311,6 +311,8 @@ class Distiller(EngineSteps, keras.Model):
         if isinstance(y_pred, dict) and "hidden" in y_pred:  # `compile(loss_chunk_size=...)`'s training pass
             if own_inputs:
                 raise ValueError("loss_chunk_size compares the models token by token: give both the same inputs.")
+            bucket = isinstance(cached_logits, dict) and cached_logits["tail"] == "bucket"
+            self._check_what_is_compared(False, bucket, True)
             student_loss, distillation_loss = chunked_loss.losses(
                 self, x, y, y_pred["hidden"], sample_weight, cached_logits, teacher_x
             )

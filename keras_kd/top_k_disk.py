@@ -14,8 +14,8 @@ after each batch, so that:
   same fingerprint as an in-memory cache, and `fit` reads it batch by batch in file order
   (`reader_for_fit`), with the inputs, through `tf.data`.
 
-A folder that holds anything else, or a cache of other settings or other data, is refused: nothing
-of the user's is overwritten.
+A folder that holds anything else, or a cache of other settings, other data or another teacher
+(a hash of its weights), is refused: nothing of the user's is overwritten.
 
 Layout:
     cache.json          settings, progress (examples and batches written) and the inputs' fingerprint
@@ -48,6 +48,19 @@ def _dataset_tools():
 
 def _ids_dtype(num_classes):
     return "uint16" if num_classes <= 2**16 else "int32"
+
+
+def teacher_fingerprint(model):
+    """A short hash of the teacher's weights (shapes and a strided sample of each one's values), so that a
+    folder is resumed or reused for the teacher that began it only, not one retrained since."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    for weight in model.weights:
+        values = np.asarray(to_numpy(weight)).reshape(-1)
+        digest.update(repr((weight.shape, str(values.dtype))).encode())
+        digest.update(np.ascontiguousarray(values[:: max(1, len(values) // 4096)]).tobytes())
+    return digest.hexdigest()
 
 
 def _teacher_logits(model, inputs):
@@ -150,7 +163,7 @@ def write(teacher, x, directory, top_k, batch_size, tail, verbose="auto"):
     from_dataset = tools._is_dataset(x)
     if from_dataset:
         tools._check_finite(x, "x")
-        settings = {"top_k": int(top_k), "tail": tail, "source": "dataset"}
+        settings = {"top_k": int(top_k), "tail": tail, "source": "dataset", "teacher": teacher_fingerprint(model)}
         total = int(x.cardinality()) if int(x.cardinality()) >= 0 else None
     else:
         if tools._num_rows(x) == 0:
@@ -159,6 +172,7 @@ def write(teacher, x, directory, top_k, batch_size, tail, verbose="auto"):
             "top_k": int(top_k),
             "tail": tail,
             "source": "arrays",
+            "teacher": teacher_fingerprint(model),
             "input_fingerprint": tools.fingerprint(x),
             "num_examples": tools._num_rows(x),
         }
@@ -168,8 +182,8 @@ def write(teacher, x, directory, top_k, batch_size, tail, verbose="auto"):
     if not state["complete"]:
         error = _TruncationError()
         error.positions, error.dropped, error.kl = (state["error_sums"][key] for key in ("positions", "dropped", "kl"))
+        _cut_to_recorded(progress, _row_nbytes(state))  # to 0 bytes if the first batch was never recorded
         if state["examples"]:
-            _cut_to_recorded(progress, _row_nbytes(state))
             print(
                 f"Resuming the top-k cache in {directory}: {state['examples']:,} examples "
                 f"({state['batches']:,} batches) were written before; the teacher runs on the rest."
@@ -214,6 +228,11 @@ def _check_shape(state, outputs, num_classes, record):
         state["num_classes"] = int(num_classes)
         if record is not None:
             state["batch_record"] = len(record)
+    elif state["num_classes"] != int(num_classes):
+        raise ValueError(
+            f"The teacher outputs {int(num_classes)} classes, but the cache in progress holds a teacher's top-k "
+            f"over {state['num_classes']}: resume with the teacher it was begun with."
+        )
     elif state["example_shape"] != shape:
         raise ValueError(
             f"The teacher's outputs differ in shape from batch to batch ({state['example_shape']} then {shape}: "
@@ -262,7 +281,10 @@ def _batch_records(directory, state):
 
 
 def _row_nbytes(state):
-    positions = int(np.prod(state.get("example_shape", [0])))
+    """Bytes of one example in each file (0 before the first batch is recorded)."""
+    if "example_shape" not in state:
+        return {"probabilities": 0, "ids": 0}
+    positions = int(np.prod(state["example_shape"]))
     k = state["top_k"]
     ids_bytes = np.dtype(_ids_dtype(state["num_classes"])).itemsize
     return {"probabilities": positions * k * 2, "ids": positions * k * ids_bytes}
@@ -279,6 +301,14 @@ def read(directory):
             f"The top-k cache in {directory} is incomplete ({state['examples']:,} examples written): call "
             "TopKTeacherCache.build(teacher, x, directory=...) again with the same arguments to resume it."
         )
+    sizes = _row_nbytes(state)
+    for name, row_bytes in sizes.items():
+        found = os.path.getsize(os.path.join(directory, _FILES[name]))
+        if found != state["examples"] * row_bytes:
+            raise ValueError(
+                f"{_FILES[name]} in {directory} holds {found:,} bytes where its {state['examples']:,} examples take "
+                f"{state['examples'] * row_bytes:,}: the cache was changed after it was built. Rebuild it."
+            )
     shape = (state["examples"], *state["example_shape"], state["top_k"])
     arrays = {
         name: np.memmap(os.path.join(directory, _FILES[name]), dtype=dtype, mode="r", shape=shape)

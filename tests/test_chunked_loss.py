@@ -49,14 +49,16 @@ def batch(count=10, seed=0):
     return {"token_ids": ids, "padding_mask": mask}, labels, mask.astype("float32")
 
 
-def one_step(chunk, cache=None, loss="kd", learning_rate=1.0):
-    """The logged losses of one SGD step on one batch, and the student's weights after it."""
+def one_step(chunk, cache=False, loss="kd", learning_rate=1.0, label_loss=None):
+    """The logged losses of one SGD step on one batch, and the student's weights after it (`cache=False`:
+    the live teacher, whose logits the chunked step computes chunk by chunk from its hidden states)."""
     x, y, weight = batch()
     student, teacher = gpt2(8, seed=1), gpt2(16, seed=2)
     distiller = Distiller(student=student, teacher=teacher)
     distiller.compile(
         optimizer=keras.optimizers.SGD(learning_rate),
         distillation_loss_fn=loss,
+        student_loss_fn=label_loss,
         alpha=0.3,
         temperature=2.0,
         loss_chunk_size=chunk,
@@ -77,6 +79,13 @@ def test_chunks_of_positions_train_as_the_whole_sequence(loss):
         assert chunked[key][0] == pytest.approx(whole[key][0], rel=1e-4), key  # float32 sums in another order
     for ours, theirs in zip(chunked_weights, whole_weights):  # equal steps from equal weights: equal gradients
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_a_label_loss_summed_over_tokens_stays_a_sum():
+    summed = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+    whole, _ = one_step(None, label_loss=summed, learning_rate=0.0)
+    chunked, _ = one_step(5, label_loss=summed, learning_rate=0.0)
+    assert chunked["student_loss"][0] == pytest.approx(whole["student_loss"][0], rel=1e-4)
 
 
 def test_a_top_k_cache_with_a_tail_bucket_is_rebuilt_chunk_by_chunk():

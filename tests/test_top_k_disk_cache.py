@@ -86,7 +86,8 @@ def test_fit_reads_each_batch_with_its_own_rows_of_the_file(tmp_path):
     # the order, and would move if a batch's cached rows were not its own.
     still_memory, _ = fitted(teacher, x, y, weight, memory, shuffle=False, learning_rate=0.0)
     still_disk, _ = fitted(teacher, x, y, weight, disk, shuffle=True, learning_rate=0.0)
-    np.testing.assert_allclose(still_disk["distillation_loss"], still_memory["distillation_loss"], rtol=1e-5)
+    for key in ("distillation_loss", "student_loss"):  # targets, labels and weights read at each batch's rows
+        np.testing.assert_allclose(still_disk[key], still_memory[key], rtol=1e-5)
 
 
 def test_a_dataset_built_on_disk_trains_as_in_memory_and_a_changed_order_is_refused(tmp_path):
@@ -130,7 +131,7 @@ write_record = top_k_disk._Progress.record
 
 def record_then_die(progress):
     records.append(progress.state["batches"])
-    if progress.state["batches"] == 3:  # batch 3's outputs are on disk, its record is not
+    if progress.state["batches"] == int(sys.argv[4]):  # that batch's outputs are on disk, its record is not
         os.kill(os.getpid(), signal.SIGKILL)
     write_record(progress)
 
@@ -140,7 +141,10 @@ TopKTeacherCache.build(teacher, x, top_k=5, batch_size=7, directory=sys.argv[3],
 """
 
 
-def test_a_build_killed_between_writing_a_batch_and_recording_it_resumes_on_the_rest(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("killed_at", [1, 3])
+def test_a_build_killed_between_writing_a_batch_and_recording_it_resumes_on_the_rest(
+    tmp_path, monkeypatch, capsys, killed_at
+):
     teacher = phrase_model(vocabulary=29, length=4, width=12, seed=5)
     x = np.random.default_rng(21).integers(0, 29, (40, 4)).astype("int32")
     teacher.save(tmp_path / "teacher.keras")
@@ -150,15 +154,23 @@ def test_a_build_killed_between_writing_a_batch_and_recording_it_resumes_on_the_
     script.write_text(textwrap.dedent(_KILLED_BUILD))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
     run = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "teacher.keras"), str(tmp_path / "phrases.npy"), str(folder)],
+        [
+            sys.executable,
+            str(script),
+            str(tmp_path / "teacher.keras"),
+            str(tmp_path / "phrases.npy"),
+            str(folder),
+            str(killed_at),
+        ],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
-    # Three batches of 7 on disk, two recorded: the third is cut off and taught again.
-    assert os.path.getsize(folder / "ids.bin") == 3 * 7 * 4 * 5 * 2
+    # `killed_at` batches of 7 on disk, one fewer recorded: the last is cut off and taught again.
+    assert os.path.getsize(folder / "ids.bin") == killed_at * 7 * 4 * 5 * 2
+    recorded = (killed_at - 1) * 7
     with pytest.raises(ValueError, match="incomplete.*again with the same arguments"):
         TopKTeacherCache.load(folder)
     taught = []
@@ -170,8 +182,9 @@ def test_a_build_killed_between_writing_a_batch_and_recording_it_resumes_on_the_
 
     monkeypatch.setattr(top_k_disk, "_teacher_logits", counted)
     resumed = TopKTeacherCache.build(teacher, x, top_k=5, batch_size=7, directory=folder, verbose=0)
-    assert "14 examples (2 batches) were written before" in capsys.readouterr().out
-    assert sum(taught) == 40 - 14
+    if recorded:
+        assert f"{recorded} examples ({killed_at - 1} batches) were written before" in capsys.readouterr().out
+    assert sum(taught) == 40 - recorded
     monkeypatch.setattr(top_k_disk, "_teacher_logits", teach)
     assert_same_cache(resumed, TopKTeacherCache.build(teacher, x, top_k=5, batch_size=7))
     # A complete folder loads: the teacher does not run again.
@@ -222,6 +235,8 @@ def test_nothing_of_the_users_is_overwritten_and_errors_come_before_training(tmp
         TopKTeacherCache.build(teacher, x, top_k=3, directory=folder)
     with pytest.raises(ValueError, match="input_fingerprint"):
         TopKTeacherCache.build(teacher, (x + 1) % 17, top_k=2, directory=folder)
+    with pytest.raises(ValueError, match="teacher"):  # another teacher (other weights) would give other targets
+        TopKTeacherCache.build(phrase_model(vocabulary=17, length=3, width=8, seed=99), x, top_k=2, directory=folder)
     assert {name: (folder / name).read_bytes() for name in os.listdir(folder)} == before
     student = phrase_model(vocabulary=17, length=3, width=4, seed=9)
     start = [to_numpy(w).copy() for w in student.weights]

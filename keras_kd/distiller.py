@@ -525,10 +525,12 @@ class Distiller(EngineSteps, keras.Model):
         if self.distillation_loss_fn is None:
             raise RuntimeError("Call `distiller.compile(...)` before `fit` or `evaluate`.")
 
-    def _track_variables(self):
-        # The torch backend's parameter registration (Keras's TorchLayer), keyed so that a teacher and a
-        # student with the same variable paths both stay registered (`backend.track_torch_variables`).
-        backend.track_torch_variables(self)
+    if not backend.IS_TF_KERAS and keras.backend.backend() == "torch":  # tf_keras has a method of this name
+
+        def _track_variables(self):
+            # The torch backend's parameter registration (Keras's TorchLayer), keyed so that a teacher and a
+            # student with the same variable paths both stay registered (`backend.track_torch_variables`).
+            backend.track_torch_variables(self)
 
     # Serialization (keras_kd/saving.py) -------------------------------------------------
     def get_config(self):

@@ -54,6 +54,7 @@ FULL = {
     "learning_rate_grid": "7.5e-4,1.5e-3,3e-3",
     "alpha_grid": "0.5,0.1",  # the distilled students' label weight, tried with each rate
     "validation_sentences": 1000,
+    "top_k_tail": "spread",  # what the recorded runs used (the example's default is now "bucket")
 }
 QUICK = {
     "teacher_layers": 2,
@@ -72,6 +73,7 @@ QUICK = {
     "learning_rate_grid": "1.5e-3,3e-3",
     "alpha_grid": "0.5,0.1",
     "validation_sentences": 1000,
+    "top_k_tail": "spread",
 }
 
 
@@ -93,9 +95,10 @@ def run(settings, student_sentences, student_epochs, results, teacher_file, seed
         f"--teacher_file={teacher_file}",  # trained in the first regime, loaded in the second
         f"--seeds={seeds}",
     ]
-    if tuned:
+    if tuned:  # the chosen settings, no search (and so no validation sentences held out)
         command.append("--method_learning_rates=" + ",".join(f"{m}:{r:g}" for m, r in tuned["learning_rates"].items()))
         command.append("--method_alphas=" + ",".join(f"{m}:{a:g}" for m, a in tuned["alphas"].items()))
+        command += ["--learning_rate_grid=", "--validation_sentences=0"]
     else:
         command += [
             f"--learning_rate_grid={settings['learning_rate_grid']}",
@@ -113,6 +116,7 @@ def run(settings, student_sentences, student_epochs, results, teacher_file, seed
             "student_width",
             "max_length",
             "top_k",
+            "top_k_tail",
             "batch_size",
         )
     ]

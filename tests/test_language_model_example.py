@@ -26,6 +26,8 @@ TINY = [
     "--batch_size=8",
     "--top_k=4",
 ]
+# The example's default search and tail, left out here (each test names what it checks).
+ONE_SETTING = ["--validation_sentences=0", "--learning_rate_grid=", "--top_k_tail=spread"]
 
 
 def corpus(folder):
@@ -39,7 +41,7 @@ def corpus(folder):
 def run_example(tmp_path, *args):
     corpus(tmp_path)
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    command = [sys.executable, EXAMPLE, f"--data_dir={tmp_path}", *TINY, *args]
+    command = [sys.executable, EXAMPLE, f"--data_dir={tmp_path}", *TINY, *ONE_SETTING, *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -77,6 +79,23 @@ def test_each_student_keeps_the_setting_best_on_validation(tmp_path):
             assert report["runs"][seed][method]["alpha"] == alpha
         # seed 0's figure is the chosen run's: its validation score is the best one tried
         assert report["runs"]["0"][method]["validation_bits_per_token"] == pytest.approx(tried[best])
+
+
+def test_by_default_every_student_searches_three_rates_and_the_cache_keeps_a_tail_bucket(tmp_path):
+    corpus(tmp_path)
+    results = tmp_path / "lm.json"
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    sizes = [*TINY, "--student_sentences=30", "--validation_sentences=20"]  # 1,000 would not fit in 80 sentences
+    command = [sys.executable, EXAMPLE, f"--data_dir={tmp_path}", *sizes, f"--results={results}"]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(results.read_text())
+    assert report["top_k_cache"]["tail"] == "bucket"
+    rates = {"rate 0.0015", "rate 0.003", "rate 0.006"}
+    assert set(report["tuning"]) == {"labels", "forward_kl", "generalized_jsd"}
+    assert set(report["tuning"]["labels"]) == rates
+    for method in ("forward_kl", "generalized_jsd"):  # the same search for each student: alpha is fixed
+        assert set(report["tuning"][method]) == {f"{rate}, alpha 0.1" for rate in rates}
 
 
 def test_a_bad_setting_stops_the_example_before_the_teacher_trains(tmp_path):

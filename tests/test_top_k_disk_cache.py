@@ -19,8 +19,6 @@ from keras_kd import Distiller, TopKTeacherCache, top_k_disk
 from keras_kd.backend import keras, to_numpy
 from tests.test_top_k_cache import language_model, sequences
 
-pytestmark = pytest.mark.xdist_group("top_k_disk_cache")
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

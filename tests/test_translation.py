@@ -27,7 +27,6 @@ pytestmark = [
         reason='needs keras-hub and num2words: pip install -e ".[test]"',
     ),
     pytest.mark.skipif(IS_TF_KERAS, reason="keras-hub runs on Keras 3 only"),
-    pytest.mark.xdist_group("translation"),
 ]
 
 PAD, START, STOP = 0, 1, 2

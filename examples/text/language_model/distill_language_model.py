@@ -9,9 +9,12 @@ teacher always has. Three students start from the same initial weights, with the
 optimizer and number of steps: from labels (next-token cross-entropy), distilled with forward
 KL, and distilled with GKD's generalized Jensen-Shannon divergence (beta 0.5). Each is scored by
 its bits per token on held-out sentences (lower is better); samples of each are printed.
-The defaults (batch 32, peak rate 1.5e-3, alpha 0.1) are what `benchmarks/language_model.py`
-chose on validation sentences for its larger models; `--validation_sentences` with
-`--learning_rate_grid` and `--alpha_grid` chooses them anew for other models or data.
+By default every student gets the same search of its own: three peak learning rates
+(`--learning_rate_grid`), each student keeping the one best on 1,000 validation sentences that no
+student trains on (`--validation_sentences`; held-out test sentences choose nothing); alpha 0.1;
+batch 32. The distilled students learn from a top-16 teacher cache that keeps the teacher's mass
+outside its top 16 as one class (`--top_k_tail=bucket`). `--learning_rate_grid= --validation_sentences=0`
+trains once at `--learning_rate`.
 
 Inputs are what a keras-hub preprocessor returns: `{"token_ids", "padding_mask"}`, the labels
 the next tokens, the padding as `sample_weight`; every loss averages over real tokens only.
@@ -21,9 +24,10 @@ by `keras_kd.datasets.rt_polarity.load_data` (10 % held out, seed 0).
 
     KERAS_BACKEND=jax python examples/text/language_model/distill_language_model.py
     KERAS_BACKEND=jax python examples/text/language_model/distill_language_model.py --seeds=0,1,2 \
-        --validation_sentences=1000 --learning_rate_grid=7.5e-4,1.5e-3,3e-3 --alpha_grid=0.5,0.1 --results=lm.json
+        --learning_rate_grid=7.5e-4,1.5e-3,3e-3 --alpha_grid=0.5,0.1 --results=lm.json
 
-Results of a run are in README.md beside this file.
+Results of the default run are in README.md beside this file (generated from
+benchmarks/results/language_model_example.json by benchmarks/make_docs.py).
 """
 
 import json
@@ -59,14 +63,14 @@ flags.DEFINE_list(
 flags.DEFINE_list("method_alphas", [], "Per-student alphas, `method:alpha` (distilled students); others use --alpha.")
 flags.DEFINE_list(
     "learning_rate_grid",
-    [],
+    ["1.5e-3", "3e-3", "6e-3"],
     "Peak rates each student tries on the first seed (needs --validation_sentences); the best on validation is "
     "kept for every seed, so each student gets its own best settings.",
 )
 flags.DEFINE_list("alpha_grid", [], "Alphas each distilled student tries with each rate of --learning_rate_grid.")
 flags.DEFINE_integer(
     "validation_sentences",
-    0,
+    1000,
     "Training sentences kept from every student (the last ones; the teacher saw them) to score settings on: "
     "settings are chosen on these, never on the held-out test sentences.",
 )
@@ -81,7 +85,7 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_enum(
     "top_k_tail",
-    "spread",
+    "bucket",
     ["spread", "bucket"],
     "The teacher's mass outside its top k: spread evenly over the other tokens, or kept as one class.",
 )

@@ -20,6 +20,8 @@ pytestmark = [
 ]
 
 VOCABULARY, LENGTH = 37, 12
+# One step per compiled function: JAX's tracing and XLA compilation cost more than the tiny steps.
+EAGER = keras.backend.backend() == "jax"
 
 
 def gpt2(width, seed):
@@ -61,6 +63,7 @@ def one_step(chunk, cache=False, loss="kd", learning_rate=1.0, label_loss=None):
         alpha=0.3,
         temperature=2.0,
         loss_chunk_size=chunk,
+        run_eagerly=EAGER,
     )
     history = distiller.fit(
         x, y, sample_weight=weight, batch_size=10, epochs=1, shuffle=False, verbose=0, teacher_cache=cache

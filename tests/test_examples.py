@@ -480,6 +480,12 @@ def test_make_docs_regenerates_the_pages_from_the_results(tmp_path):
     shutil.copy(ROOT / "README.md", copy)
     for folder in ("examples/text/rt_polarity", "examples/speech/fsdd"):
         (copy / folder).mkdir(parents=True)
+    language_model = "examples/text/language_model/README.md"  # its results block is regenerated in place
+    (copy / language_model).parent.mkdir(parents=True)
+    (copy / language_model).write_text(
+        (ROOT / language_model).read_text().split("<!-- results:begin")[0]
+        + "<!-- results:begin (benchmarks/make_docs.py) -->\nstale\n<!-- results:end -->\n"
+    )
     readme_before = (copy / "README.md").read_text()
     run_script(copy / "benchmarks" / "make_docs.py", cwd=tmp_path)
     benchmarks = (copy / "docs" / "benchmarks.md").read_text()
@@ -511,11 +517,16 @@ def test_make_docs_regenerates_the_pages_from_the_results(tmp_path):
     assert readme.split(begin)[0] == readme_before.split(begin)[0]  # only the generated blocks change
     assert readme.split(end)[1] == readme_before.split(end)[1]
     # Nothing in these pages is typed by hand: the committed ones are what the committed results make.
+    example = json.loads((ROOT / "benchmarks" / "results" / "language_model_example.json").read_text())
+    generated = (copy / language_model).read_text()
+    assert "stale" not in generated
+    assert f"| from labels | {example['summary']['labels']['mean']:.3f} |" in generated
     for page in (
         "docs/benchmarks.md",
         "README.md",
         "examples/text/rt_polarity/README.md",
         "examples/speech/fsdd/README.md",
+        language_model,
     ):
         assert (copy / page).read_text() == (ROOT / page).read_text(), (
             f"{page} is stale: python benchmarks/make_docs.py"

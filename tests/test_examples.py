@@ -482,9 +482,11 @@ def test_make_docs_regenerates_the_pages_from_the_results(tmp_path):
         (copy / folder).mkdir(parents=True)
     language_model = "examples/text/language_model/README.md"  # its results block is regenerated in place
     (copy / language_model).parent.mkdir(parents=True)
+    committed = (ROOT / language_model).read_text()
     (copy / language_model).write_text(
-        (ROOT / language_model).read_text().split("<!-- results:begin")[0]
-        + "<!-- results:begin (benchmarks/make_docs.py) -->\nstale\n<!-- results:end -->\n"
+        committed.split("<!-- results:begin")[0]
+        + "<!-- results:begin (benchmarks/make_docs.py) -->\nstale\n<!-- results:end -->"
+        + committed.split("<!-- results:end -->")[1]
     )
     readme_before = (copy / "README.md").read_text()
     run_script(copy / "benchmarks" / "make_docs.py", cwd=tmp_path)

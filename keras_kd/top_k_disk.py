@@ -51,16 +51,10 @@ def _ids_dtype(num_classes):
 
 
 def teacher_fingerprint(model):
-    """A short hash of the teacher's weights (shapes and a strided sample of each one's values), so that a
+    """`teacher_cache.fingerprint` of the teacher's weights (shapes and a strided sample of each), so that a
     folder is resumed or reused for the teacher that began it only, not one retrained since."""
-    import hashlib
-
-    digest = hashlib.blake2b(digest_size=16)
-    for weight in model.weights:
-        values = np.asarray(to_numpy(weight)).reshape(-1)
-        digest.update(repr((weight.shape, str(values.dtype))).encode())
-        digest.update(np.ascontiguousarray(values[:: max(1, len(values) // 4096)]).tobytes())
-    return digest.hexdigest()
+    weights = {f"{index:05d}": np.asarray(to_numpy(weight)).reshape(-1) for index, weight in enumerate(model.weights)}
+    return _dataset_tools().fingerprint(weights)
 
 
 def _teacher_logits(model, inputs):

@@ -21,6 +21,7 @@ _ATTRIBUTES = {
     "FeatureDistillation": "keras_kd.feature_distillation",
     "MISSING_LABEL": "keras_kd.transfer_data",
     "MixUpViews": "keras_kd.augmented_cache",
+    "OnPolicy": "keras_kd.on_policy",
     "TeacherCache": "keras_kd.teacher_cache",
     "TopKTeacherCache": "keras_kd.top_k_cache",
     "load_distiller": "keras_kd.saving",

@@ -67,6 +67,8 @@ def why_live(distiller, x, callbacks):
         return "the data is not in memory as arrays"
     if distiller.augmentation is not None:
         return "the Distiller augments every batch"
+    if distiller.on_policy is not None:
+        return "the student writes part of every batch (on_policy)"
     if distiller.features:
         return "feature terms need the teacher's layers"
     if len(distiller.teachers) > 1:

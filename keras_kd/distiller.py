@@ -105,7 +105,7 @@ class Distiller(EngineSteps, keras.Model):
         for name, value in (self._compile_defaults or {}).items():
             if name in ("alpha", "temperature") and value is not None:
                 setattr(self, name, value)  # Keras's students_loss_weight reads right before compile
-        self.student_loss_fn = self.distillation_loss_fn = self.augmentation = None
+        self.student_loss_fn = self.distillation_loss_fn = self.augmentation = self.on_policy = None
         self._loss_layer = None  # a loss's own trained weights (CTKD's temperature)
         self._shared_vocabulary = None  # set by compile: `tokens.shared_vocabulary`
         self._loss_chunk_size = None  # set by compile: positions per chunk of the student's logits
@@ -202,6 +202,7 @@ class Distiller(EngineSteps, keras.Model):
         augmentation=None,
         recipe=None,
         loss_chunk_size=None,
+        on_policy=None,
         **kwargs,
     ):
         """Configure training, with the arguments of the Keras distillation example.
@@ -229,6 +230,8 @@ class Distiller(EngineSteps, keras.Model):
                 step computes at once (`keras_kd.chunked_loss`): the step never holds the student's
                 `(batch, time, vocabulary)` logits, and its losses equal the whole-sequence ones.
                 None (default): the whole sequence at once.
+            on_policy: a `keras_kd.OnPolicy`: in every training step the student writes part of
+                the batch (GKD's on-policy data, from that step's weights), which the teacher scores.
             **kwargs: passed on to `keras.Model.compile` (e.g. `jit_compile`, `steps_per_execution`).
 
         Raises:
@@ -275,6 +278,10 @@ class Distiller(EngineSteps, keras.Model):
         self.teacher_metrics = teacher_metrics  # agreement with the teacher: updated in `compute_loss`
         chunked_loss.check_supported(self, loss_chunk_size, metrics)
         self._loss_chunk_size = loss_chunk_size
+        if on_policy is not None:
+            on_policy.check(self.student, self.augmentation, self.features)
+        backend.untrack(self, self.on_policy, kept=on_policy)
+        self.on_policy = on_policy  # tracked: its random state is the Distiller's
         super().compile(optimizer=optimizer, metrics=label_metrics, **kwargs)
 
     def call(self, inputs, training=None, augment=True):
@@ -283,12 +290,19 @@ class Distiller(EngineSteps, keras.Model):
         forward pass a step, so BatchNorm statistics update once, on the augmented view."""
         x, cached_logits, _ = unpack(inputs)
         x = split_inputs(x)[0]
+        rewrite = None
+        if training and self.on_policy is not None:  # the student writes part of the batch first
+            x, rewrite = self.on_policy.rewrite(self.student, x)
         if training and self._loss_chunk_size:  # the logits come chunk by chunk in `compute_loss`
-            return {"hidden": self.student.backbone(x, training=training), "inputs": x}
-        if not (training and (self.augmentation is not None or self._student_features is not None)):
+            out = {"hidden": self.student.backbone(x, training=training), "inputs": x}
+        elif not (training and (self.augmentation is not None or self._student_features is not None or rewrite)):
             return self.student(x, training=training)
-        logits, x, features = self._student_pass(x, training, augment and cached_logits is None)
-        return {"logits": logits, "inputs": x, "features": features}
+        else:
+            logits, x, features = self._student_pass(x, training, augment and cached_logits is None)
+            out = {"logits": logits, "inputs": x, "features": features}
+        if rewrite is not None:
+            out["on_policy"] = rewrite
+        return out
 
     def _student_pass(self, x, training, augment):
         """`(logits, the inputs the student saw, its features)` from one forward pass."""
@@ -306,6 +320,7 @@ class Distiller(EngineSteps, keras.Model):
         pass too unless `call` made it, so every backend trains the same way.
         """
         x, cached_logits, indices = unpack(x)
+        x, y, sample_weight = self._rewritten_batch(x, y, y_pred, sample_weight)
         x, teacher_x = split_inputs(x)
         own_inputs = teacher_x is not x  # each model its own inputs (two tokenizers)
         if isinstance(y_pred, dict) and "hidden" in y_pred:  # `compile(loss_chunk_size=...)`'s training pass
@@ -358,6 +373,13 @@ class Distiller(EngineSteps, keras.Model):
         for metric in self.teacher_metrics:
             metric.update_state(teacher_logits, distilled, sample_weight=distilled_weight)
         return self._total(student_loss, distillation_loss, feature_total, x, y_pred, training)
+
+    def _rewritten_batch(self, x, y, y_pred, sample_weight):
+        """`(x, y, sample_weight)` of the batch that trained: as given, or as `on_policy` rewrote it."""
+        if not (isinstance(y_pred, dict) and "on_policy" in y_pred):
+            return x, y, sample_weight
+        x = y_pred["inputs"]
+        return (x, *self.on_policy.labels(y_pred["on_policy"], y, sample_weight, x))
 
     def _total(self, student_loss, distillation_loss, feature_total, x, y_pred, training):
         """`alpha * student loss + (1 - alpha) * distillation loss` (+ feature terms, the student's
@@ -448,6 +470,7 @@ class Distiller(EngineSteps, keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Keras's metrics on labelled rows only; unlabelled data reports the loss terms alone."""
+        x, y, sample_weight = self._rewritten_batch(x, y, y_pred, sample_weight)
         if y is None:
             return self.get_metrics_result()
         if isinstance(y_pred, dict) and "hidden" in y_pred:  # the chunked step: no whole logits, no metrics
@@ -482,6 +505,13 @@ class Distiller(EngineSteps, keras.Model):
         x, kwargs = check_fit_arguments(self, x, y, kwargs, check_numerics, teacher_cache)
         self._check_compiled()
         self._check_data_before_training(x, cache=teacher_cache)
+        if self.on_policy is not None:
+            self.on_policy.check_inputs(split_inputs(unpack(x)[0])[0])
+        if self.on_policy is not None and teacher_cache not in (None, False):
+            raise ValueError(
+                "on_policy has the student write part of every batch, which no teacher cache holds: "
+                "leave teacher_cache unset (the teacher then runs on every step)."
+            )
         self._new_steps_for_labels_of_another_rank(y)
         if hasattr(self.distillation_loss_fn, "on_epoch_begin"):  # a loss with a curriculum (CTKD)
             from keras_kd.callbacks import LossCurriculum

@@ -104,6 +104,7 @@ def compile_config(distiller):
         "temperature": distiller.temperature,
         "augmentation": keras.layers.serialize(augmentation) if augmentation is not None else None,
         "loss_chunk_size": distiller._loss_chunk_size,
+        "on_policy": keras.layers.serialize(distiller.on_policy) if distiller.on_policy is not None else None,
     }
 
 
@@ -120,6 +121,7 @@ def compile_arguments(config):
         "temperature": config["temperature"],
         "augmentation": keras.layers.deserialize(augmentation) if augmentation is not None else False,
         "loss_chunk_size": config.get("loss_chunk_size"),
+        "on_policy": keras.layers.deserialize(config["on_policy"]) if config.get("on_policy") else None,
     }
 
 

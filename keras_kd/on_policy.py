@@ -1,0 +1,184 @@
+"""On-policy distillation in the training step: GKD's `lmbda` as Agarwal et al. (2024) run it.
+
+`OnPolicySequences` (`keras_kd.sequence_level`) lets the student write part of the data once an
+epoch, between epochs, from the weights it had then. `OnPolicy`, given to
+`Distiller.compile(on_policy=...)`, does it inside every training step: `student_fraction` of
+each batch's rows (drawn anew each step) are replaced by the student's continuations of their
+first `prompt_length` tokens, generated with keras-hub's cached sampling from the weights of that
+very step, and the teacher scores them in the same step. The generated tokens carry no label
+(`MISSING_LABEL`, as in `OnPolicySequences`): the label loss covers the prompts and the other rows,
+the distillation loss every real token. Generation takes no gradient.
+
+What it costs per step against the per-epoch form is measured in
+`benchmarks/language_model_memory.py --sections=on_policy`.
+"""
+
+from keras_kd.backend import IS_TF_KERAS, keras, ops, register_serializable
+from keras_kd.transfer_data import MISSING_LABEL
+
+
+def _sampler(sampler):
+    import keras_hub
+
+    return keras_hub.samplers.get(sampler) if isinstance(sampler, (str, dict)) else sampler
+
+
+@register_serializable("OnPolicy")
+class OnPolicy(keras.layers.Layer):
+    """The student writes `student_fraction` of every training batch (GKD, per step).
+
+    Example:
+    >>> distiller.compile(distillation_loss_fn="generalized_jsd", alpha=0.0,
+    ...                   on_policy=keras_kd.OnPolicy(student_fraction=0.5, prompt_length=8))
+    >>> distiller.fit(x, y, sample_weight=w, epochs=4)   # next-token data (`next_token_data`)
+
+    Args:
+        student_fraction: the share of each batch's rows the student writes (at least one row
+            when above 0).
+        prompt_length: tokens of each row kept as the prompt; the student writes the rest of
+            the row's width.
+        sampler: a keras-hub sampler or its name (`"top_k"`, `"top_p"`, `"greedy"`, ...).
+        stop_token_ids: token ids that end a generated row (its weights stop after it), or None.
+        seed: which rows, and the sampler's draws when `sampler` is a name.
+    """
+
+    def __init__(
+        self, student_fraction=0.5, prompt_length=8, sampler="top_k", stop_token_ids=None, seed=None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(student_fraction) <= 1.0:
+            raise ValueError(f"student_fraction={student_fraction} must be between 0 and 1.")
+        if int(prompt_length) < 1:
+            raise ValueError(f"prompt_length={prompt_length} must be at least 1: generation starts from a prompt.")
+        self.student_fraction, self.prompt_length = float(student_fraction), int(prompt_length)
+        self.stop_token_ids = None if stop_token_ids is None else tuple(int(i) for i in stop_token_ids)
+        self.seed = seed
+        if isinstance(sampler, str):
+            sampler = {"class_name": sampler, "config": {} if sampler == "greedy" else {"seed": seed}}
+        self.sampler = _sampler(sampler)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        # The sampler's random state lives in the Distiller's state (a JAX step threads it through).
+        self._sampler_state = list(self.sampler.variables)
+        self.built = True
+
+    def check(self, student, augmentation, features):
+        """A ValueError before any training for what the step cannot generate with."""
+        if IS_TF_KERAS:
+            raise ValueError("on_policy generates with keras-hub, which needs Keras 3: unset TF_USE_LEGACY_KERAS.")
+        if not hasattr(student, "generate_step"):
+            raise ValueError(
+                f"on_policy generates with the student's keras-hub sampling (`generate_step`), and "
+                f"{type(student).__name__} has none: give a keras-hub CausalLM student (GPT2CausalLM, ...)."
+            )
+        if augmentation is not None or features:
+            raise ValueError("on_policy rewrites the batch's text: drop augmentation and feature terms.")
+
+    def check_inputs(self, x):
+        """A ValueError before training for inputs the step cannot rewrite (arrays and datasets whose
+        width shows)."""
+        if not (isinstance(x, dict) and {"token_ids", "padding_mask"} <= set(x)):
+            return  # a dataset or generator: its batches are checked as the step is traced
+        self._check_width(getattr(x["token_ids"], "shape", (None, None))[1])
+
+    def _check_width(self, width):
+        if width is None:
+            raise ValueError("on_policy needs sequences of one known length (keras-hub preprocessors pad to it).")
+        if self.prompt_length > width:
+            raise ValueError(
+                f"prompt_length={self.prompt_length} leaves the student nothing to write in rows of {width} tokens."
+            )
+
+    def rows(self, batch_size):
+        """How many rows of a batch of `batch_size` the student writes."""
+        if self.student_fraction == 0.0:
+            return 0
+        if isinstance(batch_size, int):
+            return max(1, int(round(self.student_fraction * batch_size)))
+        share = ops.round(self.student_fraction * ops.cast(batch_size, "float32"))
+        return ops.maximum(ops.cast(share, "int32"), 1)
+
+    def rewrite(self, student, x):
+        """`(inputs, rewrite)`: the batch `x` (`{"token_ids", "padding_mask"}`) with its rows shuffled
+        and the first `rows` of them the student's; `rewrite` what `labels` needs."""
+        ids, mask = x["token_ids"], x["padding_mask"]
+        width = ids.shape[1]
+        self._check_width(width)
+        batch_size = ops.shape(ids)[0]
+        order = ops.argsort(keras.random.uniform((batch_size,), seed=self.seed_generator))
+        ids, mask = ops.take(ids, order, axis=0), ops.take(mask, order, axis=0)
+        count = self.rows(batch_size)
+        if isinstance(count, int) and count == 0:
+            return {"token_ids": ids, "padding_mask": mask}, {"order": order, "count": 0}
+        # Rows one token wider than the inputs: the last input token's label is generated too.
+        chosen_ids = ops.pad(ids[:count], [[0, 0], [0, 1]])
+        chosen_mask = ops.pad(ops.cast(mask[:count], "int32"), [[0, 0], [0, 1]]) > 0
+        prompt = ops.logical_and(chosen_mask, ops.arange(width + 1)[None, :] < self.prompt_length)
+        generated = self._generate(student, {"token_ids": ops.where(prompt, chosen_ids, 0), "padding_mask": prompt})
+        token_ids = ops.cast(generated["token_ids"], ids.dtype)
+        written = ops.cast(generated["padding_mask"], mask.dtype)
+        inputs = {
+            "token_ids": ops.concatenate([token_ids[:, :width], ids[count:]], axis=0),
+            "padding_mask": ops.concatenate([written[:, :width], mask[count:]], axis=0),
+        }
+        rewrite = {
+            "order": order,
+            "count": count,
+            # Labels only where they are the data's own tokens: inside the prompt.
+            "labels": ops.where(prompt[:, 1:], token_ids[:, 1:], MISSING_LABEL),
+            "weights": ops.cast(written[:, 1:], "float32"),
+        }
+        return inputs, rewrite
+
+    def labels(self, rewrite, y, sample_weight, inputs):
+        """`(y, sample_weight)` of the rewritten batch: the generated rows' then the others', reordered."""
+        order, count = rewrite["order"], rewrite["count"]
+        if y is not None:
+            y = ops.take(y, order, axis=0)
+            if not (isinstance(count, int) and count == 0):
+                y = ops.concatenate([ops.cast(rewrite["labels"], y.dtype), y[count:]], axis=0)
+        if isinstance(count, int) and count == 0:
+            return y, None if sample_weight is None else ops.take(sample_weight, order, axis=0)
+        if sample_weight is None:
+            rest = ops.cast(inputs["padding_mask"][count:], "float32")
+        else:
+            rest = ops.cast(ops.take(sample_weight, order, axis=0)[count:], "float32")
+            if len(rest.shape) == 1:  # a weight per row: on each of its real tokens
+                rest = rest[:, None] * ops.cast(inputs["padding_mask"][count:], "float32")
+        return y, ops.concatenate([rewrite["weights"], rest], axis=0)
+
+    def _generate(self, student, prompts):
+        """`student.generate_step` with this sampler, taking no gradient."""
+        previous = getattr(student, "sampler", None)
+        student.sampler = self.sampler
+        try:
+            backend = keras.backend.backend()
+            if backend == "torch":
+                import torch
+
+                with torch.no_grad():
+                    return student.generate_step(prompts, stop_token_ids=self.stop_token_ids)
+            if backend != "jax":
+                return student.generate_step(prompts, stop_token_ids=self.stop_token_ids)
+            # JAX: the step's values of the student's weights, with their gradient stopped (a while
+            # loop cannot be differentiated in reverse), and the sampler's state carried out.
+            mapping = [(v, ops.stop_gradient(ops.convert_to_tensor(v))) for v in student.variables]
+            mapping += [(v, ops.convert_to_tensor(v)) for v in self._sampler_state]
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                generated = student.generate_step(prompts, stop_token_ids=self.stop_token_ids)
+            for variable in self._sampler_state:
+                variable.assign(scope.get_current_value(variable))
+            return generated
+        finally:
+            student.sampler = previous
+
+    def get_config(self):
+        import keras_hub
+
+        return {
+            **super().get_config(),
+            "student_fraction": self.student_fraction,
+            "prompt_length": self.prompt_length,
+            "sampler": keras_hub.samplers.serialize(self.sampler),
+            "stop_token_ids": None if self.stop_token_ids is None else list(self.stop_token_ids),
+            "seed": self.seed,
+        }

@@ -36,7 +36,7 @@ class OnPolicy(keras.layers.Layer):
         student_fraction: the share of each batch's rows the student writes (at least one row
             when above 0).
         prompt_length: tokens of each row kept as the prompt; the student writes the rest of
-            the row's width.
+            the row's width (the inputs' width: the last position is distilled, with no label).
         sampler: a keras-hub sampler or its name (`"top_k"`, `"top_p"`, `"greedy"`, ...).
         stop_token_ids: token ids that end a generated row (its weights stop after it), or None.
         seed: which rows, and the sampler's draws when `sampler` is a name.
@@ -83,7 +83,7 @@ class OnPolicy(keras.layers.Layer):
     def _check_width(self, width):
         if width is None:
             raise ValueError("on_policy needs sequences of one known length (keras-hub preprocessors pad to it).")
-        if self.prompt_length > width:
+        if self.prompt_length >= width:
             raise ValueError(
                 f"prompt_length={self.prompt_length} leaves the student nothing to write in rows of {width} tokens."
             )
@@ -109,23 +109,24 @@ class OnPolicy(keras.layers.Layer):
         count = self.rows(batch_size)
         if isinstance(count, int) and count == 0:
             return {"token_ids": ids, "padding_mask": mask}, {"order": order, "count": 0}
-        # Rows one token wider than the inputs: the last input token's label is generated too.
-        chosen_ids = ops.pad(ids[:count], [[0, 0], [0, 1]])
-        chosen_mask = ops.pad(ops.cast(mask[:count], "int32"), [[0, 0], [0, 1]]) > 0
-        prompt = ops.logical_and(chosen_mask, ops.arange(width + 1)[None, :] < self.prompt_length)
-        generated = self._generate(student, {"token_ids": ops.where(prompt, chosen_ids, 0), "padding_mask": prompt})
+        # Written to the inputs' width (a keras-hub model takes no longer rows): the last position
+        # has no next token to label, and is still distilled.
+        chosen_mask = ops.cast(mask[:count], "int32") > 0
+        prompt = ops.logical_and(chosen_mask, ops.arange(width)[None, :] < self.prompt_length)
+        generated = self._generate(student, {"token_ids": ops.where(prompt, ids[:count], 0), "padding_mask": prompt})
         token_ids = ops.cast(generated["token_ids"], ids.dtype)
         written = ops.cast(generated["padding_mask"], mask.dtype)
         inputs = {
-            "token_ids": ops.concatenate([token_ids[:, :width], ids[count:]], axis=0),
-            "padding_mask": ops.concatenate([written[:, :width], mask[count:]], axis=0),
+            "token_ids": ops.concatenate([token_ids, ids[count:]], axis=0),
+            "padding_mask": ops.concatenate([written, mask[count:]], axis=0),
         }
+        # Labels only where they are the data's own tokens: inside the prompt.
+        labels = ops.where(prompt[:, 1:], token_ids[:, 1:], MISSING_LABEL)
         rewrite = {
             "order": order,
             "count": count,
-            # Labels only where they are the data's own tokens: inside the prompt.
-            "labels": ops.where(prompt[:, 1:], token_ids[:, 1:], MISSING_LABEL),
-            "weights": ops.cast(written[:, 1:], "float32"),
+            "labels": ops.pad(labels, [[0, 0], [0, 1]], constant_values=MISSING_LABEL),
+            "weights": ops.cast(ops.concatenate([written[:, 1:], written[:, -1:]], axis=1), "float32"),
         }
         return inputs, rewrite
 

@@ -124,7 +124,7 @@ class OnPolicySequences(_PyDataset):
         super().__init__(**kwargs)
         if not 0.0 <= student_fraction <= 1.0:
             raise ValueError(f"student_fraction={student_fraction} must be between 0 and 1.")
-        if not 1 <= prompt_length < x["token_ids"].shape[1]:
+        if not 1 <= prompt_length < x["token_ids"].shape[1]:  # room to write in each row
             raise ValueError(
                 f"prompt_length={prompt_length} must be at least 1 and below the sequence width "
                 f"{x['token_ids'].shape[1]}: the student needs room to generate."
@@ -153,14 +153,18 @@ class OnPolicySequences(_PyDataset):
             self._epoch_data = (self.x, self.y, self.sample_weight)
             return
         rows = np.flatnonzero(self.generated_rows)
-        # The full sequence is the inputs plus the last label: prompts cut from it, regenerated to its width.
-        full_ids = np.concatenate([self.x["token_ids"][rows], self.y[rows, -1:]], axis=1)
-        full_mask = np.concatenate([self.x["padding_mask"][rows], self.sample_weight[rows, -1:] > 0], axis=1)
-        prompts = prompts_of({"token_ids": full_ids, "padding_mask": full_mask}, self.prompt_length)
+        # Written to the inputs' width (a keras-hub model takes no longer rows): the last position has
+        # no next token to label, and is still distilled.
+        prompts = prompts_of({key: value[rows] for key, value in self.x.items()}, self.prompt_length)
         ids, mask = generate_token_ids(self.student, prompts, self.sampler, batch_size=max(self.batch_size, 64))
-        gen_x, gen_y, gen_weight = next_token_data(ids, mask)
+        gen_x = {
+            "token_ids": ids.astype(self.x["token_ids"].dtype),
+            "padding_mask": mask.astype(self.x["padding_mask"].dtype),
+        }
         # Labels only where they are the data's own tokens: inside the prompt.
-        gen_y = np.where(np.arange(gen_y.shape[1])[None, :] < self.prompt_length - 1, gen_y, MISSING_LABEL)
+        gen_y = np.full(ids.shape, MISSING_LABEL, self.y.dtype)
+        gen_y[:, :-1] = np.where(prompts["padding_mask"][:, 1:] > 0, ids[:, 1:], MISSING_LABEL)
+        gen_weight = np.concatenate([mask[:, 1:], mask[:, -1:]], axis=1).astype("float32")
         x = {key: value.copy() for key, value in self.x.items()}
         y, weight = self.y.copy(), self.sample_weight.copy()
         for key in x:

@@ -78,7 +78,15 @@ flags.DEFINE_float(
     "alpha", 0.1, "Weight of the label loss in the distilled students; the benchmark's choice on validation."
 )
 flags.DEFINE_float("temperature", 1.0, "Temperature of the distillation losses.")
-flags.DEFINE_list("methods", ["labels", "forward_kl", "generalized_jsd"], "Students to train.")
+flags.DEFINE_list(
+    "methods",
+    ["labels", "forward_kl", "generalized_jsd"],
+    "Students to train: labels, a distillation loss's name, or gkd_step / gkd_epoch: GKD's JSD on on-policy "
+    "data, the student writing --student_fraction of the sentences from their first --prompt_length tokens in "
+    "every step (keras_kd.OnPolicy) or once an epoch (OnPolicySequences), scored by the live teacher.",
+)
+flags.DEFINE_float("student_fraction", 0.5, "Share of the sentences the on-policy students write (GKD's lmbda).")
+flags.DEFINE_integer("prompt_length", 16, "Tokens of each sentence the on-policy students continue from.")
 flags.DEFINE_list("seeds", ["0"], "Seeds (each: new student initial weights, shared by the methods).")
 flags.DEFINE_integer(
     "top_k", 16, "Distil from a TopKTeacherCache of the teacher's top k tokens per position (0: run the teacher live)."
@@ -278,17 +286,39 @@ def from_labels(model, steps, rate):
     return trainer
 
 
-def distiller(student, teacher, method, steps, rate, alpha):
+ON_POLICY = {"gkd_step": "step", "gkd_epoch": "epoch"}  # GKD on the student's own text: when it writes
+
+
+def distiller(student, teacher, method, steps, rate, alpha, seed=0):
     import keras_kd
 
+    on_policy = None
+    if ON_POLICY.get(method) == "step":
+        on_policy = keras_kd.OnPolicy(FLAGS.student_fraction, FLAGS.prompt_length, sampler="top_k", seed=seed)
     model = keras_kd.Distiller(student=student, teacher=teacher)
     model.compile(
         optimizer=optimizer(steps, rate),
-        distillation_loss_fn=method,
+        distillation_loss_fn="generalized_jsd" if method in ON_POLICY else method,
         alpha=alpha,
         temperature=FLAGS.temperature,
+        on_policy=on_policy,
     )
     return model
+
+
+def training_data(method, student, x, y, weight, cache, seed):
+    """`(fit's data arguments, its keyword arguments)` for one student."""
+    if ON_POLICY.get(method) == "epoch":
+        from keras_kd.sequence_level import OnPolicySequences
+
+        data = OnPolicySequences(
+            x, y, weight, student, FLAGS.prompt_length, FLAGS.student_fraction, "top_k", FLAGS.batch_size, seed
+        )
+        return (data,), {}
+    keywords = {"sample_weight": weight, "batch_size": FLAGS.batch_size}
+    if method != "labels" and method not in ON_POLICY and cache is not None:
+        keywords["teacher_cache"] = cache
+    return (x, y), keywords
 
 
 def bits_per_token(model, x, y, weight, batch_size=256):
@@ -466,18 +496,12 @@ def main(_):
         if method == "labels":
             model = from_labels(student, student_steps, rate)
         else:
-            model = distiller(student, teacher, method, student_steps, rate, alpha)
-        tick, timer = time.time(), EpochTimer()
-        model.fit(
-            x_small if method == "labels" else distill_x,
-            y_small,
-            sample_weight=w_small,
-            epochs=FLAGS.student_epochs,
-            batch_size=FLAGS.batch_size,
-            verbose=0,
-            callbacks=[timer],
-            **({} if method == "labels" or cache is None else {"teacher_cache": cache}),
+            model = distiller(student, teacher, method, student_steps, rate, alpha, int(seed))
+        data, keywords = training_data(
+            method, student, x_small if method == "labels" else distill_x, y_small, w_small, cache, int(seed)
         )
+        tick, timer = time.time(), EpochTimer()
+        model.fit(*data, epochs=FLAGS.student_epochs, verbose=0, callbacks=[timer], **keywords)
         seconds = time.time() - tick
         entry = {
             "bits_per_token": bits_per_token(student, x_test, y_test, w_test),
@@ -522,7 +546,7 @@ def main(_):
         results["runs"][seed] = run
     results["learning_rates"] = {method: settings[method][0] for method in FLAGS.methods}
     results["alphas"] = {method: settings[method][1] for method in FLAGS.methods if method != "labels"}
-    distilled = [method for method in FLAGS.methods if method != "labels"]
+    distilled = [method for method in FLAGS.methods if method not in ("labels", *ON_POLICY)]
     if cache is not None and distilled:  # what the cache saves: one epoch with the teacher run live, same student
         student = causal_lm(size, FLAGS.student_layers, FLAGS.student_width, FLAGS.max_length)
         model = distiller(student, teacher, distilled[-1], student_steps, *settings[distilled[-1]])

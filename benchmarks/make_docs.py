@@ -27,6 +27,7 @@ PAGES = [
     ("Language models", "docs/language_model_benchmark.md"),
     ("Language models: the top-k tail and another vocabulary", "docs/language_model_vocabularies_benchmark.md"),
     ("Language models: the memory distillation holds", "docs/language_model_memory_benchmark.md"),
+    ("Language models: on-policy in every step", "docs/language_model_on_policy_benchmark.md"),
 ]
 EXAMPLES = [
     (

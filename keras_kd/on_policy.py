@@ -9,8 +9,8 @@ very step, and the teacher scores them in the same step. The generated tokens ca
 (`MISSING_LABEL`, as in `OnPolicySequences`): the label loss covers the prompts and the other rows,
 the distillation loss every real token. Generation takes no gradient.
 
-What it costs per step against the per-epoch form is measured in
-`benchmarks/language_model_memory.py --sections=on_policy`.
+What it costs per step against the per-epoch form, and what it gives, is measured in
+`benchmarks/language_model_on_policy.py` (docs/language_model_on_policy_benchmark.md).
 """
 
 from keras_kd.backend import IS_TF_KERAS, keras, ops, register_serializable

@@ -408,6 +408,30 @@ def test_language_model_vocabularies_benchmark_compares_both_tails_and_uld(tmp_p
 
 
 @NEEDS_KERAS_HUB
+def test_language_model_on_policy_benchmark_times_both_forms_beside_the_off_policy_student(tmp_path):
+    results, page = tmp_path / "on_policy.json", tmp_path / "on_policy.md"
+    tiny = tiny_language_model_flags(tmp_path, "--student_epochs=2", "--student_sentences=30", "--prompt_length=4")
+    tiny = [flag for flag in tiny if not flag.startswith("--top_k")]  # the benchmark's live teacher
+    run_script(
+        "benchmarks/language_model_on_policy.py",
+        f"--results={results}",
+        f"--page={page}",
+        "--example_flags=" + " ".join(tiny),
+        cwd=tmp_path,
+    )
+    run = json.loads(results.read_text())["run"]
+    assert set(run["summary"]) == {"labels", "generalized_jsd", "gkd_epoch", "gkd_step"}
+    assert "top_k_cache" not in run  # every distilled student from the live teacher
+    assert all(len(tried) == 3 for tried in run["tuning"].values())  # the same search for every student
+    text = page.read_text()
+    for method, name in (("gkd_step", "on-policy in every step"), ("gkd_epoch", "on-policy once an epoch")):
+        entry = run["runs"]["0"][method]
+        ratio = entry["seconds_per_step"] / run["runs"]["0"]["generalized_jsd"]["seconds_per_step"]
+        assert f"| GKD (JSD), {name} | {entry['bits_per_token']:.3f} |" in text
+        assert f"| {1000 * entry['seconds_per_step']:.1f} | {ratio:.2f}x |" in text
+
+
+@NEEDS_KERAS_HUB
 def test_language_model_memory_benchmark_measures_both_forms_and_writes_its_page(tmp_path):
     results, page = tmp_path / "memory.json", tmp_path / "memory.md"
     run_script(

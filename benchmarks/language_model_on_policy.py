@@ -110,7 +110,7 @@ def write_page(report, page=PAGE):
         "student had then (`OnPolicySequences`), or in every step from that step's weights "
         "(`compile(on_policy=keras_kd.OnPolicy(...))`), as GKD runs it. Each student's peak rate was chosen on "
         f"the first seed by bits per token on {settings['validation_sentences']:,} validation sentences that no "
-        f"student trains on (held-out test sentences chose nothing): {_tried(result)}.",
+        f"student trains on (held-out test sentences chose nothing): {_tried(result, names=NAMES)}.",
         "",
         "Held-out bits per token (lower is better; mean ± sample std over seeds); time per step on the first "
         "seed, the median epoch's wall time over its steps (the per-epoch form's generation inside it), "

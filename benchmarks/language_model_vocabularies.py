@@ -120,7 +120,7 @@ def main():
     write_page(report, args.page)
 
 
-def _tried(*results):
+def _tried(*results, names=NAMES):
     """Each student's settings tried and their validation bits per token, the chosen one in bold."""
     parts = []
     for result in results:
@@ -132,7 +132,7 @@ def _tried(*results):
             cells = ", ".join(
                 (f"**{name} {value:.3f}**" if name == best else f"{name} {value:.3f}") for name, value in values.items()
             )
-            name = NAMES.get(method, method) + (f", tail {tail}" if tail and method != "labels" else "")
+            name = names.get(method, method) + (f", tail {tail}" if tail and method != "labels" else "")
             parts.append(f"{name}: {cells}")
     return "; ".join(parts)
 

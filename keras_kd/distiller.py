@@ -285,9 +285,10 @@ class Distiller(EngineSteps, keras.Model):
         super().compile(optimizer=optimizer, metrics=label_metrics, **kwargs)
 
     def call(self, inputs, training=None, augment=True):
-        """The student's logits; while training with augmentation or feature terms, a dict of the
-        logits, the inputs the student saw and its features, which `compute_loss` reuses: one
-        forward pass a step, so BatchNorm statistics update once, on the augmented view."""
+        """The student's logits; while training with augmentation, feature terms or `on_policy`, a
+        dict of the logits, the inputs the student saw, its features and the rewrite of the batch,
+        which `compute_loss` reuses: one forward pass a step, so BatchNorm statistics update once,
+        on the augmented view."""
         x, cached_logits, _ = unpack(inputs)
         x = split_inputs(x)[0]
         rewrite = None
@@ -378,6 +379,9 @@ class Distiller(EngineSteps, keras.Model):
         """`(x, y, sample_weight)` of the batch that trained: as given, or as `on_policy` rewrote it."""
         if not (isinstance(y_pred, dict) and "on_policy" in y_pred):
             return x, y, sample_weight
+        inputs, packed, _ = unpack(x)
+        student_x, teacher_x = split_inputs(inputs)
+        self.on_policy.check_inputs(student_x, student_x is not teacher_x, packed is not None)  # datasets
         x = y_pred["inputs"]
         return (x, *self.on_policy.labels(y_pred["on_policy"], y, sample_weight, x))
 
@@ -506,12 +510,10 @@ class Distiller(EngineSteps, keras.Model):
         self._check_compiled()
         self._check_data_before_training(x, cache=teacher_cache)
         if self.on_policy is not None:
-            self.on_policy.check_inputs(split_inputs(unpack(x)[0])[0])
-        if self.on_policy is not None and teacher_cache not in (None, False):
-            raise ValueError(
-                "on_policy has the student write part of every batch, which no teacher cache holds: "
-                "leave teacher_cache unset (the teacher then runs on every step)."
-            )
+            inputs, packed, _ = unpack(x)
+            student_x, teacher_x = split_inputs(inputs)
+            cached = packed is not None or teacher_cache not in (None, False)
+            self.on_policy.check_inputs(student_x, student_x is not teacher_x, cached)
         self._new_steps_for_labels_of_another_rank(y)
         if hasattr(self.distillation_loss_fn, "on_epoch_begin"):  # a loss with a curriculum (CTKD)
             from keras_kd.callbacks import LossCurriculum

@@ -1,11 +1,13 @@
-"""On-policy distillation in the training step: GKD's `lmbda` as Agarwal et al. (2024) run it.
+"""On-policy distillation in the training step (GKD, Agarwal et al. 2024).
 
 `OnPolicySequences` (`keras_kd.sequence_level`) lets the student write part of the data once an
 epoch, between epochs, from the weights it had then. `OnPolicy`, given to
 `Distiller.compile(on_policy=...)`, does it inside every training step: `student_fraction` of
 each batch's rows (drawn anew each step) are replaced by the student's continuations of their
 first `prompt_length` tokens, generated with keras-hub's cached sampling from the weights of that
-very step, and the teacher scores them in the same step. The generated tokens carry no label
+very step (in inference mode: no dropout), and the teacher scores them in the same step. GKD's
+`lmbda` is read here as a share of every batch; the paper's Algorithm 1 makes a whole batch
+on-policy with probability `lmbda`, which is the same share on average. The generated tokens carry no label
 (`MISSING_LABEL`, as in `OnPolicySequences`): the label loss covers the prompts and the other rows,
 the distillation loss every real token. Generation takes no gradient.
 
@@ -14,7 +16,10 @@ What it costs per step against the per-epoch form, and what it gives, is measure
 """
 
 from keras_kd.backend import IS_TF_KERAS, keras, ops, register_serializable
+from keras_kd.tokens import position_weight
 from keras_kd.transfer_data import MISSING_LABEL
+
+SEEDED_SAMPLERS = ("top_k", "top_p", "random")  # keras-hub samplers that take a seed
 
 
 def _sampler(sampler):
@@ -53,8 +58,8 @@ class OnPolicy(keras.layers.Layer):
         self.student_fraction, self.prompt_length = float(student_fraction), int(prompt_length)
         self.stop_token_ids = None if stop_token_ids is None else tuple(int(i) for i in stop_token_ids)
         self.seed = seed
-        if isinstance(sampler, str):
-            sampler = {"class_name": sampler, "config": {} if sampler == "greedy" else {"seed": seed}}
+        if isinstance(sampler, str) and sampler in SEEDED_SAMPLERS:  # its draws apart from the rows'
+            sampler = {"class_name": sampler, "config": {"seed": None if seed is None else seed + 1}}
         self.sampler = _sampler(sampler)
         self.seed_generator = keras.random.SeedGenerator(seed)
         # The sampler's random state lives in the Distiller's state (a JAX step threads it through).
@@ -73,12 +78,22 @@ class OnPolicy(keras.layers.Layer):
         if augmentation is not None or features:
             raise ValueError("on_policy rewrites the batch's text: drop augmentation and feature terms.")
 
-    def check_inputs(self, x):
-        """A ValueError before training for inputs the step cannot rewrite (arrays and datasets whose
-        width shows)."""
-        if not (isinstance(x, dict) and {"token_ids", "padding_mask"} <= set(x)):
-            return  # a dataset or generator: its batches are checked as the step is traced
-        self._check_width(getattr(x["token_ids"], "shape", (None, None))[1])
+    def check_inputs(self, x, own_inputs, cached):
+        """A ValueError before training (and as the step is traced) for inputs the step cannot
+        rewrite: each model's own token ids, teacher outputs packed into the data, a width that
+        leaves nothing to write."""
+        if own_inputs:
+            raise ValueError(
+                "on_policy writes text in the student's token ids, which the teacher's tokenizer cannot read "
+                "inside the step: give both models the same inputs (not 'student_inputs' / 'teacher_inputs')."
+            )
+        if cached:
+            raise ValueError(
+                "on_policy has the student write part of every batch, which no teacher cache holds: pass the "
+                "inputs without the teacher's outputs attached (the teacher then runs on every step)."
+            )
+        if isinstance(x, dict) and {"token_ids", "padding_mask"} <= set(x):
+            self._check_width(getattr(x["token_ids"], "shape", (None, None))[1])
 
     def _check_width(self, width):
         if width is None:
@@ -139,16 +154,25 @@ class OnPolicy(keras.layers.Layer):
                 y = ops.concatenate([ops.cast(rewrite["labels"], y.dtype), y[count:]], axis=0)
         if isinstance(count, int) and count == 0:
             return y, None if sample_weight is None else ops.take(sample_weight, order, axis=0)
+        mask = ops.cast(inputs["padding_mask"], "float32")
+        written = rewrite["weights"]
         if sample_weight is None:
-            rest = ops.cast(inputs["padding_mask"][count:], "float32")
-        else:
-            rest = ops.cast(ops.take(sample_weight, order, axis=0)[count:], "float32")
-            if len(rest.shape) == 1:  # a weight per row: on each of its real tokens
-                rest = rest[:, None] * ops.cast(inputs["padding_mask"][count:], "float32")
-        return y, ops.concatenate([rewrite["weights"], rest], axis=0)
+            return y, ops.concatenate([written, mask[count:]], axis=0)
+        weight = ops.take(position_weight(sample_weight, 2), order, axis=0)
+        if weight.shape[1] == 1:  # a weight per row: on each of its real tokens, the written ones too
+            written = written * weight[:count]
+            return y, ops.concatenate([written, weight[count:] * mask[count:]], axis=0)
+        # A weight per token: a written row's tokens are not the data's, so they weigh 1.
+        return y, ops.concatenate([written, weight[count:]], axis=0)
 
     def _generate(self, student, prompts):
-        """`student.generate_step` with this sampler, taking no gradient."""
+        """`student.generate_step` with this sampler, in inference mode, taking no gradient."""
+        from keras.src.backend.common import global_state
+
+        # Out of the training call's context, whose `training=True` would reach the layers that
+        # keras-hub's cached call leaves it unset for (dropout): generation runs as a top-level call.
+        context = global_state.get_global_attribute("current_call_ctx")
+        global_state.set_global_attribute("current_call_ctx", None)
         previous = getattr(student, "sampler", None)
         student.sampler = self.sampler
         try:
@@ -171,6 +195,7 @@ class OnPolicy(keras.layers.Layer):
             return generated
         finally:
             student.sampler = previous
+            global_state.set_global_attribute("current_call_ctx", context)
 
     def get_config(self):
         import keras_hub

@@ -19,7 +19,7 @@ keras_hub = pytest.importorskip("keras_hub")
 VOCAB, LENGTH = 64, 12
 
 
-def causal_lm(layers, width, vocabulary=VOCAB):
+def causal_lm(layers, width, vocabulary=VOCAB, dropout=0.0):
     backbone = keras_hub.models.GPT2Backbone(
         vocabulary_size=vocabulary,
         num_layers=layers,
@@ -27,7 +27,7 @@ def causal_lm(layers, width, vocabulary=VOCAB):
         hidden_dim=width,
         intermediate_dim=2 * width,
         max_sequence_length=LENGTH + 1,
-        dropout=0.0,
+        dropout=dropout,
     )
     return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
 

@@ -21,9 +21,9 @@ from tests.test_sequence_level import full_sequences, greedy_by_hand  # noqa: E4
 PROMPT = 4
 
 
-def _distiller(fraction, learning_rate=0.5, seed=0):
+def _distiller(fraction, learning_rate=0.5, seed=0, sampler="greedy", dropout=0.0, **on_policy):
     keras.utils.set_random_seed(seed)
-    teacher, student = causal_lm(2, 16), causal_lm(1, 8)
+    teacher, student = causal_lm(2, 16), causal_lm(1, 8, dropout=dropout)
     embedding = teacher.backbone.token_embedding.embeddings
     embedding.assign(embedding * 8.0)  # a sharp teacher: a distillation loss far from zero, to compare
     distiller = Distiller(student=student, teacher=teacher)
@@ -32,7 +32,8 @@ def _distiller(fraction, learning_rate=0.5, seed=0):
         distillation_loss_fn="forward_kl",
         alpha=0.5,
         temperature=1.0,
-        on_policy=OnPolicy(student_fraction=fraction, prompt_length=PROMPT, sampler="greedy", seed=seed),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        on_policy=OnPolicy(student_fraction=fraction, prompt_length=PROMPT, sampler=sampler, seed=seed, **on_policy),
     )
     return distiller
 
@@ -57,7 +58,7 @@ class _Steps(keras.callbacks.Callback):
         self.weights.append([to_numpy(w).copy() for w in self.model.student.weights])
 
     def on_train_batch_end(self, batch, logs=None):
-        self.means.append({name: float(logs[name]) for name in ("loss", "distillation_loss")})
+        self.means.append({name: float(logs[name]) for name in ("loss", "distillation_loss", "accuracy")})
 
 
 def test_each_step_distils_the_students_generations_from_that_steps_weights():
@@ -71,7 +72,7 @@ def test_each_step_distils_the_students_generations_from_that_steps_weights():
         student.set_weights(steps.weights[step])
         hand_x, hand_y, hand_weight = _by_hand(student, ids[rows])
         expected = distiller.evaluate(hand_x, hand_y, sample_weight=hand_weight, verbose=0, return_dict=True)
-        for name in ("loss", "distillation_loss"):  # the second small beside the first: checked on its own
+        for name in ("loss", "distillation_loss", "accuracy"):  # the second small beside the first: on its own
             got = steps.means[0][name] if step == 0 else 2 * steps.means[1][name] - steps.means[0][name]
             np.testing.assert_allclose(got, expected[name], rtol=1e-5)  # 1e-7 measured; the rows kept: 4e-2
     # The second step's text is not what the weights of the first would have written (the per-epoch form).
@@ -102,7 +103,9 @@ def test_the_rewritten_batch_keeps_each_other_rows_labels_and_weights(weights):
         expected = greedy_by_hand(student, ids[written], PROMPT)
         np.testing.assert_array_equal(got_ids[:count], expected[:, :-1])
         np.testing.assert_array_equal(got_y[:count, : PROMPT - 1], y[written, : PROMPT - 1])
-        assert np.all(got_y[:count, PROMPT - 1 :] == MISSING_LABEL) and np.all(got_weight[:count] == 1)
+        assert np.all(got_y[:count, PROMPT - 1 :] == MISSING_LABEL)
+        row_weight = sample_weight[written][:, None] if weights == "rows" else 1.0  # a row's weight stays
+        np.testing.assert_allclose(got_weight[:count], np.ones((count, LENGTH)) * row_weight, rtol=1e-6)
         assert np.all(got_mask[:count] == 1)
         np.testing.assert_array_equal(got_ids[count:], x["token_ids"][kept])
         np.testing.assert_array_equal(got_mask[count:], x["padding_mask"][kept])
@@ -116,6 +119,28 @@ def test_the_rewritten_batch_keeps_each_other_rows_labels_and_weights(weights):
         np.testing.assert_allclose(got_weight[count:], expected_weight, rtol=1e-6)
         orders.append(order)
     assert not np.array_equal(*orders)  # the rows are drawn anew each step
+
+
+def test_the_student_writes_in_inference_mode_inside_the_training_step():
+    distiller = _distiller(fraction=1.0, dropout=0.5)  # dropout would change nearly every greedy token
+    ids, mask = full_sequences(8)
+    x = next_token_data(ids, mask)[0]
+    out = distiller({key: keras.ops.convert_to_tensor(v) for key, v in x.items()}, training=True)
+    order = to_numpy(out["on_policy"]["order"])
+    expected = greedy_by_hand(distiller.student, ids[order], PROMPT)
+    np.testing.assert_array_equal(to_numpy(out["inputs"]["token_ids"]), expected[:, :-1])
+
+
+def test_the_random_state_moves_on_with_every_step():
+    distiller = _distiller(fraction=0.5, sampler="top_k")
+    x, y, weight = next_token_data(*full_sequences(16))
+    states = [[to_numpy(v).copy() for v in distiller.on_policy.variables]]
+    for _ in range(2):  # a JAX step hands its new state back only if the Distiller tracks it
+        distiller.fit(x, y, sample_weight=weight, batch_size=8, epochs=1, verbose=0)
+        states.append([to_numpy(v).copy() for v in distiller.on_policy.variables])
+    assert len(states[0]) == 2  # the rows' draw and the sampler's
+    for before, after in zip(states, states[1:]):
+        assert all(not np.array_equal(b, a) for b, a in zip(before, after))
 
 
 def test_how_many_rows_the_student_writes():
@@ -135,8 +160,12 @@ def test_on_policy_is_refused_before_training_where_it_cannot_run():
     x, y, weight = next_token_data(*full_sequences(8))
     assert "on_policy" in why_live(distiller, x, [])  # the teacher is not kept by default
     cache = TeacherCache.build(distiller.teacher, x)
-    with pytest.raises(ValueError, match="teacher_cache"):
+    with pytest.raises(ValueError, match="no teacher cache holds"):
         distiller.fit(x, y, teacher_cache=cache, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="no teacher cache holds"):
+        distiller.fit(cache.attach(x), y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="same inputs"):
+        distiller.fit({"student_inputs": x, "teacher_inputs": x}, y, epochs=1, verbose=0)
     distiller.on_policy.prompt_length = LENGTH + 1
     before = [to_numpy(w).copy() for w in distiller.student.weights]
     with pytest.raises(ValueError, match="prompt_length"):
@@ -145,10 +174,11 @@ def test_on_policy_is_refused_before_training_where_it_cannot_run():
 
 
 def test_the_compile_config_keeps_the_settings():
-    distiller = _distiller(fraction=0.25, seed=3)
+    distiller = _distiller(fraction=0.25, seed=3, sampler="top_k", stop_token_ids=[2])
     restored = compile_arguments(compile_config(distiller))["on_policy"]
     assert restored.get_config() == distiller.on_policy.get_config()
     assert (restored.student_fraction, restored.prompt_length, restored.seed) == (0.25, PROMPT, 3)
+    assert restored.stop_token_ids == (2,) and type(restored.sampler).__name__ == "TopKSampler"
 
 
 def test_the_chunked_step_trains_on_policy_as_the_whole_one():

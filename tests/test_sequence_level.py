@@ -67,6 +67,8 @@ def test_on_policy_rows_are_the_students_current_generations_without_labels():
         np.testing.assert_array_equal(got_x[rows], expected[:, :-1])
         assert np.all(got_y[rows][:, PROMPT - 1 :] == MISSING_LABEL)
         np.testing.assert_array_equal(got_y[rows][:, : PROMPT - 1], y[rows][:, : PROMPT - 1])
+        got_weight = np.concatenate([data[i][2] for i in range(len(data))])
+        assert np.all(got_weight[rows] == 1)  # every written token distilled, the last one too (no label)
         others = np.setdiff1d(np.arange(16), rows)
         np.testing.assert_array_equal(got_x[others], x["token_ids"][others])
         np.testing.assert_array_equal(got_y[others], y[others])

@@ -423,6 +423,8 @@ def test_language_model_on_policy_benchmark_times_both_forms_beside_the_off_poli
     assert set(run["summary"]) == {"labels", "generalized_jsd", "gkd_epoch", "gkd_step"}
     assert "top_k_cache" not in run  # every distilled student from the live teacher
     assert all(len(tried) == 3 for tried in run["tuning"].values())  # the same search for every student
+    figures = [run["runs"]["0"][method]["bits_per_token"] for method in ("generalized_jsd", "gkd_step", "gkd_epoch")]
+    assert len(set(figures)) == 3  # each distilled student trained its own way
     text = page.read_text()
     for method, name in (("gkd_step", "on-policy in every step"), ("gkd_epoch", "on-policy once an epoch")):
         entry = run["runs"]["0"][method]

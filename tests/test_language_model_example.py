@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from keras_kd.backend import IS_TF_KERAS
@@ -134,21 +133,12 @@ def test_a_student_of_another_tokenizer_learns_by_uld_and_a_tail_bucket_cache_is
     assert run.returncode != 0 and "distil it with --methods=labels,uld" in run.stderr
     assert "loss:" not in run.stdout + run.stderr
 
-    # The on-policy students (GKD, the student writing half the sentences in every step or every epoch) run
-    # beside one distilled from the cache; each trains its own way (their figures differ).
+    # (The on-policy students, gkd_step and gkd_epoch, run in the release check of the on-policy benchmark.)
     run = run_example(
-        tmp_path,
-        "--student_sentences=30",
-        "--methods=forward_kl,gkd_step,gkd_epoch",
-        "--prompt_length=4",
-        "--top_k_tail=bucket",
-        f"--results={results}",
+        tmp_path, "--student_sentences=30", "--methods=forward_kl", "--top_k_tail=bucket", f"--results={results}"
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    report = json.loads(results.read_text())
-    assert report["top_k_cache"]["tail"] == "bucket"
-    figures = [report["runs"]["0"][method]["bits_per_token"] for method in ("forward_kl", "gkd_step", "gkd_epoch")]
-    assert np.all(np.isfinite(figures)) and len(set(figures)) == 3
+    assert json.loads(results.read_text())["top_k_cache"]["tail"] == "bucket"
 
 
 def test_a_missing_backend_or_corpus_stops_at_once_saying_what_to_do(tmp_path, monkeypatch):

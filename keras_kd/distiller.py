@@ -12,7 +12,7 @@ from keras_kd.backend import EngineSteps, keras, ops, register_serializable
 from keras_kd.data_checks import check_data, check_fit_arguments, numerics_errors
 from keras_kd.default_cache import keep_teacher_outputs
 from keras_kd.feature_distillation import FeatureDistillation, feature_extractors
-from keras_kd.inputs import split_inputs, unpack
+from keras_kd.inputs import has_own_inputs, split_inputs, unpack
 from keras_kd.metrics import split_teacher_metrics
 from keras_kd.teacher_cache import attach_teacher_cache, cached_teacher_logits
 from keras_kd.teacher_pass import TeacherPass, validate_teacher_dtype
@@ -380,8 +380,7 @@ class Distiller(EngineSteps, keras.Model):
         if not (isinstance(y_pred, dict) and "on_policy" in y_pred):
             return x, y, sample_weight
         inputs, packed, _ = unpack(x)
-        student_x, teacher_x = split_inputs(inputs)
-        self.on_policy.check_inputs(student_x, student_x is not teacher_x, packed is not None)  # datasets
+        self.on_policy.check_inputs(split_inputs(inputs)[0], has_own_inputs(inputs), packed is not None)  # datasets
         x = y_pred["inputs"]
         return (x, *self.on_policy.labels(y_pred["on_policy"], y, sample_weight, x))
 
@@ -511,9 +510,8 @@ class Distiller(EngineSteps, keras.Model):
         self._check_data_before_training(x, cache=teacher_cache)
         if self.on_policy is not None:
             inputs, packed, _ = unpack(x)
-            student_x, teacher_x = split_inputs(inputs)
             cached = packed is not None or teacher_cache not in (None, False)
-            self.on_policy.check_inputs(student_x, student_x is not teacher_x, cached)
+            self.on_policy.check_inputs(split_inputs(inputs)[0], has_own_inputs(inputs), cached)
         self._new_steps_for_labels_of_another_rank(y)
         if hasattr(self.distillation_loss_fn, "on_epoch_begin"):  # a loss with a curriculum (CTKD)
             from keras_kd.callbacks import LossCurriculum

@@ -43,6 +43,11 @@ def unpack(x):
     return x[INPUTS_KEY], cached, x.get(INDEX_KEY)
 
 
+def has_own_inputs(x):
+    """Whether `x` gives each model inputs of its own (`split_inputs`), by its keys."""
+    return isinstance(x, dict) and set(x) == {STUDENT_INPUTS_KEY, TEACHER_INPUTS_KEY}
+
+
 def split_inputs(x):
     """`(the student's inputs, the teacher's)`.
 
@@ -50,6 +55,6 @@ def split_inputs(x):
     examples (language models of two tokenizers: each its own token ids of the same text); any
     other `x` goes to both models, and is returned twice as the same object.
     """
-    if isinstance(x, dict) and set(x) == {STUDENT_INPUTS_KEY, TEACHER_INPUTS_KEY}:
+    if has_own_inputs(x):
         return x[STUDENT_INPUTS_KEY], x[TEACHER_INPUTS_KEY]
     return x, x

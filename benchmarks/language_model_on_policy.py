@@ -20,7 +20,6 @@ Writes benchmarks/results/language_model_on_policy.json (or `--results`) and the
 docs/language_model_on_policy_benchmark.md (`--page_only` rewrites it from the JSON).
 """
 
-import argparse
 import json
 import os
 import shlex
@@ -28,7 +27,7 @@ import tempfile
 import time
 
 from language_model import run_example  # the example's runner (this folder)
-from language_model_vocabularies import SETTINGS, _row, _seeds, _tried
+from language_model_vocabularies import SETTINGS, _row, _seeds, _tried, arguments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGE = os.path.join(ROOT, "docs", "language_model_on_policy_benchmark.md")
@@ -44,15 +43,7 @@ NAMES = {
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="0", help="student seeds (the search runs on the first)")
-    parser.add_argument(
-        "--results", default=os.path.join(ROOT, "benchmarks", "results", "language_model_on_policy.json")
-    )
-    parser.add_argument("--page", default=PAGE, help="where the docs page goes")
-    parser.add_argument("--page_only", action="store_true", help="rewrite the page from --results")
-    parser.add_argument("--example_flags", default="", help="more flags for the example (tests: tiny sizes)")
-    args = parser.parse_args()
+    args = arguments(__doc__.splitlines()[0], "language_model_on_policy.json", PAGE).parse_args()
     if args.page_only:
         with open(args.results) as handle:
             write_page(json.load(handle), args.page)

@@ -62,16 +62,20 @@ NAMES = {
 }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description, results_name, page):
+    """The flags the language-model benchmarks that run the example share."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seeds", default="0", help="student seeds (the search runs on the first)")
-    parser.add_argument(
-        "--results", default=os.path.join(ROOT, "benchmarks", "results", "language_model_vocabularies.json")
-    )
-    parser.add_argument("--page", default=PAGE, help="where the docs page goes")
+    parser.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "results", results_name))
+    parser.add_argument("--page", default=page, help="where the docs page goes")
     parser.add_argument("--page_only", action="store_true", help="rewrite the page from --results")
-    parser.add_argument("--student_vocabulary", type=int, default=STUDENT_VOCABULARY)
     parser.add_argument("--example_flags", default="", help="more flags for the example (tests: tiny sizes)")
+    return parser
+
+
+def main():
+    parser = arguments(__doc__.splitlines()[0], "language_model_vocabularies.json", PAGE)
+    parser.add_argument("--student_vocabulary", type=int, default=STUDENT_VOCABULARY)
     args = parser.parse_args()
     if args.page_only:
         with open(args.results) as handle:

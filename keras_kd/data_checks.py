@@ -343,6 +343,11 @@ def numerics_errors():
         ) from None
 
 
+class NonFiniteLossError(ValueError):
+    """Training stopped where the loss or an input became NaN or infinite (a `ValueError`, as before);
+    a search (`keras_kd.jobs.sweep`) catches it to drop the diverged setting and go on."""
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stop training with a ValueError that names the batch where the loss or an input first became
     NaN or infinite, with the student's weights of the start of that epoch restored.
@@ -390,7 +395,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         self.model.stop_training = True
         if self._weights is not None:
             self.model.student.set_weights(self._weights)
-        raise ValueError(
+        raise NonFiniteLossError(
             f"The loss or the inputs became non-finite (NaN or inf) at batch {first - self._epoch_start_step} of "
             f"epoch {self._epoch + 1}; training stopped and the student's weights of the start of that epoch are "
             "restored. Check the data (pass `check_numerics=True` to `fit` to check every batch before it "

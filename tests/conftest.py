@@ -1,6 +1,8 @@
 """Shared fixtures: tiny data and models, built with the active engine."""
 
 import os
+import shutil
+import tempfile
 import zlib
 
 import numpy as np
@@ -41,6 +43,31 @@ JOB_ENGINES = {
     "test_atomic": {"tensorflow"},
     "test_language_model_example": {"jax"},
 }
+
+
+_JAX_CACHE = pytest.StashKey[str]()
+
+
+def pytest_configure(config):
+    """On JAX, one compilation cache for the whole run: its workers and the scripts that the tests
+    run in subprocesses compile the same tiny models again and again, and XLA's compile is most of
+    their time. It lives in a temporary folder, so no run reads another run's programs."""
+    if BACKEND != "jax" or "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return
+    import jax
+
+    folder = tempfile.mkdtemp(prefix="keras-kd-jax-compilations-")
+    config.stash[_JAX_CACHE] = folder
+    # A size limit turns on JAX's file lock, so two workers never read an entry half written.
+    settings = {"compilation_cache_dir": folder, "compilation_cache_max_size": 2**31}
+    for name, value in settings.items():
+        os.environ[f"JAX_{name.upper()}"] = str(value)  # for the workers and subprocesses started later
+        jax.config.update(f"jax_{name}", value)
+
+
+def pytest_unconfigure(config):
+    if _JAX_CACHE in config.stash:
+        shutil.rmtree(config.stash[_JAX_CACHE], ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

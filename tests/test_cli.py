@@ -64,11 +64,19 @@ def test_distill_on_digits_writes_the_report(tmp_path):
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
     assert not [name for name in os.listdir(tmp_path) if ".partial" in name]  # staging removed
 
-    # The saved teacher is reused with --teacher.
-    again = run_cli("distill", f"--output_dir={tmp_path / 'again'}", f"--teacher={out / 'teacher.keras'}", *QUICK)
+    # The saved teacher is reused with --teacher; both students search two rates on validation.
+    search = ["--learning_rate_grid=1e-3,1e-2", f"--teacher={out / 'teacher.keras'}", *QUICK]
+    refused = run_cli("distill", f"--output_dir={tmp_path / 'refused'}", "--validation_split=0", *search)
+    assert refused.returncode == 2 and "chooses on validation data" in refused.stderr
+    again = run_cli("distill", f"--output_dir={tmp_path / 'again'}", *search)
     assert again.returncode == 0, again.stderr[-3000:]
     reused = json.loads((tmp_path / "again" / "report.json").read_text())
     assert reused["models"][0]["accuracy"] == pytest.approx(rows["teacher"]["accuracy"])
+    for arm in ("student_scratch", "student_kd"):
+        selection = reused["metadata"]["selection"][arm]
+        assert [trial["settings"]["learning_rate"] for trial in selection["trials"]] == [1e-3, 1e-2]
+        best = max(selection["trials"], key=lambda trial: trial["validation"])
+        assert selection["chosen"] == best["settings"] and selection["best_epoch"] == best["best_epoch"]
 
 
 def test_unknown_dataset_is_refused_before_training(tmp_path):

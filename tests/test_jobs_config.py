@@ -26,8 +26,10 @@ def test_every_setting_with_help_is_a_flag_with_the_fields_default(module, confi
     fields = {field.name: field for field in dataclasses.fields(config_class)}
     flag_fields = config_class.flag_fields()
     for flag, name in flag_fields.items():
-        assert module.FLAGS[flag].default == fields[name].default, flag
-        assert module.FLAGS[flag].help.endswith(fields[name].metadata["help"])
+        field = fields[name]
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        assert module.FLAGS[flag].default == default, flag
+        assert module.FLAGS[flag].help.endswith(field.metadata["help"])
     run_flags = {"config", "output_dir", "overwrite", "verbose"}
     assert set(module.FLAGS) == set(flag_fields) | run_flags
     assert {"teacher", "student"} <= set(flag_fields) and "teacher_path" not in module.FLAGS

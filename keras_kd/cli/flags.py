@@ -11,7 +11,13 @@ import sys
 from absl import flags
 
 HELP_FLAGS = ("-h", "--help", "--helpfull", "--helpshort", "-help", "-helpfull")
-_DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_bool}
+_DEFINE = {
+    str: flags.DEFINE_string,
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    bool: flags.DEFINE_bool,
+    list: flags.DEFINE_list,
+}
 
 
 def define_flags(config_class, flag_values=None, defaults=None, output_dir=None, output_help=None, overwrite_help=None):
@@ -22,7 +28,7 @@ def define_flags(config_class, flag_values=None, defaults=None, output_dir=None,
     fields = {field.name: field for field in dataclasses.fields(config_class)}
     for flag, name in config_class.flag_fields().items():
         field = fields[name]
-        default = (defaults or {}).get(name, field.default)
+        default = (defaults or {}).get(name, _default(field))
         help_text, choices, minimum = (field.metadata[key] for key in ("help", "choices", "minimum"))
         if choices:
             flags.DEFINE_enum(flag, default, list(choices), help_text, flag_values=flag_values)
@@ -53,6 +59,10 @@ def define_flags(config_class, flag_values=None, defaults=None, output_dir=None,
             flag_values=flag_values,
         )
     return flag_values
+
+
+def _default(field):
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default
 
 
 def parse(flag_values, argv):

@@ -44,6 +44,18 @@ class DistillConfig:
     )
     batch_size: int = setting(32, "Batch size.", minimum=1)
     learning_rate: float = setting(1e-3, "Adam learning rate.")
+    weight_decay: float = setting(0.0, "AdamW's weight decay for the models the job trains; 0: Adam.")
+    learning_rate_grid: list = setting(
+        help="Learning rates each student tries, keeping the one best on validation (keras_kd.jobs.sweep); "
+        "empty: --learning_rate alone.",
+        factory=list,
+    )
+    alpha_grid: list = setting(
+        help="Alphas the distilled student tries (x --temperature_grid); the student from labels tries as many "
+        "weight decays, so both search alike. Empty: the recipe's alpha.",
+        factory=list,
+    )
+    temperature_grid: list = setting(help="Temperatures the distilled student tries (x --alpha_grid).", factory=list)
     recipe: str = setting("hinton", "Named distillation method (docs/when_distillation_pays.md).", choices=RECIPE_NAMES)
     alpha: float = setting(None, "Weight of the label loss (1 - alpha: distillation); default: the recipe's.")
     temperature: float = setting(None, "Distillation temperature T > 0; default: the recipe's.")
@@ -177,8 +189,7 @@ class DistillConfig:
             minimum = field.metadata.get("minimum")
             if minimum is not None and int(getattr(self, field.name)) < minimum:
                 raise ValueError(f"`{field.name}` must be >= {minimum}; received {getattr(self, field.name)!r}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be > 0; received {self.learning_rate!r}.")
+        self._validate_search()
         if self.teacher_path is not None and not os.path.exists(self.teacher_path):
             raise ValueError(f"`teacher` path {self.teacher_path!r} does not exist.")
         if self.distillation_loss is not None:
@@ -198,6 +209,32 @@ class DistillConfig:
                 ) from None
         if self.teacher_cache and self.features:
             raise ValueError("`teacher_cache` holds logits only; it cannot serve feature terms.")
+
+    def _validate_search(self):
+        from keras_kd import losses as kd_losses
+        from keras_kd.jobs import sweep
+        from keras_kd.validation import validate_alpha
+
+        def floats(name):
+            try:
+                return [float(value) for value in getattr(self, name)]
+            except (TypeError, ValueError):
+                raise ValueError(f"`{name}` takes numbers; received {getattr(self, name)!r}.") from None
+
+        for rate in [self.learning_rate, *floats("learning_rate_grid")]:
+            if not rate > 0:
+                raise ValueError(f"A learning rate must be > 0; received {rate!r}.")
+        if not float(self.weight_decay) >= 0:
+            raise ValueError(f"`weight_decay` must be >= 0; received {self.weight_decay!r}.")
+        for alpha in floats("alpha_grid"):
+            validate_alpha(alpha)
+        for temperature in floats("temperature_grid"):
+            kd_losses.validate_temperature(temperature, "temperature_grid")
+        if sweep.is_search(self) and not (self.validation or self.validation_split > 0):
+            raise ValueError(
+                "A search (--learning_rate_grid, --alpha_grid, --temperature_grid) chooses on validation data: "
+                "give --validation or a --validation_split above 0."
+            )
 
     def _validate_own_data(self, require_test=True):
         from keras_kd import models, recipes
@@ -301,7 +338,14 @@ class TuneConfig(DistillConfig):
 
     max_trials: int = setting(10, "Trials of each search (distilled, and the control from labels).", minimum=1)
 
-    NOT_FLAGS = ("recipe", "alpha", "temperature", "learning_rate", "test")
+    NOT_FLAGS = (
+        "recipe",
+        "alpha",
+        "temperature",
+        "learning_rate",
+        "test",
+        *("learning_rate_grid", "alpha_grid", "temperature_grid"),  # tune runs its own search
+    )
 
     def validate(self, require_test=False, recipe_names=SEARCHED_RECIPES):
         """Raise before any training if the search cannot run (KerasTuner missing: RuntimeError)."""

@@ -51,9 +51,14 @@ def run_distill(config, output_folder):
         "patience": config.patience,
         "model_names": {role: record["model_name"] for role, record in records.items()} | {"teacher": teacher.name},
         "selection": {
-            role: {key: record[key] for key in ("best_epoch", "validation_accuracy", "epochs_trained", "max_epochs")}
+            role: {
+                key: record[key]
+                for key in ("best_epoch", "validation_accuracy", "epochs_trained", "max_epochs", "trials", "chosen")
+                if key in record
+            }
             for role, record in records.items()
         },
+        "learning_rate": config.learning_rate,
         "teacher_epochs": config.teacher_epochs if not config.teacher_path else None,
         "student_epochs": config.student_epochs,
         "batch_size": config.batch_size,

@@ -58,9 +58,44 @@ def run_over_seeds(config, seeds, with_int8=False, int8_io=False, log=print):
             models = [row.as_dict() for row in rows]
             if with_int8:
                 models.append(int8_student(seeded, folder, rows, int8_io))
-        runs.append({"seed": int(seed), "models": models, "metadata": metadata})
+        runs.append({"seed": int(seed), "models": models, "selection": selection(metadata), "metadata": metadata})
         log(f"seed {seed}: " + ", ".join(f"{m['name']} {100 * m['accuracy']:.2f}%" for m in models))
     return runs
+
+
+def selection(metadata):
+    """The results files' `selection`: per model, the settings it tried with their validation
+    accuracy, the one chosen, and the epoch kept (`keras_kd.jobs.sweep`)."""
+    return {
+        role: {
+            "trials": record.get("trials", []),
+            "chosen": record.get("chosen"),
+            "best_epoch": record["best_epoch"],
+        }
+        for role, record in metadata["selection"].items()
+    }
+
+
+def search_in_words(runs):
+    """How the students' settings were chosen, from the results' `selection` ("" if neither searched)."""
+    parts = []
+    for role in ("student_scratch", "student_kd"):
+        records = [run.get("selection", {}).get(role) for run in runs]
+        if not all(records) or len(records[0]["trials"]) < 2:
+            continue
+        trials = records[0]["trials"]
+        varied = [key for key in records[0]["chosen"] if len({str(t["settings"][key]) for t in trials}) > 1]
+        choices = " / ".join(
+            ", ".join(f"{key.replace('_', ' ')} {record['chosen'][key]:g}" for key in varied) for record in records
+        )
+        parts.append(f"{role} tried {len(trials)} settings and chose {choices}")
+    if not parts:
+        return ""
+    seeds = ", ".join(str(run["seed"]) for run in runs)
+    return (
+        "Each student searched a grid of its own, of the same size, on validation data held out of training, "
+        f"in each seed (seeds {seeds} in turn; the test set chose nothing): " + "; ".join(parts) + "."
+    )
 
 
 def figures(runs, name, key):

@@ -21,6 +21,7 @@ from keras_kd.callbacks import DistillationScheduler, DurationEstimate, KeepBest
 from keras_kd.distiller import Distiller
 from keras_kd.feature_distillation import FeatureDistillation
 from keras_kd.inputs import with_indices
+from keras_kd.jobs import sweep
 from keras_kd.jobs.backup import JobBackup
 from keras_kd.jobs.data import check_fits, load_split, open_checked, own_split, split_data
 from keras_kd.losses import LogitsCrossentropy
@@ -93,6 +94,13 @@ def _job_callbacks(config, role, label, validation_freq=1, keeper=None):
     return callbacks
 
 
+def optimizer(config):
+    """The optimizer of every model a job trains: Adam, or AdamW with `config.weight_decay`."""
+    if float(config.weight_decay) > 0:
+        return keras.optimizers.AdamW(float(config.learning_rate), weight_decay=float(config.weight_decay))
+    return keras.optimizers.Adam(float(config.learning_rate))
+
+
 def train_on_labels(
     model,
     x,
@@ -118,7 +126,7 @@ def train_on_labels(
         return model
     seed_role(config, role)
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=optimizer(config),
         loss=LogitsCrossentropy(),
         metrics=["accuracy"],
     )
@@ -195,7 +203,7 @@ def distill(
     terms = _feature_terms(config, num_examples if streaming else len(x))
     distiller = Distiller(student=student, teacher=teacher, features=terms or None, teacher_dtype=config.teacher_dtype)
     distiller.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=optimizer(config),
         metrics=["accuracy"],
         **config.compile_arguments(),
     )
@@ -345,11 +353,25 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
     scratch = build_student("student_scratch")
     backup = JobBackup.of(config)
     initial_weights = backup.initial_weights(scratch) if backup else scratch.get_weights()
+
+    def fresh(role):
+        student = build_student(role)
+        student.set_weights(initial_weights)
+        return student
+
     if split.num_labeled == 0:
         _log(f"[2/{total_steps}] no labelled training data: no student from labels to compare with", verbose)
         scratch = None
     else:
-        _train_from_labels(config, split, scratch, total_steps, has_validation, records)
+
+        def train_scratch(trial_config, role):
+            model = scratch if role == "student_scratch" else fresh("student_scratch")
+            keeper = _keeper(trial_config, role, has_validation)
+            _train_from_labels(trial_config, split, model, role, keeper)
+            return model, keeper
+
+        _say_scratch_plan(config, split, scratch.name, total_steps, has_validation)
+        scratch = _searched("student_scratch", config, train_scratch, records)
     _log(
         f"[3/{total_steps}] distilling the student ({config.recipe}) on {split.num_labeled} labelled "
         f"and {split.num_pool} unlabelled examples: up to {config.student_epochs} epochs, "
@@ -362,13 +384,24 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
         assistant_keeper = _keeper(config, "assistant", has_validation)
         teacher = distill_on_split(assistant, teacher, config, split, role="assistant", keeper=assistant_keeper)
         _record(records, "assistant", assistant, assistant_keeper, config.student_epochs)
-    kd_student = build_student("student_kd")
-    kd_student.set_weights(initial_weights)
-    keeper = _keeper(config, "student_kd", has_validation)
-    distill_on_split(kd_student, teacher, config, split, role="student_kd", keeper=keeper)
-    _record(records, "student_kd", kd_student, keeper, config.student_epochs)
-    _say_selection("student_kd", keeper, verbose)
+
+    def train_distilled(trial_config, role):
+        model, keeper = fresh("student_kd"), _keeper(trial_config, role, has_validation)
+        distill_on_split(model, teacher, trial_config, split, role=role, keeper=keeper)
+        return model, keeper
+
+    kd_student = _searched("student_kd", config, train_distilled, records)
     return scratch, kd_student
+
+
+def _searched(arm, config, train_trial, records):
+    """`arm`'s model, the best on validation of its grid (`keras_kd.jobs.sweep`), recorded in `records`."""
+    model, keeper, selection = sweep.search(arm, config, train_trial, log=lambda text: _log(text, config.verbose))
+    _record(records, arm, model, keeper, config.student_epochs)
+    if records is not None:
+        records[arm].update(trials=selection["trials"], chosen=selection["chosen"])
+    _say_selection(arm, keeper, config.verbose)
+    return model
 
 
 def distilled_epoch_steps(config, split):
@@ -376,15 +409,14 @@ def distilled_epoch_steps(config, split):
     return math.ceil((split.num_labeled + split.num_pool) / config.batch_size)
 
 
-def _train_from_labels(config, split, scratch, total_steps, has_validation, records):
-    """The control: `scratch` on the labelled examples alone, under the rule of `teacher_and_students`.
+def _say_scratch_plan(config, split, name, total_steps, has_validation):
+    """The control: the student on the labelled examples alone, under the rule of `teacher_and_students`.
 
     Its epochs hold as many optimizer steps as the distilled student's (several passes over its
     few labels), so both are validated after the same steps, stop after the same patience and
     have the same budget; and a run of thousands of tiny epochs, each paying Keras's per-epoch
     cost, becomes `student_epochs` of them.
     """
-    verbose = config.verbose
     steps = distilled_epoch_steps(config, split)
     passes = steps / math.ceil(split.num_labeled / config.batch_size)
     rule = (
@@ -393,17 +425,21 @@ def _train_from_labels(config, split, scratch, total_steps, has_validation, reco
         else "no validation data, so no epoch is chosen: it trains them all"
     )
     _log(
-        f"[2/{total_steps}] training the student from labels alone ({scratch.name}) on {split.num_labeled} labels: "
+        f"[2/{total_steps}] training the student from labels alone ({name}) on {split.num_labeled} labels: "
         f"up to {config.student_epochs} epochs of {steps} optimizer steps (as many as a distilled epoch: "
         f"{passes:.1f} passes over its labels), {rule}",
-        verbose,
+        config.verbose,
     )
-    keeper = _keeper(config, "student_scratch", has_validation)
-    seed_role(config, "student_scratch")  # the stream's shuffle takes the global seed when it is made
+
+
+def _train_from_labels(config, split, scratch, role, keeper):
+    """Train the control `scratch` as `_say_scratch_plan` says, as `role`, its best epoch kept by `keeper`."""
+    steps = distilled_epoch_steps(config, split)
+    seed_role(config, role)  # the stream's shuffle takes the global seed when it is made
     stream, _ = split.labeled_stream(config)
     backup = JobBackup.of(config)
     if backup:  # an endless stream: a rerun skips the batches of the epochs the killed run completed
-        stream = stream.skip(backup.completed_epochs("student_scratch") * steps)
+        stream = stream.skip(backup.completed_epochs(role) * steps)
     train_on_labels(
         scratch,
         stream,
@@ -411,12 +447,10 @@ def _train_from_labels(config, split, scratch, total_steps, has_validation, reco
         config,
         config.student_epochs,
         split.validation_data(config),
-        role="student_scratch",
+        role=role,
         keeper=keeper,
         steps_per_epoch=steps,
     )
-    _record(records, "student_scratch", scratch, keeper, config.student_epochs)
-    _say_selection("student_scratch", keeper, verbose)
 
 
 def load_teacher_for_own_data(config, total_steps=3):

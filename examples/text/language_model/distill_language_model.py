@@ -466,7 +466,7 @@ def main(_):
     cache = None
     if FLAGS.top_k and own_inputs:
         print("--student_vocabulary: the teacher runs on every step (a top-k cache takes one tokenization)")
-    elif FLAGS.top_k:
+    elif FLAGS.top_k and any(method != "labels" and method not in ON_POLICY for method in FLAGS.methods):
         tick = time.time()
         cache = keras_kd.TopKTeacherCache.build(teacher, x_small, top_k=FLAGS.top_k, tail=FLAGS.top_k_tail)
         results["top_k_cache"] = {

@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGE = os.path.join(ROOT, "docs", "language_model_benchmark.md")
 METHODS = {"labels": "from labels", "forward_kl": "distilled, forward KL", "generalized_jsd": "distilled, GKD (JSD)"}
@@ -245,7 +247,7 @@ def write_page(report, page=PAGE):
             f"Students: {result['student_sentences']:,} sentences, {result['student']['epochs']} epochs; "
             f"{len(result['runs'])} seed{'s' if len(result['runs']) > 1 else ''}.",
             "",
-            "| student | bits per token, mean ± std | per seed | vs from labels | lower on every seed |",
+            "| student | bits per token, mean ± sample std | per seed | vs from labels | lower on every seed |",
             "|---|---:|---|---:|---|",
         ]
         for method, row in result["summary"].items():
@@ -253,7 +255,9 @@ def write_page(report, page=PAGE):
             change = "" if method == "labels" else f"{row['change_vs_labels_percent']:+.1f} %"
             every = "" if method == "labels" else ("yes" if row["lower_on_every_seed"] else "no")
             name = METHODS.get(method, method)
-            lines.append(f"| {name} | {row['mean']:.3f} ± {row['std']:.3f} | {per_seed} | {change} | {every} |")
+            # The sample std of the seeds, as in every table here (a results file's "std" may be the population's).
+            spread = float(np.std(row["per_seed"], ddof=1)) if len(row["per_seed"]) > 1 else 0.0
+            lines.append(f"| {name} | {row['mean']:.3f} ± {spread:.3f} | {per_seed} | {change} | {every} |")
         cache = result.get("top_k_cache")
         if cache:
             lines += [

@@ -139,6 +139,18 @@ def _data_and_size(path):
     )
 
 
+def _settings_searched(path):
+    """ "N / M (each seed)": the settings each student tried on validation, from a result file's `selection`
+    ("1 / 1" where it has none: one shared setting)."""
+    with open(os.path.join(RESULTS, path)) as handle:
+        data = json.load(handle)
+    runs = data["runs"] if isinstance(data["runs"], list) else []
+    selection = runs[0].get("selection") if runs and isinstance(runs[0], dict) else None
+    if not selection:
+        return "1 / 1"
+    return " / ".join(str(len(selection[arm]["trials"])) for arm in ("student_scratch", "student_kd")) + " (each seed)"
+
+
 def _per_seed(path, teacher, scratch, distilled):
     """(teacher, from labels, distilled) accuracies in % per seed, from a result file of the job's rows."""
     with open(os.path.join(RESULTS, path)) as handle:
@@ -189,7 +201,7 @@ def showcase_table():
         if not os.path.exists(os.path.join(RESULTS, path)):
             continue
         seeds = _per_seed(path, "teacher", "student_scratch", "student_kd")
-        rows.append((name, *_data_and_size(path), seeds))
+        rows.append((name, *_data_and_size(path), _settings_searched(path), seeds))
     text_path = os.path.join(RESULTS, "text_rt_polarity.json")
     if os.path.exists(text_path):
         with open(text_path) as handle:
@@ -198,24 +210,28 @@ def showcase_table():
             seeds = [(r["teacher"], r["student_labels"], r["student_kd"]) for r in text["per_seed"].values()]
             params = {row["name"]: row["params"] for row in next(iter(text["runs"].values()))}
             ratio = params["teacher"] / params["student_kd"]
+            tried = next(iter(text["chosen"].values()))
             rows.append(
                 (
                     "movie reviews (pretrained MiniLM teacher)",
                     f"{text['train_sentences']:,} labels + {text['augmented_sentences']:,} unlabelled variants",
                     f"{params['student_kd']:,} ({ratio:.0f}x)",
+                    " / ".join(str(len(tried[arm].get("tried", [0]))) for arm in ("student_labels", "student_kd"))
+                    + " (first seed)",
                     seeds,
                 )
             )
     lines = [
-        "| showcase | student's data | student parameters (smaller by) | teacher (%) | from labels (%) | "
-        "distilled (%) | distilled − from labels per seed (points) |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| showcase | student's data | student parameters (smaller by) | settings tried on validation (from "
+        "labels / distilled) | teacher (%) | from labels (%) | distilled (%) | distilled − from labels per seed "
+        "(points) |",
+        "|---|---|---:|---|---:|---:|---:|---|",
     ]
-    for name, data, params, seeds in rows:
+    for name, data, params, searched, seeds in rows:
         values = np.array(seeds)
         gains = ", ".join(f"{d - s:+.2f}" for _, s, d in seeds)
         lines.append(
-            f"| {name} | {data} | {params} | {values[:, 0].mean():.2f} | {values[:, 1].mean():.2f} | "
+            f"| {name} | {data} | {params} | {searched} | {values[:, 0].mean():.2f} | {values[:, 1].mean():.2f} | "
             f"{values[:, 2].mean():.2f} | {gains} |"
         )
     return "\n".join(lines)

@@ -322,8 +322,13 @@ def test_digits_seeds_benchmark_writes_each_seed_and_the_table(tmp_path):
     assert [run["seed"] for run in report["runs"]] == [0, 1]
     for run in report["runs"]:
         assert_accuracies(run["models"], ["teacher", "student_scratch", "student_kd"])
+        for arm in ("student_scratch", "student_kd"):  # the same search for each student, in each seed
+            selection = run["selection"][arm]
+            assert [trial["settings"]["learning_rate"] for trial in selection["trials"]] == [3e-4, 1e-3, 3e-3]
+            best = max(selection["trials"], key=lambda trial: trial["validation"])
+            assert selection["chosen"] == best["settings"] and selection["best_epoch"] == best["best_epoch"]
     page = doc.read_text()
-    assert "--seeds=0,1" in page
+    assert "--seeds=0,1" in page and "student_scratch tried 3 settings of learning rate and chose" in page
     assert set(markdown_rows(page, "model")) == {"teacher", "student_scratch", "student_kd"}
     gains = [100 * (run["models"][2]["accuracy"] - run["models"][1]["accuracy"]) for run in report["runs"]]
     assert "accuracy points per seed: " + ", ".join(f"{g:+.2f}" for g in gains) in page

@@ -85,16 +85,17 @@ def search_in_words(runs):
             continue
         trials = records[0]["trials"]
         varied = [key for key in records[0]["chosen"] if len({str(t["settings"][key]) for t in trials}) > 1]
-        choices = " / ".join(
-            ", ".join(f"{key.replace('_', ' ')} {record['chosen'][key]:g}" for key in varied) for record in records
-        )
-        parts.append(f"{role} tried {len(trials)} settings and chose {choices}")
+        choices = ", ".join(" x ".join(f"{record['chosen'][key]:g}" for key in varied) for record in records)
+        names = " x ".join(key.replace("_", " ") for key in varied)
+        parts.append(f"{role} tried {len(trials)} settings of {names} and chose {choices}")
     if not parts:
         return ""
     seeds = ", ".join(str(run["seed"]) for run in runs)
     return (
         "Each student searched a grid of its own, of the same size, on validation data held out of training, "
-        f"in each seed (seeds {seeds} in turn; the test set chose nothing): " + "; ".join(parts) + "."
+        f"in each seed (the choice is per seed; the test set chose nothing). Seed by seed ({seeds}): "
+        + "; ".join(parts)
+        + "."
     )
 
 

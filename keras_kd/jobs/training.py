@@ -254,15 +254,6 @@ def _teacher_cache(config, teacher, x, distiller):
     )
 
 
-def scratch_epochs(config, split):
-    """The budget of the student from labels: at most as many optimizer steps as the distilled student's
-    `student_epochs` (it stops earlier when validation stops improving, `KeepBestEpoch`)."""
-    if split.num_labeled == 0:
-        return 0  # no labels: there is no student from labels
-    steps = config.student_epochs * math.ceil((split.num_labeled + split.num_pool) / config.batch_size)
-    return math.ceil(steps / math.ceil(split.num_labeled / config.batch_size))
-
-
 def _keeper(config, role, has_validation):
     """The best-epoch rule of every model the job compares (kept in the backup when there is one)."""
     backup = JobBackup.of(config)
@@ -367,7 +358,7 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
         def train_scratch(trial_config, role):
             model = scratch if role == "student_scratch" else fresh("student_scratch")
             keeper = _keeper(trial_config, role, has_validation)
-            _train_from_labels(trial_config, split, model, role, keeper)
+            train_control(trial_config, split, model, role, keeper)
             return model, keeper
 
         _say_scratch_plan(config, split, scratch.name, total_steps, has_validation)
@@ -432,8 +423,9 @@ def _say_scratch_plan(config, split, name, total_steps, has_validation):
     )
 
 
-def _train_from_labels(config, split, scratch, role, keeper):
-    """Train the control `scratch` as `_say_scratch_plan` says, as `role`, its best epoch kept by `keeper`."""
+def train_control(config, split, scratch, role, keeper):
+    """Train the control `scratch` on the split's labelled examples alone, as `_say_scratch_plan` says
+    (epochs of a distilled epoch's optimizer steps), as `role`, its best epoch kept by `keeper`."""
     steps = distilled_epoch_steps(config, split)
     seed_role(config, role)  # the stream's shuffle takes the global seed when it is made
     stream, _ = split.labeled_stream(config)

@@ -23,15 +23,16 @@ import numpy as np
 
 from keras_kd import models, recipes
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
+from keras_kd.callbacks import KeepBestEpoch
 from keras_kd.jobs.config import SEARCHED_RECIPES, TuneConfig
 from keras_kd.jobs.data import DataSplit
 from keras_kd.jobs.training import (
     distill,
+    distilled_epoch_steps,
     needs_indices,
     prepare_training,
-    scratch_epochs,
     student_builder,
-    train_on_labels,
+    train_control,
 )
 from keras_kd.report import accuracy
 
@@ -159,8 +160,9 @@ def _summary(config, split, teacher, distilled, control, max_trials, seed, folde
         "seed": seed,
         "validation_examples": int(split.num_validation),
         "teacher_val_accuracy": _score(teacher, split),
-        "scratch_epochs": scratch_epochs(config, split),
         "student_epochs": config.student_epochs,
+        "steps_per_epoch": distilled_epoch_steps(config, split),
+        "patience": config.patience,
         "distilled": distilled,
         "control": control,
         "difference_points": round(100 * (distilled["best"][OBJECTIVE] - control["best"][OBJECTIVE]), 2),
@@ -263,17 +265,19 @@ def _distilled_accuracy(config, settings, split, teacher, build, initial_weights
         teacher = distill(assistant, teacher, x, y, trial_config, num_examples=size)
     student = build("student")
     student.set_weights(initial_weights)
-    distill(student, teacher, x, y, trial_config, num_examples=size)
+    keeper = KeepBestEpoch(patience=config.patience)  # the jobs' rule: its best epoch on validation
+    distill(student, teacher, x, y, trial_config, split.validation_data(trial_config), num_examples=size, keeper=keeper)
     return _score(student, split)
 
 
 def _control_accuracy(config, settings, split, build, initial_weights):
-    """Validation accuracy of the student from labels alone, with as many steps as a distilled trial."""
+    """Validation accuracy of the student from labels alone, trained as `keras-kd distill` trains it:
+    epochs of a distilled epoch's optimizer steps, its best epoch on validation kept."""
     trial_config = dataclasses.replace(config, **settings)
     keras.utils.set_random_seed(config.seed)
     student = build("student")
     student.set_weights(initial_weights)
-    train_on_labels(student, *split.labeled_data(trial_config), trial_config, scratch_epochs(config, split))
+    train_control(trial_config, split, student, "student", KeepBestEpoch(patience=config.patience))
     return _score(student, split)
 
 

@@ -233,12 +233,15 @@ def test_fsdd_example_writes_every_model_and_the_int8_file_per_seed(tmp_path):
     )
     report = json.loads(results.read_text())
     assert report["train_clips"] == 50 and report["test_clips"] == 50  # indices 5-9 train, 0-4 test
-    assert report["labeled_clips"] + report["unlabeled_clips"] + report["metadata"]["validation_examples"] == 50
-    assert set(report["runs"]) == {"0", "1"}
-    for models in report["runs"].values():
-        assert_accuracies(models, ["teacher", "student_scratch", "student_kd", "student_kd_int8"])
-        by_name = {row["name"]: row for row in models}
+    validation = report["runs"][0]["metadata"]["validation_examples"]
+    assert report["labeled_clips"] + report["unlabeled_clips"] + validation == 50
+    assert [run["seed"] for run in report["runs"]] == [0, 1]
+    for run in report["runs"]:
+        assert_accuracies(run["models"], ["teacher", "student_scratch", "student_kd", "student_kd_int8"])
+        by_name = {row["name"]: row for row in run["models"]}
         assert by_name["student_kd_int8"]["size_bytes"] < by_name["student_kd"]["size_bytes"]
+        for arm in ("student_scratch", "student_kd"):  # the same search for each student
+            assert [t["settings"]["learning_rate"] for t in run["selection"][arm]["trials"]] == [1e-3, 3e-3, 1e-2]
 
 
 @NEEDS_TEXT_TEACHER

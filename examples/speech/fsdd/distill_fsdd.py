@@ -4,7 +4,8 @@ What it shows: keras-kd on audio, run as the main job (`keras-kd distill --datas
 log-mel spectrograms (40 bins, 61 frames of 1 s at 8 kHz, `tf.signal`), a CNN teacher trained
 on every training label, and a 25k-weight student that gets 10 % of the labels; the student
 from those labels alone is compared with the same student distilled on them plus the other
-training clips without labels. The distilled student is then exported as a full-integer TFLite
+training clips without labels, each student searching three learning rates on validation. The
+distilled student is then exported as a full-integer TFLite
 file (int8 inputs and outputs) and measured with the TFLite interpreter.
 
 Data: the Free Spoken Digit Dataset from `--data_dir`, $KERAS_KD_DATA_DIR or
@@ -26,11 +27,18 @@ from keras_kd.cli.flags import build_config, define_flags
 from keras_kd.jobs import seeds
 from keras_kd.jobs.config import DistillConfig
 
-# Every flag of `keras-kd distill`, with this example's defaults.
+# Every flag of `keras-kd distill`, with this example's defaults: both students search three learning
+# rates on validation (keras_kd.jobs.sweep), in every seed.
 FLAGS = define_flags(
     DistillConfig,
     flags.FLAGS,
-    defaults={"dataset": "fsdd", "teacher_epochs": 30, "student_epochs": 40, "learning_rate": 3e-3, "verbose": 2},
+    defaults={
+        "dataset": "fsdd",
+        "teacher_epochs": 30,
+        "student_epochs": 40,
+        "learning_rate_grid": ["1e-3", "3e-3", "1e-2"],
+        "verbose": 2,
+    },
 )
 flags.DEFINE_list("seeds", ["0"], "Seeds.")
 flags.DEFINE_string("results", None, "Optional JSON file for the figures.")
@@ -41,7 +49,7 @@ def main(_):
     config = build_config(FLAGS, DistillConfig)
     runs = seeds.run_over_seeds(config, FLAGS.seeds, with_int8=True, int8_io=True)
     print(seeds.summary_table(runs))
-    metadata = runs[-1]["metadata"]
+    metadata = runs[-1]["metadata"]  # the split is the same in every seed
     if FLAGS.results:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.results)), exist_ok=True)
         with open(FLAGS.results, "w") as handle:
@@ -51,9 +59,9 @@ def main(_):
                     "test_clips": metadata["test_examples"],
                     "labeled_clips": metadata["labeled_examples"],
                     "unlabeled_clips": metadata["unlabeled_examples"],
-                    "metadata": metadata,
+                    "machine": seeds.machine(),
                     "wall_seconds": round(time.time() - started, 1),
-                    "runs": {run["seed"]: run["models"] for run in runs},
+                    "runs": runs,  # per seed: its models, the students' selection and the run's metadata
                 },
                 handle,
                 indent=2,

@@ -41,6 +41,7 @@ JOB_ENGINES = {
     "test_tune": {"tensorflow"},
     "test_user_data": {"tensorflow"},
     "test_atomic": {"tensorflow"},
+    "test_sweep": {"tensorflow"},
     "test_language_model_example": {"jax"},
 }
 

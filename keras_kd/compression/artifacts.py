@@ -45,14 +45,11 @@ def _median_ms(call, runs=30, warmup=3):
 
 
 def make_interpreter(path):
-    """TensorFlow's TFLite interpreter (its deprecation notice for LiteRT silenced: it still ships)."""
-    import warnings
+    """LiteRT's interpreter (`ai-edge-litert`): the runtime that phones and boards run a .tflite file
+    with, which replaces TensorFlow's deprecated `tf.lite.Interpreter`."""
+    from ai_edge_litert.interpreter import Interpreter
 
-    import tensorflow as tf
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
-        return tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
+    return Interpreter(model_path=path, num_threads=os.cpu_count())
 
 
 def output_quantization_step(path):

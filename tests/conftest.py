@@ -57,9 +57,14 @@ def pytest_configure(config):
         return
     import jax
 
+    # A size limit turns on JAX's file lock (the `filelock` package of the test extras), so two
+    # workers never read an entry half written; without it, each worker compiles for itself.
+    try:
+        import filelock  # noqa: F401
+    except ImportError:
+        return
     folder = tempfile.mkdtemp(prefix="keras-kd-jax-compilations-")
     config.stash[_JAX_CACHE] = folder
-    # A size limit turns on JAX's file lock, so two workers never read an entry half written.
     settings = {"compilation_cache_dir": folder, "compilation_cache_max_size": 2**31}
     for name, value in settings.items():
         os.environ[f"JAX_{name.upper()}"] = str(value)  # for the workers and subprocesses started later

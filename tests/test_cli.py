@@ -306,6 +306,34 @@ def test_a_killed_distill_resumes_when_rerun_with_the_same_output_dir(tmp_path):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_a_search_killed_in_a_later_trial_resumes_to_the_uninterrupted_runs_choice(tmp_path):
+    """SIGKILL in the second trial of the distilled student's search; the same command again loads
+    every trial finished before the kill, goes on with the second, and chooses as an uninterrupted
+    run does (the same weights on Keras 3's TensorFlow backend, where a resumed epoch is bit-exact)."""
+    from keras_kd.backend import BACKEND, IS_TF_KERAS, keras
+
+    out = tmp_path / "run"
+    args = ["distill", "--teacher_epochs=2", "--student_epochs=3", "--learning_rate_grid=1e-3,3e-3", "--verbose=2"]
+    kill_in_stage([*args, f"--output_dir={out}"], stage_line="student_kd_trial1 learning rate", epoch_line="Epoch 2/3")
+    rerun = run_cli(*args, f"--output_dir={out}")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    for role in ("teacher", "student_scratch_trial1", "student_scratch_trial2", "student_kd_trial1"):
+        assert f"{role}: trained in an earlier run" in rerun.stdout, role
+    assert "student_kd_trial2: trained in an earlier run" not in rerun.stdout
+    uninterrupted = tmp_path / "uninterrupted"
+    assert run_cli(*args, f"--output_dir={uninterrupted}").returncode == 0
+    resumed, reference = (json.loads((folder / "report.json").read_text()) for folder in (out, uninterrupted))
+    for arm in ("student_scratch", "student_kd"):
+        assert resumed["metadata"]["selection"][arm]["chosen"] == reference["metadata"]["selection"][arm]["chosen"]
+    if BACKEND == "tensorflow" and not IS_TF_KERAS:
+        for name in ("student_scratch", "student_kd"):
+            trials = [report["metadata"]["selection"][name]["trials"] for report in (resumed, reference)]
+            assert trials[0] == trials[1]
+            a, b = (keras.models.load_model(f / f"{name}.keras", compile=False) for f in (out, uninterrupted))
+            for x, y in zip(a.get_weights(), b.get_weights()):
+                np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 def test_a_killed_run_on_your_own_models_resumes_each_by_its_role(tmp_path):
     """Both students are copies of one user model, under its name: killed while distilling, the rerun
     loads the student from labels as such and goes on with the distilled student, whose weights end

@@ -348,6 +348,21 @@ class NonFiniteLossError(ValueError):
     a search (`keras_kd.jobs.sweep`) catches it to drop the diverged setting and go on."""
 
 
+class StopOnNonFiniteEpochLoss(keras.callbacks.Callback):
+    """For a plain Keras `fit` (the jobs' student from labels and teacher): a `NonFiniteLossError` at the
+    end of the epoch whose mean loss is NaN or infinite, read from the epoch's logs (no extra host
+    synchronisation), so a diverged model stops as a diverged Distiller does instead of training on."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.model.stop_training = True
+            raise NonFiniteLossError(
+                f"The loss became non-finite (NaN or inf) in epoch {epoch + 1}; training stopped. Lower the "
+                "learning rate, or clip gradients (`clipnorm=1.0` in the optimizer)."
+            )
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stop training with a ValueError that names the batch where the loss or an input first became
     NaN or infinite, with the student's weights of the start of that epoch restored.

@@ -320,6 +320,9 @@ def test_a_search_killed_in_a_later_trial_resumes_to_the_uninterrupted_runs_choi
     for role in ("teacher", "student_scratch_trial1", "student_scratch_trial2", "student_kd_trial1"):
         assert f"{role}: trained in an earlier run" in rerun.stdout, role
     assert "student_kd_trial2: trained in an earlier run" not in rerun.stdout
+    # The second trial went on after its first epoch, which the killed run completed.
+    second = rerun.stdout.split("student_kd_trial1 learning rate")[1].split("student_kd_trial2 learning rate")[0]
+    assert "Epoch 2/3" in second and "Epoch 1/3" not in second, second
     uninterrupted = tmp_path / "uninterrupted"
     assert run_cli(*args, f"--output_dir={uninterrupted}").returncode == 0
     resumed, reference = (json.loads((folder / "report.json").read_text()) for folder in (out, uninterrupted))

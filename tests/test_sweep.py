@@ -83,7 +83,7 @@ def test_each_arm_keeps_its_trial_best_on_validation_at_that_trials_best_epoch(m
         record = records[arm]
         assert [trial["settings"]["learning_rate"] for trial in record["trials"]] == [1e-5, 3e-3, 3e-2]
         scores = [trial["validation"] for trial in record["trials"]]
-        best = int(np.argmax(scores))
+        best = int(np.argmax([-1.0 if score is None else score for score in scores]))  # None: diverged
         assert record["chosen"] == record["trials"][best]["settings"], scores
         assert record["chosen"]["learning_rate"] != 1e-5, scores  # too slow to learn in 3 epochs
         # The arm's model is that trial's, at its best epoch: its validation accuracy is the one recorded.
@@ -117,6 +117,49 @@ def test_a_diverged_trial_is_left_out_of_the_choice_and_a_search_where_all_diver
     scores.clear()
     with pytest.raises(NonFiniteLossError, match="Every setting of student_kd's search diverged"):
         sweep.search("student_kd", run, train_trial, log=lambda text: None)
+
+
+def test_a_trial_that_diverges_is_left_out_of_either_students_search():
+    """Both students search alike: a learning rate that drives the loss to NaN is dropped from the
+    student from labels' search (a plain Keras fit) as from the distilled student's."""
+    x, y = signals.signals(300, seed=14)
+    run = config(student_epochs=2, learning_rate_grid=["1e-3", "1e12"])
+    records = {}
+    teacher_and_students(
+        run,
+        split_data(run, x, y),
+        signals.conv_teacher(keras),
+        build_student=lambda name: signals.dense_student(keras, name=name),
+        records=records,
+    )
+    for arm in ("student_scratch", "student_kd"):
+        trials = records[arm]["trials"]
+        assert trials[0]["validation"] is not None and "failed" not in trials[0], arm
+        assert trials[1]["validation"] is None and "non-finite" in trials[1]["failed"], (arm, trials[1])
+        assert records[arm]["chosen"]["learning_rate"] == 1e-3
+
+
+@pytest.mark.parametrize(
+    "job, values, message",
+    [
+        ("compress", {"learning_rate_grid": ["1e-3", "3e-3"]}, "distils its later stages with one setting"),
+        ("tune", {"alpha_grid": ["0.1", "0.5"]}, "runs its own search"),
+        ("distill", {"alpha_grid": ["0", "0.5"], "unlabeled": "pool.npz"}, "no labels for the label loss"),
+    ],
+)
+def test_a_grid_where_no_search_can_run_is_refused(job, values, message, tmp_path):
+    from keras_kd.jobs.config import CompressConfig, TuneConfig
+
+    if "unlabeled" in values:  # distilling from a pool alone: every alpha of the grid must be 0
+        np.savez(tmp_path / "pool.npz", x=np.zeros((4, 3), "float32"))
+        np.savez(tmp_path / "test.npz", x=np.zeros((4, 3), "float32"), y=np.zeros(4, "int64"))
+        teacher = tmp_path / "teacher.keras"
+        keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(teacher)
+        values = {**values, "unlabeled": str(tmp_path / "pool.npz"), "test": str(tmp_path / "test.npz")}
+        values.update(teacher_path=str(teacher), student_path="digits")
+    job_config = {"compress": CompressConfig, "tune": TuneConfig, "distill": DistillConfig}[job](**values)
+    with pytest.raises(ValueError, match=message):
+        job_config.validate()
 
 
 def test_a_run_without_a_grid_trains_one_trial_per_arm_under_the_arms_own_role():

@@ -217,7 +217,7 @@ class DistillConfig:
 
         def floats(name):
             try:
-                return [float(value) for value in getattr(self, name)]
+                return [float(value) for value in getattr(self, name) or []]
             except (TypeError, ValueError):
                 raise ValueError(f"`{name}` takes numbers; received {getattr(self, name)!r}.") from None
 
@@ -245,7 +245,8 @@ class DistillConfig:
                 "Your own data needs both `train` (labelled) and `test`; `unlabeled` and `validation` are optional "
                 "(`unlabeled` without `train` distils from the teacher alone, with alpha 0)."
             )
-        if not self.train and self.compile_arguments()["alpha"] != 0:
+        alphas = [float(alpha) for alpha in self.alpha_grid or []] or [self.compile_arguments()["alpha"]]
+        if not self.train and any(alpha != 0 for alpha in alphas):
             raise ValueError(
                 "Without `train` there are no labels for the label loss, which `alpha` weighs "
                 f"({self.compile_arguments()['alpha']} with the {self.recipe} recipe): pass --alpha=0 to distil "
@@ -296,6 +297,8 @@ class CompressConfig(DistillConfig):
     int8_io: bool = setting(False, "int8 inputs and outputs in the int8 TFLite file.")
     model_name: str = setting("student", "Name of the served model (TF Serving).")
 
+    NOT_FLAGS = ("learning_rate_grid", "alpha_grid", "temperature_grid")  # one setting through every stage
+
     def validate(self, require_test=True):
         from keras_kd.backend import ENGINE_DESCRIPTION, IS_TF_KERAS, assert_tensorflow_backend
         from keras_kd.compression.pruning_schedules import validate_sparsity
@@ -303,6 +306,11 @@ class CompressConfig(DistillConfig):
         super().validate(require_test)
         if self.own_data and not self.train:
             raise ValueError("`keras-kd compress` needs labelled `train` data (its later stages distil on it).")
+        _refuse_grids(
+            self,
+            "`keras-kd compress` distils its later stages with one setting: search it with "
+            "`keras-kd distill` and pass the chosen learning rate, alpha and T.",
+        )
         validate_sparsity(self.sparsity, "sparsity")
         if self.clusters is not None and int(self.clusters) < 2:
             raise ValueError(f"`clusters` must be >= 2; received {self.clusters!r}.")
@@ -317,6 +325,12 @@ class CompressConfig(DistillConfig):
                 "on tf_keras, `keras-kd compress` distils from the outputs only: remove `features`."
             )
         assert_tensorflow_backend("keras-kd compress (its outputs are SavedModels and TFLite files)")
+
+
+def _refuse_grids(config, why):
+    given = [name for name in ("learning_rate_grid", "alpha_grid", "temperature_grid") if getattr(config, name)]
+    if given:
+        raise ValueError(f"{', '.join(f'`{name}`' for name in given)}: {why}")
 
 
 def import_keras_tuner():
@@ -359,6 +373,7 @@ class TuneConfig(DistillConfig):
             )
         if (self.unlabeled or self.validation) and not self.train:
             raise ValueError("Your own data needs `train` (labelled); `unlabeled` and `validation` are optional.")
+        _refuse_grids(self, "`tune` runs its own search (`max_trials` of each student).")
         super().validate(require_test=False)
         if not self.validation and not self.validation_split > 0:
             raise ValueError(

@@ -42,8 +42,9 @@ def run_distill(config, output_folder):
         "method": describe_method(config),
         "recipe": config.recipe,
         "seed": config.seed,
-        "alpha": compile_arguments["alpha"],
-        "temperature": compile_arguments["temperature"],
+        # The distilled student's own alpha and T: the ones its search chose, if it searched.
+        "alpha": records["student_kd"]["chosen"].get("alpha", compile_arguments["alpha"]),
+        "temperature": records["student_kd"]["chosen"].get("temperature", compile_arguments["temperature"]),
         "labeled_examples": int(split.num_labeled),
         "unlabeled_examples": int(split.num_pool),
         "validation_examples": int(split.num_validation),

@@ -18,6 +18,7 @@ from keras_kd import models, recipes
 from keras_kd.augmented_cache import AugmentedTeacherCache, MixUpViews
 from keras_kd.backend import keras
 from keras_kd.callbacks import DistillationScheduler, DurationEstimate, KeepBestEpoch
+from keras_kd.data_checks import StopOnNonFiniteEpochLoss
 from keras_kd.distiller import Distiller
 from keras_kd.feature_distillation import FeatureDistillation
 from keras_kd.inputs import with_indices
@@ -136,7 +137,11 @@ def train_on_labels(
         epochs=epochs,
         validation_data=validation_data,
         verbose=config.verbose,
-        callbacks=list(callbacks) + _job_callbacks(config, role, _label(role, model), validation_freq, keeper),
+        callbacks=[
+            *callbacks,
+            *_job_callbacks(config, role, _label(role, model), validation_freq, keeper),
+            StopOnNonFiniteEpochLoss(),
+        ],
         validation_freq=validation_freq,
         steps_per_epoch=steps_per_epoch,
         **_batching(x, config),

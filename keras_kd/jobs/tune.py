@@ -48,6 +48,8 @@ BEST_KEYS = (
     "learning_rate",
     "teacher_epochs",
     "student_epochs",
+    "patience",
+    "weight_decay",
     "batch_size",
     "labeled_fraction",
     "validation_split",

@@ -245,11 +245,14 @@ class DistillConfig:
                 "Your own data needs both `train` (labelled) and `test`; `unlabeled` and `validation` are optional "
                 "(`unlabeled` without `train` distils from the teacher alone, with alpha 0)."
             )
-        alphas = [float(alpha) for alpha in self.alpha_grid or []] or [self.compile_arguments()["alpha"]]
-        if not self.train and any(alpha != 0 for alpha in alphas):
+        grid = [float(alpha) for alpha in self.alpha_grid or []]
+        if not self.train and any(alpha != 0 for alpha in grid or [self.compile_arguments()["alpha"]]):
+            weighs = (
+                f"`alpha_grid` {grid}" if grid else f"{self.compile_arguments()['alpha']} with the {self.recipe} recipe"
+            )
             raise ValueError(
-                "Without `train` there are no labels for the label loss, which `alpha` weighs "
-                f"({self.compile_arguments()['alpha']} with the {self.recipe} recipe): pass --alpha=0 to distil "
+                f"Without `train` there are no labels for the label loss, which `alpha` weighs ({weighs}): "
+                "pass --alpha=0 (and no other alpha) to distil "
                 "from the teacher's outputs on `unlabeled` alone, or give labelled `train` data."
             )
         if self.class_names and len(set(self.class_name_list())) != len(self.class_name_list()):

@@ -20,7 +20,7 @@ from keras_kd.cli.flags import build_config, define_flags
 from keras_kd.jobs import seeds
 from keras_kd.jobs.compress import STAGE_COLUMNS, run_compress
 from keras_kd.jobs.config import CompressConfig
-from keras_kd.report import format_table
+from keras_kd.jobs.report import format_table
 
 # Every flag of `keras-kd compress`, with this benchmark's defaults.
 FLAGS = define_flags(

@@ -96,8 +96,9 @@ class PeakSampler:
 
 def measure(form, folder, examples, settings):
     """One epoch on the cache in `folder`, held `form`; the figures of this process."""
-    from keras_kd import Distiller, TopKTeacherCache, top_k_disk
+    from keras_kd import Distiller, TopKTeacherCache
     from keras_kd.backend import keras
+    from keras_kd.teacher import top_k_disk
 
     x = corpus(examples, settings)
     y = np.roll(x, -1, axis=1)

@@ -317,8 +317,8 @@ def main_job_block():
     if not os.path.exists(path):
         return None
     sys.path.insert(0, ROOT)
+    from keras_kd.jobs.report.writer import ModelRow, format_table
     from keras_kd.jobs.seeds import students_in_words
-    from keras_kd.report.writer import ModelRow, format_table
 
     with open(path) as handle:
         report = json.load(handle)

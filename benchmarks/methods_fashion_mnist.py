@@ -26,8 +26,8 @@ from timing import EpochTimer  # noqa: E402
 
 import keras_kd  # noqa: E402
 from keras_kd.backend import ENGINE_DESCRIPTION, keras  # noqa: E402
+from keras_kd.jobs.report import accuracy  # noqa: E402
 from keras_kd.losses import LogitsCrossentropy  # noqa: E402
-from keras_kd.report import accuracy  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")

@@ -42,8 +42,8 @@ def run_worker(variant):
     from timing import EpochTimer
 
     import keras_kd
-    from keras_kd import data_checks
     from keras_kd.backend import ops
+    from keras_kd.data import checks as data_checks
 
     (x, y), _ = keras_kd.datasets.fashion_mnist.load_data(FLAGS.data_dir)
     x, y = x[: FLAGS.train_examples], y[: FLAGS.train_examples]

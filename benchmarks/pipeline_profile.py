@@ -1,6 +1,6 @@
 """Does the input pipeline starve the step? The Keras profiler (TensorBoard callback) on a distillation run.
 
-Trains the Fashion-MNIST preset student from its teacher on `keras_kd.input_pipeline.make_dataset`
+Trains the Fashion-MNIST preset student from its teacher on `keras_kd.data.pipeline.make_dataset`
 (arrays to shuffled, batched, prefetched tf.data, a RandomFlip augmentation on tf.data's threads)
 with a Keras callback that starts and stops TensorFlow's profiler around some batches (the calls
 `keras.callbacks.TensorBoard(profile_batch=...)` makes; that callback also needs the tensorboard
@@ -22,7 +22,7 @@ import tempfile
 import keras
 
 import keras_kd
-from keras_kd.input_pipeline import make_dataset
+from keras_kd.data.pipeline import make_dataset
 
 
 def xplane_totals(folder):

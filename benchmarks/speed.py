@@ -134,7 +134,7 @@ def run_worker(variant):
     from timing import EpochTimer
 
     import keras_kd
-    from keras_kd.augmented_cache import AugmentedTeacherCache
+    from keras_kd.teacher.augmented import AugmentedTeacherCache
 
     x, y, x_test, y_test = _data()
     teacher = keras.models.load_model(os.path.join(FLAGS.workdir, "teacher.keras"))
@@ -209,9 +209,9 @@ def prepare(workdir):
 
     import keras_kd
     from keras_kd import losses as kd_losses
-    from keras_kd.augmented_cache import AugmentedTeacherCache, MixUpViews
-    from keras_kd.inputs import INPUTS_KEY, TEACHER_LOGITS_KEY
-    from keras_kd.teacher_pass import TeacherPass
+    from keras_kd.data.keys import INPUTS_KEY, TEACHER_LOGITS_KEY
+    from keras_kd.teacher.augmented import AugmentedTeacherCache, MixUpViews
+    from keras_kd.teacher.precision import TeacherPass
 
     x, y, x_test, y_test = _data()
     keras.utils.set_random_seed(1)
@@ -333,7 +333,7 @@ def _pipeline_lines():
         profile = json.load(handle)
     step = profile["step_ms"] / profile["profiled_steps"]
     return [
-        "- The input pipeline (`keras_kd.input_pipeline.make_dataset`, profiled with "
+        "- The input pipeline (`keras_kd.data.pipeline.make_dataset`, profiled with "
         f"`benchmarks/pipeline_profile.py`): the step waited {profile['wait_ms_per_step']:.2f} ms per step for its "
         f"batch, {100 * profile['wait_share']:.2f}% of the {step:.0f} ms step (`{os.path.relpath(path)}`)."
     ]

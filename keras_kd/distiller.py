@@ -2,22 +2,31 @@
 
 The whole loss is computed in `compute_loss`, which Keras's own train and test steps call
 on every backend (TensorFlow, JAX, PyTorch); what tf_keras alone needs is the
-`EngineSteps` mixin of `keras_kd.backend`, empty on Keras 3.
+`TfKerasSteps` mixin of `keras_kd.tf_keras_steps`, beside this module and used by it alone.
 """
 
-from keras_kd import backend, chunked_loss, keras_compat, saving, tokens
+from keras_kd import backend, keras_compat, saving
 from keras_kd import losses as kd_losses
-from keras_kd import recipes as kd_recipes
-from keras_kd.backend import EngineSteps, keras, ops, register_serializable
-from keras_kd.data_checks import check_data, check_fit_arguments, numerics_errors
-from keras_kd.default_cache import keep_teacher_outputs
-from keras_kd.feature_distillation import FeatureDistillation, feature_extractors
-from keras_kd.inputs import has_own_inputs, split_inputs, unpack
+from keras_kd.backend import IS_TF_KERAS, keras, ops, register_serializable
+from keras_kd.checks import checked_teachers, normalized_teacher_weights, validate_alpha
+from keras_kd.data import tokens
+from keras_kd.data.checks import check_data, check_fit_arguments, numerics_errors
+from keras_kd.data.keys import has_own_inputs, split_inputs, unpack
+from keras_kd.data.transfer import fill_missing, labelled_mean, masked_weight
+from keras_kd.features import FeatureDistillation, feature_extractors
 from keras_kd.metrics import split_teacher_metrics
-from keras_kd.teacher_cache import attach_teacher_cache, cached_teacher_logits
-from keras_kd.teacher_pass import TeacherPass, validate_teacher_dtype
-from keras_kd.transfer_data import fill_missing, labelled_mean, masked_weight
-from keras_kd.validation import checked_teachers, normalized_teacher_weights, validate_alpha
+from keras_kd.teacher.attach import attach_teacher_cache, cached_teacher_logits
+from keras_kd.teacher.default import keep_teacher_outputs
+from keras_kd.teacher.precision import TeacherPass, validate_teacher_dtype
+from keras_kd.training import chunked_loss
+from keras_kd.training import recipes as kd_recipes
+
+if IS_TF_KERAS:
+    from keras_kd.tf_keras_steps import TfKerasSteps as EngineSteps
+else:
+
+    class EngineSteps:
+        """Keras 3 runs the Distiller with its own train, test and predict steps on every backend."""
 
 
 @register_serializable("Distiller")
@@ -51,7 +60,7 @@ class Distiller(EngineSteps, keras.Model):
         teacher_weights: weights of several teachers' soft targets; equal by default.
         features: `FeatureDistillation` terms between named teacher and student layers (of the first teacher).
         teacher_dtype: `"bfloat16"` runs an inference copy of the teachers in bfloat16 (cheaper
-            where the hardware has it; the loss stays float32): `keras_kd.teacher_pass`.
+            where the hardware has it; the loss stays float32): `keras_kd.teacher.precision`.
         distillation_losses: (Keras's) one distillation loss or a list: `keras.distillation`'s
             `LogitsDistillation` and `FeatureDistillation`, keras-kd's losses or feature terms.
         distillation_loss_weights: (Keras's) a weight per distillation loss; 1 each by default.
@@ -221,13 +230,13 @@ class Distiller(EngineSteps, keras.Model):
             temperature: T > 0 that softens both models' outputs.
             augmentation: a layer applied to each training batch before both teacher and student see it
                 (function matching: the same view for both, on the fly); `False` drops a recipe's augmentation.
-            recipe: a named method (`keras_kd.recipes.RECIPES`: "hinton", "function_matching", "dist")
+            recipe: a named method (`keras_kd.training.recipes.RECIPES`: "hinton", "function_matching", "dist")
                 whose loss, alpha, temperature and augmentation fill every argument above left as None.
-                Default "hinton" (alpha 0.5, T `keras_kd.recipes.DEFAULT_TEMPERATURE`). "teacher_assistant"
+                Default "hinton" (alpha 0.5, T `keras_kd.training.recipes.DEFAULT_TEMPERATURE`). "teacher_assistant"
                 needs a third model and is refused here with the two steps that do it (the command line
                 trains it).
             loss_chunk_size: for a keras-hub causal LM student, the positions whose logits a training
-                step computes at once (`keras_kd.chunked_loss`): the step never holds the student's
+                step computes at once (`keras_kd.training.chunked_loss`): the step never holds the student's
                 `(batch, time, vocabulary)` logits, and its losses equal the whole-sequence ones.
                 None (default): the whole sequence at once.
             on_policy: a `keras_kd.OnPolicy`: in every training step the student writes part of
@@ -494,7 +503,7 @@ class Distiller(EngineSteps, keras.Model):
     def fit(
         self, x=None, y=None, *args, teacher_cache=None, check_numerics=False, teacher_cache_max_bytes=None, **kwargs
     ):
-        """`keras.Model.fit`, with the teacher paid once where it can be (`keras_kd.default_cache`).
+        """`keras.Model.fit`, with the teacher paid once where it can be (`keras_kd.teacher.default`).
 
         Args:
             teacher_cache: `None` (default): the teacher's logits are computed once and reused in
@@ -514,7 +523,7 @@ class Distiller(EngineSteps, keras.Model):
             self.on_policy.check_inputs(split_inputs(inputs)[0], has_own_inputs(inputs), cached)
         self._new_steps_for_labels_of_another_rank(y)
         if hasattr(self.distillation_loss_fn, "on_epoch_begin"):  # a loss with a curriculum (CTKD)
-            from keras_kd.callbacks import LossCurriculum
+            from keras_kd.training.callbacks import LossCurriculum
 
             kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), LossCurriculum()]
         with numerics_errors():

@@ -18,7 +18,7 @@ import warnings
 
 from keras_kd import losses as kd_losses
 from keras_kd.backend import keras
-from keras_kd.validation import validate_alpha
+from keras_kd.checks import validate_alpha
 
 KERAS_ONLY = ("distillation_losses", "distillation_loss_weights", "student_loss_weight")
 """Constructor arguments only Keras's call has: any of them makes a call Keras's."""
@@ -159,7 +159,7 @@ def translate(distillation_losses, distillation_loss_weights=None):
     Raises:
         ValueError: no losses, weights of another length, a loss per output, an unknown object.
     """
-    from keras_kd.feature_distillation import FeatureDistillation as KerasKDFeature
+    from keras_kd.features import FeatureDistillation as KerasKDFeature
 
     if distillation_losses is None:
         raise ValueError(

@@ -12,7 +12,7 @@ import os
 
 from keras_kd import losses as kd_losses
 from keras_kd.backend import IS_TF_KERAS, keras
-from keras_kd.feature_distillation import FeatureDistillation
+from keras_kd.features import FeatureDistillation
 
 
 def load_distiller(path: "str | os.PathLike", custom_objects: "dict | None" = None):

@@ -54,14 +54,14 @@ def write(version):
     if KIND == "json":
         atomic.write_json(path + ".json", {"version": version, "rows": list(range(10000))})
     elif KIND == "report":
-        from keras_kd.report import ModelRow, write_report
+        from keras_kd.jobs.report import ModelRow, write_report
 
         rows = [ModelRow(f"model_v{version}", 10, 1000, 0.5, 1.0), ModelRow("other", 20, 3000, 0.7, 2.0)]
         write_report(FOLDER, "digits", rows, {"version": version})
     elif KIND == "model":
         atomic.save_model(_model(version), path + ".keras")
     elif KIND == "cache":
-        from keras_kd.teacher_cache import TeacherCache
+        from keras_kd.teacher.cache import TeacherCache
 
         TeacherCache(np.full((100, 3), version, "float32"), f"v{version}", 100).save(path + ".npz")
     elif KIND == "tflite":

@@ -1,4 +1,4 @@
-"""One distillation run with `keras_kd.resume.backup_callback`, for the kill-and-resume tests.
+"""One distillation run with `keras_kd.training.resume.backup_callback`, for the kill-and-resume tests.
 
     python tests/resume_worker.py OUTPUT_DIR [--kill-at EPOCH:BATCH] [--kill-during-save N] [--no-backup]
 
@@ -20,9 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 import keras_kd  # noqa: E402
-from keras_kd import resume  # noqa: E402
 from keras_kd.backend import IS_TF_KERAS, keras  # noqa: E402
-from keras_kd.callbacks import DistillationScheduler  # noqa: E402
+from keras_kd.training import resume  # noqa: E402
+from keras_kd.training.callbacks import DistillationScheduler  # noqa: E402
 
 EPOCHS, FEATURES, CLASSES = 6, 8, 3
 

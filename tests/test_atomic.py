@@ -58,7 +58,7 @@ def test_keras_model_killed_mid_save(tmp_path):
 
 
 def test_teacher_cache_killed_mid_save(tmp_path):
-    from keras_kd.teacher_cache import TeacherCache
+    from keras_kd.teacher.cache import TeacherCache
 
     folder = _killed_during_second_write("cache", tmp_path)
     cache = TeacherCache.load(str(folder / "out.npz"))

@@ -8,9 +8,9 @@ import pytest
 
 import keras_kd
 from keras_kd import losses as kd_losses
-from keras_kd.augmented_cache import AugmentedTeacherCache, CropFlipViews, MixUpViews
 from keras_kd.backend import keras, to_numpy
-from keras_kd.inputs import INPUTS_KEY, TEACHER_LOGITS_KEY
+from keras_kd.data.keys import INPUTS_KEY, TEACHER_LOGITS_KEY
+from keras_kd.teacher.augmented import AugmentedTeacherCache, CropFlipViews, MixUpViews
 from tests.conftest import NUM_FEATURES, make_mlp
 
 tf = pytest.importorskip("tensorflow")
@@ -226,7 +226,7 @@ def test_mixup_views_draw_any_partner_with_beta_weights_and_refuse_alpha_0():
 
 @pytest.mark.parametrize("top_k", [3, 9])
 def test_soft_logits_rebuild_the_kept_classes_and_spread_the_rest_evenly(top_k):
-    from keras_kd.augmented_cache import soft_logits
+    from keras_kd.teacher.augmented import soft_logits
 
     p = np.random.default_rng(5).dirichlet(np.ones(10), size=4)
     classes = np.argsort(-p, axis=-1)[:, :top_k]

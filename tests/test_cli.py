@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from keras_kd.report import staged_output_dir
+from keras_kd.jobs.report import staged_output_dir
 
 QUICK = ["--teacher_epochs=3", "--student_epochs=2", "--verbose=0"]
 
@@ -146,7 +146,7 @@ def test_saved_size_excludes_optimizer_state(tmp_path):
     import numpy as np
 
     from keras_kd import models
-    from keras_kd.report import model_file_size
+    from keras_kd.jobs.report import model_file_size
 
     fresh = models.build_model("digits", "student", (8, 8, 1), 10)
     trained = models.build_model("digits", "student", (8, 8, 1), 10)

@@ -62,7 +62,7 @@ def test_compress_on_digits(uninterrupted):
 
 
 # (the line that opens the stage, the epoch line at which the run is killed; None: at that line).
-# Keras 3 resumes an epoch with the draws of an uninterrupted run (`keras_kd.resume`); tf_keras's
+# Keras 3 resumes an epoch with the draws of an uninterrupted run (`keras_kd.training.resume`); tf_keras's
 # shuffles and dropout come from stateful ops that no checkpoint keeps, so there the runs are
 # killed as each stage opens, and the stages before it must be loaded, not trained again.
 _MID_STAGE = None if IS_TF_KERAS else "Epoch 2/"

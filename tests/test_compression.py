@@ -293,7 +293,7 @@ def test_compress_builds_one_teacher_cache_for_its_later_stages(tmp_path, monkey
     """Prune, cluster and QAT distil on the same transfer set: one cache, not one per stage."""
     from keras_kd.jobs.compress import run_compress
     from keras_kd.jobs.config import CompressConfig
-    from keras_kd.teacher_cache import TeacherCache
+    from keras_kd.teacher.cache import TeacherCache
 
     built = []
     original = TeacherCache.build.__func__

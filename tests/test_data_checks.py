@@ -6,7 +6,7 @@ import tensorflow as tf
 
 import keras_kd
 from keras_kd.backend import keras
-from keras_kd.data_checks import PEEK_ROWS
+from keras_kd.data.checks import PEEK_ROWS
 from tests import reference
 from tests.conftest import NUM_CLASSES, NUM_FEATURES, make_mlp, weights_of
 
@@ -348,7 +348,7 @@ def test_unlabelled_rows_are_said_once_when_fit_starts(distiller, data, capsys):
     ],
 )
 def test_the_unlabelled_count_is_said_for_rows_of_class_indices_only(y, missing, capsys):
-    from keras_kd.data_checks import _say_unlabelled
+    from keras_kd.data.checks import _say_unlabelled
 
     _say_unlabelled(y)
     said = capsys.readouterr().out

@@ -48,7 +48,7 @@ def test_kept_logits_train_as_the_live_teacher(data, teacher, case):
 def test_the_teacher_runs_once_over_the_data_by_default_and_every_step_when_asked(data, teacher, monkeypatch):
     """Counted where the teacher's outputs are made: the kept logits' one pass, or the step's teacher
     pass (traced once per function, so the live path is seen through the cache never being built)."""
-    from keras_kd import default_cache
+    from keras_kd.teacher import default as default_cache
 
     x, y = data
     builds = []
@@ -68,13 +68,13 @@ def test_the_teacher_runs_once_over_the_data_by_default_and_every_step_when_aske
 
 
 def test_the_teacher_runs_live_where_its_output_can_change_or_is_too_large(data, teacher, capsys):
-    from keras_kd.default_cache import why_live
+    from keras_kd.teacher.default import why_live
 
     x, y = data
     initial = make_mlp(4, name="student").get_weights()
     plain = _distiller(teacher, initial)
     assert why_live(plain, x, []) is None
-    assert "SnapshotTeacher" in why_live(plain, x, [keras_kd.callbacks.SnapshotTeacher(1)])
+    assert "SnapshotTeacher" in why_live(plain, x, [keras_kd.training.callbacks.SnapshotTeacher(1)])
     assert "not in memory" in why_live(plain, iter([x]), [])
     mixup = _distiller(teacher, initial, recipe="function_matching")
     assert "augments" in why_live(mixup, x, [])

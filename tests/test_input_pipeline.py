@@ -6,8 +6,8 @@ import pytest
 
 import keras_kd
 from keras_kd.backend import keras
-from keras_kd.input_pipeline import make_dataset
-from keras_kd.inputs import with_indices
+from keras_kd.data.keys import with_indices
+from keras_kd.data.pipeline import make_dataset
 
 tf = pytest.importorskip("tensorflow")
 

@@ -15,7 +15,8 @@ SUBCOMMANDS = ((distill, DistillConfig), (compress, CompressConfig), (tune, Tune
 
 
 def test_choices_are_the_registries_names():
-    from keras_kd import datasets, recipes
+    from keras_kd import datasets
+    from keras_kd.training import recipes
 
     assert sorted(RECIPE_NAMES) == sorted(recipes.RECIPES.names())
     assert sorted(DATASET_NAMES) == sorted(datasets.LOADERS.names())

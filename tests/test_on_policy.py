@@ -11,10 +11,10 @@ if IS_TF_KERAS:
     pytest.skip("keras-hub builds Keras 3 models only", allow_module_level=True)
 from keras_kd import Distiller, OnPolicy, TeacherCache  # noqa: E402
 from keras_kd.backend import keras, to_numpy  # noqa: E402
-from keras_kd.default_cache import why_live  # noqa: E402
+from keras_kd.data.sequence_level import next_token_data  # noqa: E402
+from keras_kd.data.transfer import MISSING_LABEL  # noqa: E402
 from keras_kd.saving import compile_arguments, compile_config  # noqa: E402
-from keras_kd.sequence_level import next_token_data  # noqa: E402
-from keras_kd.transfer_data import MISSING_LABEL  # noqa: E402
+from keras_kd.teacher.default import why_live  # noqa: E402
 from tests.test_keras_hub_lm import LENGTH, causal_lm  # noqa: E402
 from tests.test_sequence_level import full_sequences, greedy_by_hand  # noqa: E402
 

@@ -104,9 +104,9 @@ def test_sdist_can_run_its_own_tests(dist):
 
 
 # Modules that import an extra's package at import time, and that package: the base install
-# lacks it. keras_kd.backend imports tf_keras_steps only when TF_USE_LEGACY_KERAS=1 selects
+# lacks it. keras_kd.distiller imports tf_keras_steps only when TF_USE_LEGACY_KERAS=1 selects
 # tf_keras, which needs the [tf-keras] extra.
-NEEDS_EXTRA = {"keras_kd.backend.tf_keras_steps": "tf_keras"}
+NEEDS_EXTRA = {"keras_kd.tf_keras_steps": "tf_keras"}
 
 IMPORT_EVERYTHING = """
 import importlib, json, pathlib, pkgutil, sys

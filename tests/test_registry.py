@@ -2,9 +2,10 @@
 
 import pytest
 
-from keras_kd import datasets, losses, recipes, schedules
+from keras_kd import datasets, losses
 from keras_kd.models.presets import PRESETS
 from keras_kd.registry import Registry
+from keras_kd.training import recipes, schedules
 
 
 def test_registry_registers_by_decorator_and_refuses_unknown_and_taken_names():

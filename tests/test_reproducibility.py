@@ -6,8 +6,8 @@ import numpy as np
 
 import keras_kd
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
-from keras_kd.report import ModelRow, write_report
-from keras_kd.report.environment import package_versions
+from keras_kd.jobs.report import ModelRow, write_report
+from keras_kd.jobs.report.environment import package_versions
 from tests.conftest import make_mlp
 
 

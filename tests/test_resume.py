@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import keras_kd
-from keras_kd import resume
 from keras_kd.backend import IS_TF_KERAS, keras
+from keras_kd.training import resume
 from tests.conftest import make_mlp
 
 WORKER = os.path.join(os.path.dirname(__file__), "resume_worker.py")

@@ -9,13 +9,13 @@ if IS_TF_KERAS:
     pytest.skip("keras-hub builds Keras 3 models only", allow_module_level=True)
 from keras_kd import Distiller  # noqa: E402
 from keras_kd.backend import keras, to_numpy  # noqa: E402
-from keras_kd.sequence_level import (  # noqa: E402
+from keras_kd.data.sequence_level import (  # noqa: E402
     OnPolicySequences,
     next_token_data,
     prompts_of,
     teacher_transfer_set,
 )
-from keras_kd.transfer_data import MISSING_LABEL  # noqa: E402
+from keras_kd.data.transfer import MISSING_LABEL  # noqa: E402
 from tests.test_keras_hub_lm import LENGTH, VOCAB, causal_lm  # noqa: E402
 
 PROMPT = 4

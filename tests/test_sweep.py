@@ -98,8 +98,8 @@ def test_each_arm_keeps_its_trial_best_on_validation_at_that_trials_best_epoch(m
 
 
 def test_a_diverged_trial_is_left_out_of_the_choice_and_a_search_where_all_diverge_fails():
-    from keras_kd.callbacks import KeepBestEpoch
-    from keras_kd.data_checks import NonFiniteLossError
+    from keras_kd.data.checks import NonFiniteLossError
+    from keras_kd.training.callbacks import KeepBestEpoch
 
     run = config(learning_rate_grid=["1e-3", "1.0", "1e-2"])
     scores = {1e-3: 0.6, 1e-2: 0.5}

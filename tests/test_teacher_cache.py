@@ -6,7 +6,7 @@ import pytest
 
 import keras_kd
 from keras_kd.backend import keras
-from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, TEACHER_LOGITS_KEY, with_indices
+from keras_kd.data.keys import INDEX_KEY, INPUTS_KEY, TEACHER_LOGITS_KEY, with_indices
 from tests.conftest import make_mlp, weights_of
 
 tf = pytest.importorskip("tensorflow")
@@ -181,7 +181,7 @@ def test_a_dataset_differing_only_in_its_last_batch_or_in_length_is_refused(data
 
 
 def test_fingerprints_see_every_row_of_small_arrays_and_the_shape_and_dtype():
-    from keras_kd.teacher_cache import fingerprint
+    from keras_kd.teacher.batches import fingerprint
 
     x = np.arange(24, dtype="float32").reshape(6, 4)
     changed = x.copy()
@@ -198,7 +198,7 @@ def test_fingerprints_see_every_row_of_small_arrays_and_the_shape_and_dtype():
 
 
 def test_cached_logits_are_float32_and_their_bytes_are_estimated_per_row(teacher, data):
-    from keras_kd.default_cache import _logit_bytes
+    from keras_kd.teacher.default import _logit_bytes
 
     x, _ = data
     cache = keras_kd.TeacherCache(np.zeros((len(x), 3), "float64"), "fingerprint", len(x))
@@ -210,7 +210,7 @@ def test_cached_logits_are_float32_and_their_bytes_are_estimated_per_row(teacher
 
 
 def test_an_augmented_cache_given_to_fit_keeps_the_labels(data):
-    from keras_kd.augmented_cache import AugmentedTeacherCache, MixUpViews
+    from keras_kd.teacher.augmented import AugmentedTeacherCache, MixUpViews
 
     x, y = data
     teacher = make_mlp(8, name="teacher_aug")

@@ -5,7 +5,7 @@ import pytest
 
 import keras_kd
 from keras_kd.backend import keras
-from keras_kd.teacher_pass import BFLOAT16_LOSS_RTOL, TeacherPass
+from keras_kd.teacher.precision import BFLOAT16_LOSS_RTOL, TeacherPass
 from tests.conftest import make_mlp
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from keras_kd import Distiller, losses
 from keras_kd.backend import keras, to_numpy
-from keras_kd.transfer_data import MISSING_LABEL, fill_missing, label_mask
+from keras_kd.data.transfer import MISSING_LABEL, fill_missing, label_mask
 from tests import reference
 
 RNG = np.random.default_rng(3)
@@ -185,7 +185,7 @@ def test_feature_terms_on_sequence_features_average_over_real_tokens(padding_fro
 
 
 def test_position_weight_shapes_a_sample_weight_for_values_of_any_rank():
-    from keras_kd.tokens import position_weight
+    from keras_kd.data.tokens import position_weight
 
     def shape(weight, rank):
         return tuple(np.asarray(position_weight(weight, rank)).shape)

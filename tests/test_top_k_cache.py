@@ -10,7 +10,7 @@ import pytest
 
 from keras_kd import Distiller, TeacherCache, TopKTeacherCache
 from keras_kd.backend import keras, to_numpy
-from keras_kd.top_k_cache import top_k_logits
+from keras_kd.teacher.top_k_ops import top_k_logits
 from tests import reference
 
 VOCAB, LENGTH = 11, 6
@@ -160,7 +160,7 @@ def test_sequences_without_a_padding_mask_count_every_token_and_all_but_one_clas
 
 
 def test_top_k_targets_are_stored_small_and_unmeasured_settings_stay_unset(tmp_path):
-    from keras_kd.inputs import TOP_K_IDS_KEY, TOP_K_PROBABILITIES_KEY
+    from keras_kd.data.keys import TOP_K_IDS_KEY, TOP_K_PROBABILITIES_KEY
 
     probabilities, ids = np.full((2, 3), 0.25), np.array([[0, 1, 2], [3, 4, 65535]])
     for classes, dtype in ((2**16, np.uint16), (2**16 + 1, np.int32)):  # uint16 holds ids up to 65535
@@ -223,7 +223,7 @@ def test_the_bucket_sees_only_the_students_mass_outside_the_top_k_where_the_spre
     """Moving the student's logits among the tokens outside the teacher's k, their total kept, leaves
     the bucket's loss as it was (to float32) and changes the spread's."""
     from keras_kd.losses import kd_loss
-    from keras_kd.top_k_cache import tail_bucket_logits
+    from keras_kd.teacher.top_k_ops import tail_bucket_logits
 
     rng = np.random.default_rng(5)
     p = rng.dirichlet(np.ones(VOCAB) * 0.5, size=(4,))

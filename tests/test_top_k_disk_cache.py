@@ -1,4 +1,4 @@
-"""A top-k teacher cache on disk (`TopKTeacherCache.build(..., directory=...)`, `keras_kd.top_k_disk`).
+"""A top-k teacher cache on disk (`TopKTeacherCache.build(..., directory=...)`, `keras_kd.teacher.top_k_disk`).
 
 What a user relies on: the folder holds exactly what the in-memory cache holds and loads back
 memory-mapped; `fit` reads each batch's rows with that batch's inputs (losses and weights equal
@@ -15,8 +15,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from keras_kd import Distiller, TopKTeacherCache, top_k_disk
+from keras_kd import Distiller, TopKTeacherCache
 from keras_kd.backend import keras, to_numpy
+from keras_kd.teacher import top_k_disk
 from tests.test_top_k_cache import language_model, sequences
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,7 +119,8 @@ def test_a_dataset_built_on_disk_trains_as_in_memory_and_a_changed_order_is_refu
 _KILLED_BUILD = """
 import os, signal, sys
 import numpy as np
-from keras_kd import TopKTeacherCache, top_k_disk
+from keras_kd import TopKTeacherCache
+from keras_kd.teacher import top_k_disk
 from keras_kd.backend import keras
 
 teacher = keras.models.load_model(sys.argv[1])

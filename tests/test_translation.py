@@ -74,7 +74,7 @@ def bart(vocabulary_size, layers, hidden, seed):
 
 
 def data(numbers):
-    from keras_kd.sequence_level import translation_data
+    from keras_kd.data.sequence_level import translation_data
 
     sources, target, vocabulary = number_corpus(numbers)
     return (*translation_data(sources, target, target != PAD), vocabulary)
@@ -142,7 +142,7 @@ def greedy_by_full_passes(teacher, sources, length):
 
 
 def test_teacher_translations_are_the_teachers_greedy_translations_as_training_data():
-    from keras_kd.sequence_level import teacher_translations
+    from keras_kd.data.sequence_level import teacher_translations
 
     numbers = np.random.default_rng(2).choice(np.arange(1, 1000), 10, replace=False)
     sources, target, vocabulary = number_corpus(numbers)

@@ -271,11 +271,3 @@ def sum_over_replicas(value):
 
     context = tf.distribute.get_replica_context()
     return value if context is None else context.all_reduce("SUM", value)
-
-
-if IS_TF_KERAS:
-    from keras_kd.backend.tf_keras_steps import TfKerasSteps as EngineSteps  # noqa: E402,F401
-else:
-
-    class EngineSteps:
-        """Keras 3 runs the Distiller with its own train, test and predict steps on every backend."""

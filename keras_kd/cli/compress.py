@@ -21,7 +21,7 @@ def run(argv):
     def job(config, output_dir):
         from keras_kd.jobs.backup import JobBackup
         from keras_kd.jobs.compress import STAGE_COLUMNS, run_compress
-        from keras_kd.resume import backup_dir
+        from keras_kd.training.resume import backup_dir
 
         config = dataclasses.replace(config, backup_dir=backup_dir(os.path.abspath(output_dir)))
         reported(run_compress, STAGE_COLUMNS)(config, output_dir)

@@ -137,7 +137,7 @@ def run_subcommand(name, argv, flag_values, config_class, job):
     """
     if not parse(flag_values, argv):
         return 2
-    from keras_kd.validation import UsageError
+    from keras_kd.checks import UsageError
 
     output_dir = flag_values["output_dir"].value
     try:
@@ -162,8 +162,8 @@ def reported(run, columns=None):
     report beside its outputs, moves them all into `output_dir` at once, and prints the table."""
 
     def job(config, output_dir):
-        from keras_kd.report import format_table, staged_output_dir, write_report
-        from keras_kd.report.writer import MODEL_COLUMNS
+        from keras_kd.jobs.report import format_table, staged_output_dir, write_report
+        from keras_kd.jobs.report.writer import MODEL_COLUMNS
 
         with staged_output_dir(output_dir) as staging:
             rows, metadata = run(config, staging)

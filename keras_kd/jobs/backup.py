@@ -6,10 +6,10 @@ A run with a backup folder (the CLI sets `config.backup_dir`) saves, atomically:
 - `initial.weights.h5`: the students' shared initial weights;
 - `<role>.weights.h5` for each model whose training finished: a rerun loads it instead of
   training again;
-- `<role>/`: the `BackupAndRestore` state of the training under way (`keras_kd.resume`), from
+- `<role>/`: the `BackupAndRestore` state of the training under way (`keras_kd.training.resume`), from
   which a rerun goes on at the epoch after the last one completed;
 - `<role>.best.json` and `<role>.best.weights.h5`: the best epoch on validation so far and its
-  weights (`keras_kd.callbacks.KeepBestEpoch`), with every epoch's logs.
+  weights (`keras_kd.training.callbacks.KeepBestEpoch`), with every epoch's logs.
 
 Models are keyed by their role in the run (`teacher`, `student_scratch`, `student_kd`,
 `assistant`), never by their Keras name: both students are copies of one user model and carry
@@ -23,8 +23,9 @@ import json
 import os
 import shutil
 
-from keras_kd import atomic, resume
-from keras_kd.validation import UsageError
+from keras_kd import atomic
+from keras_kd.checks import UsageError
+from keras_kd.training import resume
 
 SETTINGS_FILE = "settings.json"
 RUN_ONLY = ("verbose", "backup_dir", "tensorboard_dir")

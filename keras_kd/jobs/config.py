@@ -10,7 +10,7 @@ import dataclasses
 import os
 
 RECIPE_NAMES = ("hinton", "function_matching", "dist", "teacher_assistant")
-"""`keras_kd.recipes.RECIPES`'s names (a test keeps the two equal): the `--recipe` choices."""
+"""`keras_kd.training.recipes.RECIPES`'s names (a test keeps the two equal): the `--recipe` choices."""
 DATASET_NAMES = ("digits", "fashion_mnist", "fsdd")
 """`keras_kd.datasets.LOADERS`'s names (a test keeps the two equal): the `--dataset` choices."""
 
@@ -153,7 +153,7 @@ class DistillConfig:
 
     def compile_arguments(self):
         """`Distiller.compile` arguments: the recipe's, overridden by the settings given."""
-        from keras_kd import recipes
+        from keras_kd.training import recipes
 
         arguments = recipes.get(self.recipe).compile_arguments()
         for key, value in (
@@ -167,9 +167,10 @@ class DistillConfig:
 
     def validate(self, require_test=True):
         """Raise a ValueError for any setting that cannot run (`require_test`: own data needs `test`)."""
-        from keras_kd import datasets, recipes
+        from keras_kd import datasets
         from keras_kd import losses as kd_losses
-        from keras_kd.validation import validate_alpha
+        from keras_kd.checks import validate_alpha
+        from keras_kd.training import recipes
 
         recipes.get(self.recipe)  # raises, listing the known recipes
         if self.alpha is not None:
@@ -212,8 +213,8 @@ class DistillConfig:
 
     def _validate_search(self):
         from keras_kd import losses as kd_losses
+        from keras_kd.checks import validate_alpha
         from keras_kd.jobs import sweep
-        from keras_kd.validation import validate_alpha
 
         def floats(name):
             try:
@@ -237,8 +238,9 @@ class DistillConfig:
             )
 
     def _validate_own_data(self, require_test=True):
-        from keras_kd import models, recipes
+        from keras_kd import models
         from keras_kd.datasets import user_data
+        from keras_kd.training import recipes
 
         if not ((self.train or self.unlabeled) and (self.test or not require_test)):
             raise ValueError(
@@ -366,7 +368,7 @@ class TuneConfig(DistillConfig):
 
     def validate(self, require_test=False, recipe_names=SEARCHED_RECIPES):
         """Raise before any training if the search cannot run (KerasTuner missing: RuntimeError)."""
-        from keras_kd import recipes
+        from keras_kd.training import recipes
 
         import_keras_tuner()
         if self.test:

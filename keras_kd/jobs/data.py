@@ -13,11 +13,11 @@ import numpy as np
 
 from keras_kd import datasets
 from keras_kd.backend import BACKEND, is_tensorflow_backed, to_numpy
+from keras_kd.checks import UsageError
+from keras_kd.data.keys import INDEX_KEY, INPUTS_KEY
+from keras_kd.data.transfer import MISSING_LABEL, transfer_set
 from keras_kd.datasets import user_data
-from keras_kd.inputs import INDEX_KEY, INPUTS_KEY
-from keras_kd.report import accuracy
-from keras_kd.transfer_data import MISSING_LABEL, transfer_set
-from keras_kd.validation import UsageError
+from keras_kd.jobs.report import accuracy
 
 
 def load_split(config):

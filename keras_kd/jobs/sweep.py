@@ -72,7 +72,7 @@ def search(arm, config, train_trial, log=print):
         `(model, keeper, selection)`: the chosen trial's model and keeper, and the record
         `{"trials": [{"settings", "validation", "best_epoch"}, ...], "chosen": settings, "best_epoch"}`.
     """
-    from keras_kd.data_checks import NonFiniteLossError
+    from keras_kd.data.checks import NonFiniteLossError
 
     settings_list = grids(config)[arm]
     varied = [key for key in settings_list[0] if len({setting[key] for setting in settings_list}) > 1]

@@ -14,21 +14,22 @@ import zlib
 
 import numpy as np
 
-from keras_kd import models, recipes
-from keras_kd.augmented_cache import AugmentedTeacherCache, MixUpViews
+from keras_kd import models
 from keras_kd.backend import keras
-from keras_kd.callbacks import DistillationScheduler, DurationEstimate, KeepBestEpoch
-from keras_kd.data_checks import StopOnNonFiniteEpochLoss
+from keras_kd.checks import check_outputs_are_logits
+from keras_kd.data.checks import StopOnNonFiniteEpochLoss
+from keras_kd.data.keys import with_indices
 from keras_kd.distiller import Distiller
-from keras_kd.feature_distillation import FeatureDistillation
-from keras_kd.inputs import with_indices
+from keras_kd.features import FeatureDistillation
 from keras_kd.jobs import sweep
 from keras_kd.jobs.backup import JobBackup
 from keras_kd.jobs.data import check_fits, load_split, open_checked, own_split, split_data
 from keras_kd.losses import LogitsCrossentropy
-from keras_kd.teacher_cache import TeacherCache
+from keras_kd.teacher.augmented import AugmentedTeacherCache, MixUpViews
+from keras_kd.teacher.cache import TeacherCache
+from keras_kd.training import recipes
+from keras_kd.training.callbacks import DistillationScheduler, DurationEstimate, KeepBestEpoch
 from keras_kd.utils import strip_output_activation
-from keras_kd.validation import check_outputs_are_logits
 
 
 def _log(message, verbose):

@@ -21,11 +21,11 @@ import tempfile
 
 import numpy as np
 
-from keras_kd import models, recipes
+from keras_kd import models
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
-from keras_kd.callbacks import KeepBestEpoch
 from keras_kd.jobs.config import SEARCHED_RECIPES, TuneConfig
 from keras_kd.jobs.data import DataSplit
+from keras_kd.jobs.report import accuracy
 from keras_kd.jobs.training import (
     distill,
     distilled_epoch_steps,
@@ -34,7 +34,8 @@ from keras_kd.jobs.training import (
     student_builder,
     train_control,
 )
-from keras_kd.report import accuracy
+from keras_kd.training import recipes
+from keras_kd.training.callbacks import KeepBestEpoch
 
 OBJECTIVE = "val_accuracy"
 ALPHA_RANGE = (0.0, 0.9)

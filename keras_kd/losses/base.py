@@ -9,8 +9,8 @@ the Distiller passes its own to every call, so the temperature has one home.
 """
 
 from keras_kd.backend import IS_TF_KERAS, get_keras_mask, keras, ops, register_serializable
+from keras_kd.data.tokens import reduce_positions
 from keras_kd.registry import Registry
-from keras_kd.tokens import reduce_positions
 
 REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "none")
 
@@ -86,7 +86,7 @@ def reduce_values(values, sample_weight, reduction):
 
     Per-sample values `(batch,)` average over the batch (Keras's `sum_over_batch_size`);
     per-position values `(batch, time, ...)` (sequence logits) over the real tokens, those
-    whose weight is not 0 (`keras_kd.tokens.reduce_positions`).
+    whose weight is not 0 (`keras_kd.data.tokens.reduce_positions`).
     """
     return reduce_positions(values, sample_weight, reduction, over_real_tokens=len(values.shape) > 1)
 

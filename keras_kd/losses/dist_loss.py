@@ -1,8 +1,8 @@
 """DIST: distillation from a stronger teacher by Pearson correlation of class relations."""
 
 from keras_kd.backend import get_keras_mask, ops
+from keras_kd.data.tokens import position_weight
 from keras_kd.losses.base import DistillationLoss, as_float32, register_loss
-from keras_kd.tokens import position_weight
 
 _EPS = 1e-8
 

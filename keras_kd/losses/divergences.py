@@ -4,7 +4,7 @@ Language models emit one distribution per token; each divergence here compares t
 teacher's and the student's distributions position by position, softened by the
 temperature T (per token), scaled by T^2 as the Hinton loss is, and returns one value per
 position: `(batch, time)` for logits `(batch, time, vocabulary)` (`(batch,)` for
-`(batch, classes)`). The Distiller then averages over the real tokens (`keras_kd.tokens`).
+`(batch, classes)`). The Distiller then averages over the real tokens (`keras_kd.data.tokens`).
 
 Which divergence: forward KL (teacher || student) makes the student cover every mode of
 the teacher (mean-seeking); reverse KL (student || teacher, MiniLLM) makes it commit to

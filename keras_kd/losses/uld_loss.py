@@ -4,7 +4,7 @@ Token-level KD compares the two models' probabilities token by token, so teacher
 share one vocabulary. Universal Logit Distillation compares each distribution's probabilities
 sorted in descending order instead: the most likely token of the teacher against the most likely
 of the student, the second against the second, and so on, whatever the tokens are. It needs no
-shared vocabulary, only positions that line up (`keras_kd.tokens.align_positions`).
+shared vocabulary, only positions that line up (`keras_kd.data.tokens.align_positions`).
 """
 
 from keras_kd.backend import ops

@@ -129,7 +129,8 @@ def imported_modules(path, name, modules):
 def _lazy_submodules(path):
     for node in ast.walk(ast.parse(TREE.read(path))):
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_SUBMODULES" for t in node.targets):
-            return [element.value for element in node.value.elts]
+            elements = node.value.values if isinstance(node.value, ast.Dict) else node.value.elts
+            return [element.value.removeprefix("keras_kd.") for element in elements]
     return []
 
 

@@ -23,7 +23,7 @@ from absl import app, flags
 
 import keras_kd
 from keras_kd.backend import keras
-from keras_kd.report import format_table, measure_model
+from keras_kd.jobs.report import format_table, measure_model
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Folder with Fashion-MNIST's four *-ubyte.gz files.")
@@ -33,7 +33,7 @@ flags.DEFINE_integer("train_examples", 60000, "Use only the first N training ima
 flags.DEFINE_integer(
     "labeled_examples", 5000, "Training images whose labels the student gets; the rest come without labels."
 )
-flags.DEFINE_string("recipe", "hinton", "keras_kd.recipes name.")
+flags.DEFINE_string("recipe", "hinton", "keras_kd.training.recipes name.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("student_path", "fashion_mnist_student.keras", "Where the distilled student goes.")
 

@@ -309,7 +309,7 @@ def distiller(student, teacher, method, steps, rate, alpha, seed=0):
 def training_data(method, student, x, y, weight, cache, seed):
     """`(fit's data arguments, its keyword arguments)` for one student."""
     if ON_POLICY.get(method) == "epoch":
-        from keras_kd.sequence_level import OnPolicySequences
+        from keras_kd.data.sequence_level import OnPolicySequences
 
         data = OnPolicySequences(
             x, y, weight, student, FLAGS.prompt_length, FLAGS.student_fraction, "top_k", FLAGS.batch_size, seed

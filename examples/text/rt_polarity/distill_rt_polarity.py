@@ -46,9 +46,10 @@ import keras_kd
 from keras_kd.backend import IS_TF_KERAS, keras
 from keras_kd.jobs import seeds
 from keras_kd.jobs.config import DistillConfig
+from keras_kd.jobs.report import ModelRow, accuracy, format_table, latency_ms, measure_model, model_file_size
 from keras_kd.jobs.training import distill, train_on_labels
-from keras_kd.report import ModelRow, accuracy, format_table, latency_ms, measure_model, model_file_size
-from keras_kd.teacher_cache import TeacherCache, fingerprint
+from keras_kd.teacher.batches import fingerprint
+from keras_kd.teacher.cache import TeacherCache
 from keras_kd.utils import copy_model, count_params
 
 FLAGS = flags.FLAGS

@@ -22,7 +22,7 @@ tf_keras's random layers draw from stateful ops whose position no checkpoint kee
 epoch that a rerun repeats draws other masks.
 
 Example:
->>> backup = keras_kd.resume.backup_callback("runs/cifar")   # runs/cifar/backup/
+>>> backup = keras_kd.training.resume.backup_callback("runs/cifar")   # runs/cifar/backup/
 >>> distiller.fit(x, y, epochs=100, callbacks=[backup])      # rerun the same line after a kill
 """
 

@@ -26,9 +26,9 @@ import re
 import numpy as np
 
 from keras_kd.backend import keras, to_numpy
-from keras_kd.inputs import unpack
-from keras_kd.transfer_data import MISSING_LABEL
-from keras_kd.validation import check_not_empty, model_input_shapes, shapes_fit
+from keras_kd.checks import check_not_empty, model_input_shapes, shapes_fit
+from keras_kd.data.keys import unpack
+from keras_kd.data.transfer import MISSING_LABEL
 
 PEEK_ROWS = 1024
 PEEK_BATCHES = 2

@@ -31,19 +31,14 @@ import numpy as np
 
 from keras_kd import atomic
 from keras_kd.backend import to_numpy
-from keras_kd.inputs import INDEX_KEY, INPUTS_KEY, TOP_K_IDS_KEY, TOP_K_PROBABILITIES_KEY, unpack
+from keras_kd.data.keys import INDEX_KEY, INPUTS_KEY, TOP_K_IDS_KEY, TOP_K_PROBABILITIES_KEY, unpack
+from keras_kd.teacher import batches as batching
+from keras_kd.teacher.top_k_ops import TruncationError, top_k_of
 
-FORMAT = "keras_kd.top_k_cache/1"
+FORMAT = "keras_kd.teacher.top_k/1"
 MANIFEST = "cache.json"
 _FILES = {"probabilities": "probabilities.bin", "ids": "ids.bin"}
 _BATCHES = "batches.bin"
-
-
-def _dataset_tools():
-    # teacher_cache's helpers; imported here, as top_k_cache does, so that the modules load in either order.
-    from keras_kd import teacher_cache
-
-    return teacher_cache
 
 
 def _ids_dtype(num_classes):
@@ -54,7 +49,7 @@ def teacher_fingerprint(model):
     """`teacher_cache.fingerprint` of the teacher's weights (shapes and a strided sample of each), so that a
     folder is resumed or reused for the teacher that began it only, not one retrained since."""
     weights = {f"{index:05d}": np.asarray(to_numpy(weight)).reshape(-1) for index, weight in enumerate(model.weights)}
-    return _dataset_tools().fingerprint(weights)
+    return batching.fingerprint(weights)
 
 
 def _teacher_logits(model, inputs):
@@ -146,35 +141,32 @@ def _append(progress, outputs, batch_record=None):
 def write(teacher, x, directory, top_k, batch_size, tail, verbose="auto"):
     """Run `teacher` over `x`, appending its top-k outputs to `directory`; the keyword arguments of a
     memory-mapped `TopKTeacherCache` (see the module's docstring for resuming and refusals)."""
-    from keras_kd.top_k_cache import _TruncationError, top_k_of
-
-    tools = _dataset_tools()
     teachers = teacher if isinstance(teacher, (list, tuple)) else [teacher]
     if len(teachers) != 1:
         raise ValueError("A teacher cache is built from one teacher; cache an ensemble by caching its model.")
     model = teachers[0]
     directory = os.fspath(directory)
-    from_dataset = tools._is_dataset(x)
+    from_dataset = batching.is_dataset(x)
     if from_dataset:
-        tools._check_finite(x, "x")
+        batching.check_finite(x, "x")
         settings = {"top_k": int(top_k), "tail": tail, "source": "dataset", "teacher": teacher_fingerprint(model)}
         total = int(x.cardinality()) if int(x.cardinality()) >= 0 else None
     else:
-        if tools._num_rows(x) == 0:
+        if batching.num_rows(x) == 0:
             raise ValueError("`x` holds no samples: there is nothing to cache.")
         settings = {
             "top_k": int(top_k),
             "tail": tail,
             "source": "arrays",
             "teacher": teacher_fingerprint(model),
-            "input_fingerprint": tools.fingerprint(x),
-            "num_examples": tools._num_rows(x),
+            "input_fingerprint": batching.fingerprint(x),
+            "num_examples": batching.num_rows(x),
         }
         total = -(-settings["num_examples"] // batch_size)
     progress = _opened(directory, settings)
     state = progress.state
     if not state["complete"]:
-        error = _TruncationError()
+        error = TruncationError()
         error.positions, error.dropped, error.kl = (state["error_sums"][key] for key in ("positions", "dropped", "kl"))
         _cut_to_recorded(progress, _row_nbytes(state))  # to 0 bytes if the first batch was never recorded
         if state["examples"]:
@@ -202,7 +194,7 @@ def write(teacher, x, directory, top_k, batch_size, tail, verbose="auto"):
             raise ValueError("`x` holds no samples: there is nothing to cache.")
         if from_dataset:
             sizes, hashes = _batch_records(directory, state)
-            state["input_fingerprint"] = tools._dataset_fingerprint(sizes, hashes)
+            state["input_fingerprint"] = batching.dataset_fingerprint(sizes, hashes)
         state["complete"] = True
         progress.record()
     else:
@@ -237,31 +229,29 @@ def _check_shape(state, outputs, num_classes, record):
 
 def _array_batches(x, state, batch_size):
     """`(inputs, None)` for each batch of arrays after the rows already written."""
-    tools = _dataset_tools()
-    for start in range(state["examples"], tools._num_rows(x), batch_size):
-        yield tools._rows(x, start, start + batch_size), None
+    for start in range(state["examples"], batching.num_rows(x), batch_size):
+        yield batching.row_range(x, start, start + batch_size), None
 
 
 def _dataset_batches(x, state, directory):
     """`(inputs, [size, *hashes])` for each batch of a dataset after the batches already written; those
     are hashed and compared with what was recorded, so a build resumes on the same data only."""
-    tools = _dataset_tools()
     done = state["batches"]
     recorded = _batch_records(directory, state)[1] if done else None
     for index, element in enumerate(x):
-        inputs, _, _ = unpack(tools._split_element(element)[0])
-        hashes = np.asarray(tools._batch_hash(inputs))
+        inputs, _, _ = unpack(batching.split_element(element)[0])
+        hashes = np.asarray(batching.batch_hash(inputs))
         if index < done:
             if not np.array_equal(hashes, recorded[index]):
                 raise ValueError(
                     f"Batch {index} of `x` differs from the batch {index} the top-k cache in {directory} was begun "
-                    f"with: resume with the same dataset in the same order. {tools._ORDER_FIX}"
+                    f"with: resume with the same dataset in the same order. {batching.ORDER_FIX}"
                 )
             continue
         import tensorflow as tf
 
         # NumPy, which every engine's `predict_on_batch` takes (JAX refuses TensorFlow tensors).
-        yield tf.nest.map_structure(np.asarray, inputs), [tools._batch_size(inputs), *hashes.tolist()]
+        yield tf.nest.map_structure(np.asarray, inputs), [batching.batch_length(inputs), *hashes.tolist()]
 
 
 def _batch_records(directory, state):

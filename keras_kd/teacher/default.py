@@ -22,8 +22,8 @@ import sys
 
 import numpy as np
 
-from keras_kd.inputs import split_inputs, unpack
-from keras_kd.teacher_cache import TeacherCache
+from keras_kd.data.keys import split_inputs, unpack
+from keras_kd.teacher.cache import TeacherCache
 
 DEFAULT_MAX_BYTES = 1 << 30
 """The most memory the kept logits may take (1 GiB): `fit(teacher_cache_max_bytes=...)` changes it."""
@@ -58,7 +58,7 @@ def _random_state_kept():
 
 def why_live(distiller, x, callbacks):
     """Why the teacher must run on every step for this `fit`, or None when its outputs can be kept."""
-    from keras_kd.callbacks import SnapshotTeacher
+    from keras_kd.training.callbacks import SnapshotTeacher
 
     student_x, teacher_x = split_inputs(unpack(x)[0])
     if student_x is not teacher_x:

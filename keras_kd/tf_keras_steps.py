@@ -10,8 +10,8 @@ compile settings carried in the config.
 import tensorflow as tf
 import tf_keras as keras
 
-from keras_kd.backend import unscale_loss_for_replicas  # noqa: F401 (set before this import)
-from keras_kd.inputs import unpack
+from keras_kd.backend import unscale_loss_for_replicas
+from keras_kd.data.keys import unpack
 
 
 class TfKerasSteps:

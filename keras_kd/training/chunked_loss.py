@@ -16,9 +16,9 @@ gradients against the whole-sequence step on every Keras 3 backend, and
 `benchmarks/language_model_memory.py` measures the step's peak memory.
 """
 
-from keras_kd import tokens
 from keras_kd.backend import keras, ops
-from keras_kd.transfer_data import fill_missing, masked_weight
+from keras_kd.data import tokens
+from keras_kd.data.transfer import fill_missing, masked_weight
 
 
 def output_projection(student):
@@ -111,7 +111,7 @@ def losses(distiller, x, y, hidden, sample_weight, cached, teacher_x):
     labelled = y is not None
 
     def chunk_sums(kernel, teacher_kernel, temperature, hidden_c, weight_c, *rest):
-        from keras_kd.teacher_cache import cached_teacher_logits
+        from keras_kd.teacher.attach import cached_teacher_logits
 
         teacher_c = rest[: len(teacher)]
         y_c, mask_c = rest[len(teacher) :] if labelled else (None, None)

@@ -79,7 +79,7 @@ def latency_ms(model, example, runs=50, warmup=5):
 def measure_model(name, model, x_test, y_test, path=None):
     """`model`'s report row: parameters, saved size (the `.keras` file is kept at `path` when given),
     test accuracy and latency at batch 1."""
-    from keras_kd.report.writer import ModelRow
+    from keras_kd.jobs.report.writer import ModelRow
     from keras_kd.utils import count_params
 
     return ModelRow(

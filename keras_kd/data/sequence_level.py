@@ -24,7 +24,7 @@ sequence-level data from the teacher's translations of source sentences (Kim and
 import numpy as np
 
 from keras_kd.backend import keras, to_numpy
-from keras_kd.transfer_data import MISSING_LABEL
+from keras_kd.data.transfer import MISSING_LABEL
 
 
 def next_token_data(token_ids, padding_mask):

@@ -73,7 +73,7 @@ def check_outputs_compatible(teacher, student):
     if teacher_shape is None or student_shape is None:
         return
     if len(teacher_shape) > 2 and len(student_shape) > 2 and teacher_shape[-1] != student_shape[-1]:
-        from keras_kd.tokens import is_language_model
+        from keras_kd.data.tokens import is_language_model
 
         if is_language_model(teacher) and is_language_model(student):
             return  # two vocabularies: checked against the loss at compile; each model may read its own ids
@@ -143,7 +143,7 @@ def shapes_fit(data_shape, model_shape):
 
 def check_inputs_compatible(teacher, student, argument):
     """Raise a ValueError if the teacher's inputs visibly cannot take the student's data."""
-    from keras_kd.tokens import vocabulary_size
+    from keras_kd.data.tokens import vocabulary_size
 
     teacher_shapes, student_shapes = model_input_shapes(teacher), model_input_shapes(student)
     if teacher_shapes is None or student_shapes is None or len(teacher_shapes) != len(student_shapes):

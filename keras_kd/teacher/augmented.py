@@ -29,17 +29,17 @@ import json
 import numpy as np
 
 from keras_kd import atomic
-from keras_kd.inputs import INPUTS_KEY, TEACHER_LOGITS_KEY
-from keras_kd.teacher_cache import (
-    _ORDER_FIX,
-    _batch_hash,
-    _check_finite,
-    _dataset_fingerprint,
-    _is_dataset,
-    _split_element,
+from keras_kd.data.keys import INPUTS_KEY, TEACHER_LOGITS_KEY
+from keras_kd.teacher.batches import (
+    ORDER_FIX,
+    batch_hash,
+    check_finite,
+    dataset_fingerprint,
     fingerprint,
+    is_dataset,
+    split_element,
 )
-from keras_kd.teacher_pass import TeacherPass
+from keras_kd.teacher.precision import TeacherPass
 
 _FLOOR = 1e-12  # smallest replayed probability (log stays finite)
 
@@ -202,7 +202,7 @@ class AugmentedTeacherCache:
             temperature: the distillation temperature the Distiller is compiled with.
             batch_size: the teacher's batch for arrays (larger than training's: it runs once).
             seed: seeds the views' parameters.
-            teacher_dtype: run a `"bfloat16"` copy of the teacher (`keras_kd.teacher_pass`).
+            teacher_dtype: run a `"bfloat16"` copy of the teacher (`keras_kd.teacher.precision`).
         """
         if views < 1 or top_k < 1 or temperature <= 0:
             raise ValueError(f"Need views >= 1, top_k >= 1, temperature > 0; received {views}, {top_k}, {temperature}.")
@@ -213,7 +213,7 @@ class AugmentedTeacherCache:
             )
         run = TeacherPass([teacher], teacher_dtype)
         rng = np.random.default_rng(seed)
-        if _is_dataset(x):
+        if is_dataset(x):
             return cls._build_from_dataset(run, x, augmentation, views, top_k, temperature, rng, seed)
         x = np.asarray(x)
         if len(x) == 0:
@@ -263,10 +263,10 @@ class AugmentedTeacherCache:
     @classmethod
     def _build_from_dataset(cls, run, dataset, augmentation, views, top_k, temperature, rng, seed):
         tf = _tf()
-        _check_finite(dataset, "x")
+        check_finite(dataset, "x")
         probabilities, classes, sizes, hashes, params, num_classes = [], [], [], [], [], None
         for element in dataset:
-            inputs = _split_element(element)[0]
+            inputs = split_element(element)[0]
             if isinstance(inputs, dict):
                 raise ValueError("AugmentedTeacherCache takes datasets whose `x` is one tensor of inputs.")
             size = int(tf.shape(inputs)[0])
@@ -280,7 +280,7 @@ class AugmentedTeacherCache:
             probabilities.append(top)
             classes.append(top_classes)
             sizes.append(size)
-            hashes.append(np.asarray(_batch_hash(inputs)))
+            hashes.append(np.asarray(batch_hash(inputs)))
             params.append(batch_params)
         if not sizes:
             raise ValueError("`x` holds no samples: there is nothing to cache.")
@@ -292,7 +292,7 @@ class AugmentedTeacherCache:
             np.concatenate(classes),
             num_classes,
             temperature,
-            _dataset_fingerprint(sizes, hashes),
+            dataset_fingerprint(sizes, hashes),
             sum(sizes),
             sizes,
             np.stack(hashes),
@@ -324,7 +324,7 @@ class AugmentedTeacherCache:
                 example and epoch).
         """
         tf = _tf()
-        if _is_dataset(x):
+        if is_dataset(x):
             return self._dataset_pipeline(x, view)
         x = np.asarray(x)
         if self.from_dataset:
@@ -358,15 +358,15 @@ class AugmentedTeacherCache:
         tf = _tf()
         if not self.from_dataset:
             raise ValueError("The augmented cache was built from arrays; pass those arrays, or rebuild it.")
-        _check_finite(dataset, "x")
+        check_finite(dataset, "x")
         offsets = np.concatenate([[0], np.cumsum(self.batch_sizes)[:-1]]).astype("int64")
         table = tf.data.Dataset.from_tensor_slices((offsets, self.batch_sizes, self.batch_hashes))
-        message = f"A batch differs from the one the augmented teacher cache was built from. {_ORDER_FIX}"
+        message = f"A batch differs from the one the augmented teacher cache was built from. {ORDER_FIX}"
 
         def make(element, batch):
             offset, size, expected = batch
-            inputs, rest = _split_element(element)
-            same = tf.debugging.assert_equal(_batch_hash(inputs), expected, message=message)
+            inputs, rest = split_element(element)
+            same = tf.debugging.assert_equal(batch_hash(inputs), expected, message=message)
             rows = offset + tf.range(size, dtype="int64")
             chosen = self._choose_views(rows, view, None)
             where = tf.stack([rows, chosen], 1)
@@ -389,7 +389,7 @@ class AugmentedTeacherCache:
         if kwargs.get("sample_weight") is not None or kwargs.get("class_weight") is not None:
             raise ValueError("An augmented teacher cache does not take `sample_weight`/`class_weight`.")
         shuffle = kwargs.pop("shuffle", True)  # arrays: shuffled in the pipeline; a dataset keeps its order
-        if _is_dataset(x):
+        if is_dataset(x):
             return self.dataset(x), None, {**kwargs, "shuffle": False}
         batch_size = kwargs.pop("batch_size", None) or 32
         return self.dataset(x, y, batch_size=batch_size, shuffle=bool(shuffle)), None, {**kwargs, "shuffle": False}

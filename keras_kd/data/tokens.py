@@ -21,7 +21,7 @@ Example:
 """
 
 from keras_kd.backend import get_keras_mask, ops
-from keras_kd.transfer_data import label_mask
+from keras_kd.data.transfer import label_mask
 
 PADDING_MASK_KEYS = ("decoder_padding_mask", "padding_mask")
 """Input-dict entries read as the outputs' padding mask, first found wins (keras-hub's names)."""

@@ -3,15 +3,15 @@ epoch on validation kept, and an early estimate of the run's duration."""
 
 import time
 
-from keras_kd import schedules
 from keras_kd.backend import keras
+from keras_kd.training import schedules
 
 
 class DistillationScheduler(keras.callbacks.Callback):
     """Set the Distiller's alpha and/or temperature at the start of every epoch.
 
     Args:
-        alpha: a schedule (`keras_kd.schedules`, any callable of the epoch, a number, or a
+        alpha: a schedule (`keras_kd.training.schedules`, any callable of the epoch, a number, or a
             spec dict such as `{"name": "warmup", "start": 1.0, "end": 0.1, "epochs": 20}`).
         temperature: the same, for T.
         verbose: print the values each epoch.

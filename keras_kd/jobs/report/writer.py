@@ -5,7 +5,7 @@ import math
 import os
 
 from keras_kd import atomic
-from keras_kd.report.environment import run_environment
+from keras_kd.jobs.report.environment import run_environment
 
 MEGABYTE = 1e6
 
@@ -105,7 +105,7 @@ def write_report(folder, dataset, rows, metadata=None, columns=MODEL_COLUMNS):
     """Write `report.json`, `report.md` and `report.png` for `rows` into `folder`.
 
     `report.json` holds `{"dataset": ..., "models": [row, ...], "metadata": {...}}`; the metadata
-    gets `"environment"` (`keras_kd.report.environment.run_environment()`: the engine, Python and
+    gets `"environment"` (`keras_kd.jobs.report.environment.run_environment()`: the engine, Python and
     the version of every package the run imported) unless it has one.
     """
     with atomic.replaced_file(os.path.join(folder, "report.png"), suffix=".png") as temporary:

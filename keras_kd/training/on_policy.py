@@ -1,6 +1,6 @@
 """On-policy distillation in the training step (GKD, Agarwal et al. 2024).
 
-`OnPolicySequences` (`keras_kd.sequence_level`) lets the student write part of the data once an
+`OnPolicySequences` (`keras_kd.data.sequence_level`) lets the student write part of the data once an
 epoch, between epochs, from the weights it had then. `OnPolicy`, given to
 `Distiller.compile(on_policy=...)`, does it inside every training step: `student_fraction` of
 each batch's rows (drawn anew each step) are replaced by the student's continuations of their
@@ -16,8 +16,8 @@ What it costs per step against the per-epoch form, and what it gives, is measure
 """
 
 from keras_kd.backend import IS_TF_KERAS, keras, ops, register_serializable
-from keras_kd.tokens import position_weight
-from keras_kd.transfer_data import MISSING_LABEL
+from keras_kd.data.tokens import position_weight
+from keras_kd.data.transfer import MISSING_LABEL
 
 SEEDED_SAMPLERS = ("top_k", "top_p", "random")  # keras-hub samplers that take a seed
 

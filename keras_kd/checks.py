@@ -25,6 +25,19 @@ def validate_alpha(alpha):
     return value
 
 
+def validate_temperature(temperature, argument):
+    """Raise a ValueError naming `argument` unless `temperature` is a positive number."""
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{argument}` must be a positive number; received {temperature!r}.") from None
+    if not value > 0:
+        raise ValueError(
+            f"`{argument}` must be > 0 (it divides the logits); received {temperature!r}. "
+            "Typical values lie between 1 and 20."
+        )
+
+
 def _activation_name(layer):
     if isinstance(layer, keras.layers.Softmax):
         return "softmax"

@@ -8,7 +8,7 @@ on every backend (TensorFlow, JAX, PyTorch); what tf_keras alone needs is the
 from keras_kd import backend, keras_compat, saving
 from keras_kd import losses as kd_losses
 from keras_kd.backend import IS_TF_KERAS, keras, ops, register_serializable
-from keras_kd.checks import checked_teachers, normalized_teacher_weights, validate_alpha
+from keras_kd.checks import checked_teachers, normalized_teacher_weights, validate_alpha, validate_temperature
 from keras_kd.data import tokens
 from keras_kd.data.checks import check_data, check_fit_arguments, numerics_errors
 from keras_kd.data.keys import has_own_inputs, split_inputs, unpack
@@ -196,7 +196,7 @@ class Distiller(EngineSteps, keras.Model):
 
     @temperature.setter
     def temperature(self, value):
-        kd_losses.validate_temperature(value, "temperature")
+        validate_temperature(value, "temperature")
         self._temperature_value = float(value)
         self._temperature.assign(self._temperature_value)
 

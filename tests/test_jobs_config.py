@@ -9,17 +9,9 @@ import pytest
 
 from keras_kd.cli import compress, distill, tune
 from keras_kd.cli.flags import build_config
-from keras_kd.jobs.config import DATASET_NAMES, RECIPE_NAMES, CompressConfig, DistillConfig, TuneConfig
+from keras_kd.jobs.config import CompressConfig, DistillConfig, TuneConfig
 
 SUBCOMMANDS = ((distill, DistillConfig), (compress, CompressConfig), (tune, TuneConfig))
-
-
-def test_choices_are_the_registries_names():
-    from keras_kd import datasets
-    from keras_kd.training import recipes
-
-    assert sorted(RECIPE_NAMES) == sorted(recipes.RECIPES.names())
-    assert sorted(DATASET_NAMES) == sorted(datasets.LOADERS.names())
 
 
 @pytest.mark.parametrize("module, config_class", SUBCOMMANDS)

@@ -11,7 +11,8 @@ stopped (`keras_kd.jobs.backup`).
 import dataclasses
 import os
 
-from keras_kd.cli.flags import define_flags, reported, run_subcommand
+from keras_kd.cli.flags import define_flags
+from keras_kd.cli.subcommand import reported, run_subcommand
 from keras_kd.jobs.config import CompressConfig
 
 FLAGS = define_flags(CompressConfig, output_dir="runs/compress", output_help="Where the report and exports go.")

@@ -10,7 +10,8 @@ stopped (`keras_kd.jobs.backup`).
 import dataclasses
 import os
 
-from keras_kd.cli.flags import define_flags, reported, run_subcommand
+from keras_kd.cli.flags import define_flags
+from keras_kd.cli.subcommand import reported, run_subcommand
 from keras_kd.jobs.config import DistillConfig
 
 FLAGS = define_flags(DistillConfig, output_dir="runs/distill", output_help="Where the report and models go.")

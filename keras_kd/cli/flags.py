@@ -81,6 +81,8 @@ def parse(flag_values, argv):
     if len(extra) > 1:
         print(f"{argv[0]}: unexpected arguments {extra[1:]}", file=sys.stderr)
         return False
+    from keras_kd.cli.quiet import import_tensorflow_quietly
+
     import_tensorflow_quietly()  # before the subcommand imports its job
     return True
 
@@ -101,88 +103,3 @@ def build_config(flag_values, config_class):
     verbose = flag_values["verbose"].value
     values["verbose"] = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     return config_class.from_dict(values)
-
-
-def import_tensorflow_quietly():
-    """Import TensorFlow with its C++ start-up lines (CUDA probing, oneDNN notes) left out.
-
-    On a CPU machine they read as failures (`E0000 ... failed call to cuInit`), and since
-    TensorFlow 2.16 they come through absl, which `TF_CPP_MIN_LOG_LEVEL` no longer silences;
-    so the process's stderr is pointed at /dev/null while TensorFlow starts. A user who set
-    `TF_CPP_MIN_LOG_LEVEL` sees everything.
-    """
-    import os
-
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
-        return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()  # the CUDA probe happens here
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def run_subcommand(name, argv, flag_values, config_class, job):
-    """Parse, build and validate the config, check `--output_dir`, then `job(config, output_dir)`.
-
-    Bad settings, or data that cannot work (a `UsageError`, found before any training): the
-    message on stderr and exit status 2. Returns the exit status.
-    """
-    if not parse(flag_values, argv):
-        return 2
-    from keras_kd.checks import UsageError
-
-    output_dir = flag_values["output_dir"].value
-    try:
-        config = build_config(flag_values, config_class)
-        config.validate()
-        problem = output_dir_problem(output_dir, flag_values["overwrite"].value)
-        if problem:
-            raise ValueError(problem)
-    except (ValueError, RuntimeError, OSError) as error:
-        print(f"keras-kd {name}: {error}", file=sys.stderr)
-        return 2
-    try:
-        job(config, output_dir)
-    except UsageError as error:
-        print(f"keras-kd {name}: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def reported(run, columns=None):
-    """A job that runs `run(config, folder) -> (rows, metadata)` in a staging folder, writes the
-    report beside its outputs, moves them all into `output_dir` at once, and prints the table."""
-
-    def job(config, output_dir):
-        from keras_kd.jobs.report import format_table, staged_output_dir, write_report
-        from keras_kd.jobs.report.writer import MODEL_COLUMNS
-
-        with staged_output_dir(output_dir) as staging:
-            rows, metadata = run(config, staging)
-            write_report(staging, config.dataset, rows, metadata, columns=columns or MODEL_COLUMNS)
-        print(f"\n{format_table(rows, columns or MODEL_COLUMNS)}\n\nReport and outputs written to {output_dir}")
-
-    return job
-
-
-def output_dir_problem(output_dir, overwrite):
-    """Why `output_dir` cannot take this run's outputs, or None: nothing of the user's is replaced unasked."""
-    import os
-
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        return f"--output_dir={output_dir} is a file, not a folder; choose a folder."
-    # A killed run's backup alone is no one's file: the rerun resumes from it.
-    if os.path.isdir(output_dir) and set(os.listdir(output_dir)) - {"backup"} and not overwrite:
-        return (
-            f"--output_dir={output_dir} already holds files; choose a new or empty folder, or pass "
-            "--overwrite to replace the files keras-kd writes there (other files are left alone)."
-        )
-    return None

@@ -11,7 +11,8 @@ Your own data: `--teacher=FILE.keras --student=FILE.keras|PRESET --train=DATA [-
 prepared by the same code; there is no `--test`.
 """
 
-from keras_kd.cli.flags import define_flags, run_subcommand
+from keras_kd.cli.flags import define_flags
+from keras_kd.cli.subcommand import run_subcommand
 from keras_kd.jobs.config import TuneConfig
 
 FLAGS = define_flags(

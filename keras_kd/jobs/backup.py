@@ -25,6 +25,7 @@ import shutil
 
 from keras_kd import atomic
 from keras_kd.checks import UsageError
+from keras_kd.jobs.log import say
 from keras_kd.training import resume
 
 SETTINGS_FILE = "settings.json"
@@ -48,10 +49,6 @@ class JobBackup:
     def _path(self, name):
         return os.path.join(self.folder, name)
 
-    def _log(self, message):
-        if self.verbose:
-            print(message, flush=True)
-
     def check_settings(self):
         """On a rerun, refuse settings that differ from the killed run's (recorded with its first backup)."""
         path = self._path(SETTINGS_FILE)
@@ -67,7 +64,7 @@ class JobBackup:
                 f"{self.folder} holds the backup of a killed run with other settings ({', '.join(changed)}); "
                 "rerun it with the same settings to resume, or delete that folder to start afresh."
             )
-        self._log(f"resuming the run backed up in {self.folder}")
+        say(f"resuming the run backed up in {self.folder}", self.verbose)
 
     def _start(self):
         """Create the folder and record the settings before the first backup: a run refused before
@@ -92,7 +89,7 @@ class JobBackup:
         if not os.path.exists(path):
             return False
         model.load_weights(path)
-        self._log(f"      {role}: trained in an earlier run, loaded from {path}")
+        say(f"      {role}: trained in an earlier run, loaded from {path}", self.verbose)
         return True
 
     def callbacks(self, role):

@@ -19,6 +19,7 @@ from keras_kd.compression.magnitude_pruning import MagnitudePruning
 from keras_kd.compression.pruning_schedules import PolynomialDecay
 from keras_kd.compression.verify import outputs_of_artifacts_in_fresh_process
 from keras_kd.jobs.backup import JobBackup
+from keras_kd.jobs.log import say
 from keras_kd.jobs.training import (
     distill,
     prepare,
@@ -67,11 +68,6 @@ STAGE_COLUMNS = (
     ("ms, batch 1", lambda r: f"{r.latency_ms_batch1:.3f}"),
     ("ms/example, batch 64", lambda r: f"{r.latency_ms_batch64 / 64:.4f}"),
 )
-
-
-def _log(message, verbose):
-    if verbose:
-        print(message, flush=True)
 
 
 def prune_by_distillation(student, teacher, x, y, config, teacher_cache=None):
@@ -153,23 +149,23 @@ def run_compress(config, output_folder):
     scratch, kd_student = teacher_and_students(config, split, teacher, total_steps=5, build_student=build)
     x_train, y_train = split.transfer_set  # later stages distil on the same transfer set: one teacher cache
     cache = stage_teacher_cache(config, teacher, kd_student, x_train)
-    _log(f"[4/5] pruning to {config.sparsity:.0%} sparsity while distilling", verbose)
+    say(f"[4/5] pruning to {config.sparsity:.0%} sparsity while distilling", verbose)
     to_prune = snapshot(kd_student, PRUNED)
     to_prune.trainable = True
     final = prune_by_distillation(to_prune, teacher, x_train, y_train, config, cache)
     stages = [("teacher", teacher), ("student_scratch", scratch), ("student_kd", kd_student), (PRUNED, final)]
     preserve = "sparsity"
     if config.clusters is not None:
-        _log(f"      clustering the pruned student's weights into {config.clusters} values while distilling", verbose)
+        say(f"      clustering the pruned student's weights into {config.clusters} values while distilling", verbose)
         final = cluster_by_distillation(_trainable_copy(final), teacher, x_train, y_train, config, cache)
         stages.append((CLUSTERED, final))
         preserve = "clusters"
     if config.qat:
-        _log("      quantization-aware distillation of the pruned student", verbose)
+        say("      quantization-aware distillation of the pruned student", verbose)
         final = qat_by_distillation(_trainable_copy(final), teacher, x_train, y_train, config, preserve, cache)
         stages.append((QAT, final))
 
-    _log("[5/5] exporting and measuring the artifacts", verbose)
+    say("[5/5] exporting and measuring the artifacts", verbose)
     exports = os.path.join(output_folder, "exports")
     rows, artifacts = [], []  # artifacts: (name, kind, path, Keras model), checked in one fresh process
     for name, model in stages:

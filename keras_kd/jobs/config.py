@@ -9,10 +9,13 @@ what it checks against.
 import dataclasses
 import os
 
-RECIPE_NAMES = ("hinton", "function_matching", "dist", "teacher_assistant")
-"""`keras_kd.training.recipes.RECIPES`'s names (a test keeps the two equal): the `--recipe` choices."""
-DATASET_NAMES = ("digits", "fashion_mnist", "fsdd")
-"""`keras_kd.datasets.LOADERS`'s names (a test keeps the two equal): the `--dataset` choices."""
+from keras_kd.datasets import LOADERS
+from keras_kd.training.recipes import RECIPES
+
+RECIPE_NAMES = tuple(RECIPES.names())
+"""The `--recipe` choices: the recipes registry's names (it imports no TensorFlow)."""
+DATASET_NAMES = tuple(LOADERS.names())
+"""The `--dataset` choices: the data-set registry's names."""
 
 
 def setting(default=None, help=None, *, flag=None, choices=None, minimum=None, factory=None):
@@ -169,14 +172,14 @@ class DistillConfig:
         """Raise a ValueError for any setting that cannot run (`require_test`: own data needs `test`)."""
         from keras_kd import datasets
         from keras_kd import losses as kd_losses
-        from keras_kd.checks import validate_alpha
+        from keras_kd.checks import validate_alpha, validate_temperature
         from keras_kd.training import recipes
 
         recipes.get(self.recipe)  # raises, listing the known recipes
         if self.alpha is not None:
             validate_alpha(self.alpha)
         if self.temperature is not None:
-            kd_losses.validate_temperature(self.temperature, "temperature")
+            validate_temperature(self.temperature, "temperature")
         if not 0.0 < float(self.labeled_fraction) <= 1.0:
             raise ValueError(f"`labeled_fraction` must lie in (0, 1]; received {self.labeled_fraction!r}.")
         if not 0.0 <= float(self.validation_split) < 1.0:
@@ -212,8 +215,7 @@ class DistillConfig:
             raise ValueError("`teacher_cache` holds logits only; it cannot serve feature terms.")
 
     def _validate_search(self):
-        from keras_kd import losses as kd_losses
-        from keras_kd.checks import validate_alpha
+        from keras_kd.checks import validate_alpha, validate_temperature
         from keras_kd.jobs import sweep
 
         def floats(name):
@@ -230,7 +232,7 @@ class DistillConfig:
         for alpha in floats("alpha_grid"):
             validate_alpha(alpha)
         for temperature in floats("temperature_grid"):
-            kd_losses.validate_temperature(temperature, "temperature_grid")
+            validate_temperature(temperature, "temperature_grid")
         if sweep.is_search(self) and not (self.validation or self.validation_split > 0):
             raise ValueError(
                 "A search (--learning_rate_grid, --alpha_grid, --temperature_grid) chooses on validation data: "

@@ -17,6 +17,7 @@ from keras_kd.checks import UsageError
 from keras_kd.data.keys import INDEX_KEY, INPUTS_KEY
 from keras_kd.data.transfer import MISSING_LABEL, transfer_set
 from keras_kd.datasets import user_data
+from keras_kd.jobs.log import say
 from keras_kd.jobs.report import accuracy
 
 
@@ -340,10 +341,10 @@ def check_teacher_lines_up(config, teacher, source, num_classes, limit=2000, goo
     as_labelled = np.trace(confusion) / total
     labels, outputs = linear_sum_assignment(-confusion)  # label labels[i] best read as output outputs[i]
     lined_up = confusion[labels, outputs].sum() / total
-    _say(
-        config,
+    say(
         f"      the teacher ({teacher.name}) scores {100 * as_labelled:.2f} % on {len(indices):,} of your "
         f"labelled training examples",
+        config.verbose,
     )
     if lined_up < good or as_labelled > kept * lined_up:
         return as_labelled
@@ -367,11 +368,6 @@ def check_teacher_lines_up(config, teacher, source, num_classes, limit=2000, goo
         f"with your labels. {order[0].upper() + order[1:]}; the order that lines up with the teacher's "
         f"outputs: {', '.join(teacher_order)}. Fix: {fix}."
     )
-
-
-def _say(config, message):
-    if config.verbose:
-        print(message, flush=True)
 
 
 def own_split(config, teacher):

@@ -1,4 +1,5 @@
-"""Write a run's outputs to a hidden staging folder and move them in only when all are done."""
+"""A run's output folder: nothing of the user's replaced unasked, the outputs written to a hidden staging
+folder and moved in only when all are done (also when the run is killed with SIGTERM)."""
 
 import contextlib
 import os
@@ -61,3 +62,16 @@ def staged_output_dir(output_dir):
                 os.replace(os.path.join(staging, name), target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def output_dir_problem(output_dir, overwrite):
+    """Why `output_dir` cannot take this run's outputs, or None: nothing of the user's is replaced unasked."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        return f"--output_dir={output_dir} is a file, not a folder; choose a folder."
+    # A killed run's backup alone is no one's file: the rerun resumes from it.
+    if os.path.isdir(output_dir) and set(os.listdir(output_dir)) - {"backup"} and not overwrite:
+        return (
+            f"--output_dir={output_dir} already holds files; choose a new or empty folder, or pass "
+            "--overwrite to replace the files keras-kd writes there (other files are left alone)."
+        )
+    return None

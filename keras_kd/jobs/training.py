@@ -24,17 +24,13 @@ from keras_kd.features import FeatureDistillation
 from keras_kd.jobs import sweep
 from keras_kd.jobs.backup import JobBackup
 from keras_kd.jobs.data import check_fits, load_split, open_checked, own_split, split_data
+from keras_kd.jobs.log import say
 from keras_kd.losses import LogitsCrossentropy
 from keras_kd.teacher.augmented import AugmentedTeacherCache, MixUpViews
 from keras_kd.teacher.cache import TeacherCache
 from keras_kd.training import recipes
 from keras_kd.training.callbacks import DistillationScheduler, DurationEstimate, KeepBestEpoch
 from keras_kd.utils import strip_output_activation
-
-
-def _log(message, verbose):
-    if verbose:
-        print(message, flush=True)
 
 
 def load_teacher(path, input_shape, num_classes, verbose=1):
@@ -57,7 +53,7 @@ def as_logits_model(teacher, verbose=1):
     try:
         check_outputs_are_logits(teacher, "teacher")
     except ValueError:
-        _log("The saved teacher ends in softmax; using its logits instead.", verbose)
+        say("The saved teacher ends in softmax; using its logits instead.", verbose)
         teacher = strip_output_activation(teacher)
     return teacher
 
@@ -284,9 +280,9 @@ def _record(records, role, model, keeper, max_epochs):
 def _say_selection(role, keeper, verbose):
     record = keeper.selection()
     if record["best_epoch"] is None:
-        _log(f"      {role}: no validation data; kept its last epoch ({record['epochs_trained']})", verbose)
+        say(f"      {role}: no validation data; kept its last epoch ({record['epochs_trained']})", verbose)
         return
-    _log(
+    say(
         f"      {role}: best epoch {record['best_epoch']} of {record['epochs_trained']} trained "
         f"(validation accuracy {100 * record['validation_accuracy']:.2f} %), its weights kept",
         verbose,
@@ -298,9 +294,9 @@ def train_or_load_teacher(config, split, total_steps=3, records=None):
     x_train, y_train = split.train
     input_shape, num_classes = x_train.shape[1:], int(np.max(y_train)) + 1
     if config.teacher_path:
-        _log(f"[1/{total_steps}] loading the teacher from {config.teacher_path}", config.verbose)
+        say(f"[1/{total_steps}] loading the teacher from {config.teacher_path}", config.verbose)
         return load_teacher(config.teacher_path, input_shape, num_classes, config.verbose)
-    _log(
+    say(
         f"[1/{total_steps}] training the teacher on {len(x_train)} labelled examples for "
         f"{config.teacher_epochs} epochs",
         config.verbose,
@@ -357,7 +353,7 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
         return student
 
     if split.num_labeled == 0:
-        _log(f"[2/{total_steps}] no labelled training data: no student from labels to compare with", verbose)
+        say(f"[2/{total_steps}] no labelled training data: no student from labels to compare with", verbose)
         scratch = None
     else:
 
@@ -369,14 +365,14 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
 
         _say_scratch_plan(config, split, scratch.name, total_steps, has_validation)
         scratch = _searched("student_scratch", config, train_scratch, records)
-    _log(
+    say(
         f"[3/{total_steps}] distilling the student ({config.recipe}) on {split.num_labeled} labelled "
         f"and {split.num_pool} unlabelled examples: up to {config.student_epochs} epochs, "
         + ("the same rule" if has_validation else "all of them (no validation data)"),
         verbose,
     )
     if recipes.get(config.recipe).assistant:
-        _log("      first a teacher assistant from the teacher, then the student from the assistant", verbose)
+        say("      first a teacher assistant from the teacher, then the student from the assistant", verbose)
         assistant = models.build_model(config.dataset, "assistant", input_shape, num_classes)
         assistant_keeper = _keeper(config, "assistant", has_validation)
         teacher = distill_on_split(assistant, teacher, config, split, role="assistant", keeper=assistant_keeper)
@@ -393,7 +389,7 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
 
 def _searched(arm, config, train_trial, records):
     """`arm`'s model, the best on validation of its grid (`keras_kd.jobs.sweep`), recorded in `records`."""
-    model, keeper, selection = sweep.search(arm, config, train_trial, log=lambda text: _log(text, config.verbose))
+    model, keeper, selection = sweep.search(arm, config, train_trial, log=lambda text: say(text, config.verbose))
     _record(records, arm, model, keeper, config.student_epochs)
     if records is not None:
         records[arm].update(trials=selection["trials"], chosen=selection["chosen"])
@@ -421,7 +417,7 @@ def _say_scratch_plan(config, split, name, total_steps, has_validation):
         if has_validation
         else "no validation data, so no epoch is chosen: it trains them all"
     )
-    _log(
+    say(
         f"[2/{total_steps}] training the student from labels alone ({name}) on {split.num_labeled} labels: "
         f"up to {config.student_epochs} epochs of {steps} optimizer steps (as many as a distilled epoch: "
         f"{passes:.1f} passes over its labels), {rule}",
@@ -453,7 +449,7 @@ def train_control(config, split, scratch, role, keeper):
 
 def load_teacher_for_own_data(config, total_steps=3):
     """The teacher of a run on your own data: `config.teacher_path`, any final softmax stripped."""
-    _log(f"[1/{total_steps}] loading the teacher from {config.teacher_path}", config.verbose)
+    say(f"[1/{total_steps}] loading the teacher from {config.teacher_path}", config.verbose)
     return as_logits_model(keras.models.load_model(config.teacher_path, compile=False), config.verbose)
 
 

@@ -25,6 +25,7 @@ from keras_kd import models
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
 from keras_kd.jobs.config import SEARCHED_RECIPES, TuneConfig
 from keras_kd.jobs.data import DataSplit
+from keras_kd.jobs.log import say
 from keras_kd.jobs.report import accuracy
 from keras_kd.jobs.training import (
     distill,
@@ -108,10 +109,10 @@ def tune(config, output_folder, max_trials=None, seed=None, recipe_names=SEARCHE
     folder = _new_tuner_folder(output_folder)
     quiet = dataclasses.replace(config, verbose=0)  # KerasTuner reports each trial instead
 
-    _log(
-        config,
+    say(
         f"[2/3] searching {max_trials} distillation settings ({', '.join(recipe_names)}) on "
         f"{split.num_validation} validation examples",
+        config.verbose,
     )
     distilled = _search(
         "distilled",
@@ -122,7 +123,7 @@ def tune(config, output_folder, max_trials=None, seed=None, recipe_names=SEARCHE
         config.verbose,
         lambda settings: _distilled_accuracy(quiet, settings, split, teacher, build, initial_weights),
     )
-    _log(config, f"[3/3] searching {max_trials} learning rates for the student from labels alone (the control)")
+    say(f"[3/3] searching {max_trials} learning rates for the student from labels alone (the control)", config.verbose)
     control = _search(
         "control",
         _control_space(),
@@ -171,11 +172,6 @@ def _summary(config, split, teacher, distilled, control, max_trials, seed, folde
         "difference_points": round(100 * (distilled["best"][OBJECTIVE] - control["best"][OBJECTIVE]), 2),
         "tuner_folder": folder,
     }
-
-
-def _log(config, message):
-    if config.verbose:
-        print(message, flush=True)
 
 
 def _distillation_space(recipe_names):

@@ -7,6 +7,7 @@ other Keras probability loss in `SoftTargetLoss`, as the Keras example would.
 """
 
 from keras_kd.backend import keras
+from keras_kd.checks import validate_temperature
 from keras_kd.losses.attention_transfer_loss import (
     AttentionTransferLoss,
     attention_map,
@@ -18,7 +19,6 @@ from keras_kd.losses.base import (
     mixture_logits,
     register_loss,
     standardize_logits,
-    validate_temperature,
 )
 from keras_kd.losses.crd_loss import CRDHead, CRDLoss, nce_loss
 from keras_kd.losses.ctkd_loss import CTKDLoss, CTKDTemperature, reversal_strength

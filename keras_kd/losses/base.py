@@ -9,6 +9,7 @@ the Distiller passes its own to every call, so the temperature has one home.
 """
 
 from keras_kd.backend import IS_TF_KERAS, get_keras_mask, keras, ops, register_serializable
+from keras_kd.checks import validate_temperature
 from keras_kd.data.tokens import reduce_positions
 from keras_kd.registry import Registry
 
@@ -33,19 +34,6 @@ def init_keras_loss(parent, reduction, name, kwargs):
     if IS_TF_KERAS:
         kwargs.pop("dtype", None)  # Keras 3 configs carry it; tf_keras losses have none.
     parent.__init__(reduction=reduction, name=name, **kwargs)
-
-
-def validate_temperature(temperature, argument):
-    """Raise a ValueError naming `argument` unless `temperature` is a positive number."""
-    try:
-        value = float(temperature)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{argument}` must be a positive number; received {temperature!r}.") from None
-    if not value > 0:
-        raise ValueError(
-            f"`{argument}` must be > 0 (it divides the logits); received {temperature!r}. "
-            "Typical values lie between 1 and 20."
-        )
 
 
 def as_float32(*tensors):

@@ -2,7 +2,8 @@
 across the classes, at several temperatures."""
 
 from keras_kd.backend import ops
-from keras_kd.losses.base import DistillationLoss, as_float32, register_loss, validate_temperature
+from keras_kd.checks import validate_temperature
+from keras_kd.losses.base import DistillationLoss, as_float32, register_loss
 
 MLKD_TEMPERATURES = (2.0, 3.0, 4.0, 5.0, 6.0)
 """The authors' temperatures: their config's 4 and the fixed 2, 3, 5 and 6 of their code."""

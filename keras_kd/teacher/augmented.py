@@ -29,6 +29,7 @@ import json
 import numpy as np
 
 from keras_kd import atomic
+from keras_kd.checks import validate_temperature
 from keras_kd.data.keys import INPUTS_KEY, TEACHER_LOGITS_KEY
 from keras_kd.teacher.batches import (
     ORDER_FIX,
@@ -204,8 +205,9 @@ class AugmentedTeacherCache:
             seed: seeds the views' parameters.
             teacher_dtype: run a `"bfloat16"` copy of the teacher (`keras_kd.teacher.precision`).
         """
-        if views < 1 or top_k < 1 or temperature <= 0:
-            raise ValueError(f"Need views >= 1, top_k >= 1, temperature > 0; received {views}, {top_k}, {temperature}.")
+        validate_temperature(temperature, "temperature")
+        if views < 1 or top_k < 1:
+            raise ValueError(f"Need views >= 1 and top_k >= 1; received {views} and {top_k}.")
         if type(augmentation).__name__ not in VIEWS:
             raise TypeError(
                 f"`augmentation` must be one of {sorted(VIEWS)} (views replayable from stored "

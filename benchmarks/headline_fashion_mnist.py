@@ -26,7 +26,7 @@ from keras_kd.cli.flags import build_config, define_flags
 from keras_kd.jobs import seeds
 from keras_kd.jobs.config import DistillConfig
 from keras_kd.jobs.data import load_split, split_data
-from keras_kd.jobs.training import train_or_load_teacher
+from keras_kd.jobs.teacher import train_or_load_teacher
 
 FLAGS = define_flags(
     DistillConfig,

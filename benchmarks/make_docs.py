@@ -14,6 +14,9 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
+sys.path.insert(0, ROOT)
+from keras_kd.jobs import seeds as seeds_module  # noqa: E402 (the per-seed figures of every results file)
+
 BEGIN, END = "<!-- results:begin (benchmarks/make_docs.py) -->", "<!-- results:end -->"
 
 PAGES = [
@@ -46,11 +49,9 @@ EXAMPLES = [
         "with p 0.1, then with p 0.25 only a random 1- to 5-gram kept; variants empty to the student "
         "dropped), all scored once by the teacher (cached logits: the teacher reads MiniLM word pieces, the "
         "student its own ids). Student from labels and distilled student start from the same weights and "
-        "take the same Adam steps (batch 256, 5 epochs of the transfer set; from labels, the labelled "
-        "sentences repeated to its size), each keeping its best checkpoint on validation (checked once per "
-        "pass over the labelled sentences). The learning rate (1e-3 or 3e-3) and, for distillation, alpha (0 "
-        "or 0.5) and T (1 or 2) were chosen on validation with seed 0 and kept for seeds 1 and 2; never on "
-        "test.",
+        "take the same optimizer steps (batch 256, 5 epochs of the transfer set; from labels, the labelled "
+        "sentences repeated to its size), each keeping its best pass on validation (checked once per pass over "
+        "the labelled sentences; the pass kept is each selection's `best_epoch`). {search}",
     ),
     (
         "Speech: spoken digits",
@@ -102,40 +103,50 @@ def example_table(data):
             f"| {name} | {rows[0]['params']:,} | {np.mean([r['size_bytes'] for r in rows]) / 1e6:.3f} | "
             f"{acc.mean():.2f} ± {spread:.2f} | {np.median([r['latency_ms'] for r in rows]):.3f} |"
         )
-    if "per_seed" in data:  # a teacher and two students per seed: the gain of distillation, seed by seed
-        lines += [
-            "",
-            "| seed | teacher | student from labels | distilled student | distilled − from labels (points) | "
-            "chosen (from labels; distilled) |",
-            "|---|---:|---:|---:|---:|---|",
-        ]
-        for seed, row in data["per_seed"].items():
-            chosen = data.get("chosen", {}).get(seed, {})
-            settings = "; ".join(
-                ", ".join(
-                    f"{k} {v:g}"
-                    for k, v in chosen.get(arm, {}).items()
-                    if k in ("learning_rate", "alpha", "temperature")
-                )
-                for arm in ("student_labels", "student_kd")
-            )
-            lines.append(
-                f"| {seed} | {row['teacher']:.2f} | {row['student_labels']:.2f} | {row['student_kd']:.2f} | "
-                f"{row['gain']:+.2f} | {settings} |"
-            )
-        gains = [row["gain"] for row in data["per_seed"].values()]
-        lines.append(f"| mean | | | | {np.mean(gains):+.2f} | |")
+    if isinstance(data["runs"], list) and data["runs"][0].get("selection"):
+        lines += ["", *_gain_table(data["runs"])]
+    if "target" in data:  # the text example's target and cost
         lines += [
             "",
             f"Target: {data['target']}: {'met' if data['target_met'] else 'missed'}. Teacher "
-            f"{data['runs'][next(iter(data['runs']))][0]['params']:,} parameters, "
-            f"{data['size_ratio']:.0f}x the student's. Whole run: {data['wall_time_s'] / 60:.1f} min on this "
-            f"machine (teacher fine-tuning {data['teacher']['teacher_fine_tune_s']:.0f} s"
+            f"{runs[0][0]['params']:,} parameters, {data['size_ratio']:.0f}x the student's. Whole run: "
+            f"{data['wall_time_s'] / 60:.1f} min on this machine (teacher fine-tuning "
+            f"{data['teacher']['teacher_fine_tune_s']:.0f} s"
             f"{', from its cache' if data['teacher']['teacher_from_cache'] else ''}, its logits on "
             f"{data['transfer_set_rows'] + data['validation_sentences'] + data['test_sentences']:,} "
             f"sentences {data['teacher']['teacher_logits_s']:.0f} s).",
         ]
     return "\n".join(lines), len(runs)
+
+
+def _gain_table(runs):
+    """Per seed: each model's test accuracy, the gain of distillation and the settings each student chose."""
+    lines = [
+        "| seed | teacher | student from labels | distilled student | distilled − from labels (points) | "
+        "chosen (from labels; distilled) |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    gains = seeds_module.gains(runs)
+    for run, gain in zip(runs, gains):
+        scores = {model["name"]: 100 * model["accuracy"] for model in run["models"]}
+        chosen = "; ".join(
+            ", ".join(f"{key.replace('_', ' ')} {value:g}" for key, value in _varied(run, arm).items())
+            for arm in ("student_scratch", "student_kd")
+        )
+        lines.append(
+            f"| {run['seed']} | {scores['teacher']:.2f} | {scores['student_scratch']:.2f} | "
+            f"{scores['student_kd']:.2f} | {gain:+.2f} | {chosen} |"
+        )
+    lines.append(f"| mean | | | | {np.mean(gains):+.2f} | |")
+    return lines
+
+
+def _varied(run, arm):
+    """The settings of `arm`'s choice that its trials varied (all of them when it tried one)."""
+    record = run["selection"][arm]
+    trials = [trial["settings"] for trial in record["trials"]]
+    keys = [key for key in record["chosen"] if len({str(t[key]) for t in trials}) > 1] or ["learning_rate"]
+    return {key: record["chosen"][key] for key in keys}
 
 
 def _data_and_size(path):
@@ -211,31 +222,13 @@ def showcase_table():
         ("digits (main job)", "digits_seeds.json"),
         ("Fashion-MNIST (headline)", "headline_fashion_mnist.json"),
         ("spoken digits (FSDD)", "speech_fsdd.json"),
+        ("movie reviews (pretrained MiniLM teacher)", "text_rt_polarity.json"),
     ]
     for name, path in specs:
         if not os.path.exists(os.path.join(RESULTS, path)):
             continue
         seeds = _per_seed(path, "teacher", "student_scratch", "student_kd")
         rows.append((name, *_data_and_size(path), _settings_searched(path), seeds))
-    text_path = os.path.join(RESULTS, "text_rt_polarity.json")
-    if os.path.exists(text_path):
-        with open(text_path) as handle:
-            text = json.load(handle)
-        if "per_seed" in text:
-            seeds = [(r["teacher"], r["student_labels"], r["student_kd"]) for r in text["per_seed"].values()]
-            params = {row["name"]: row["params"] for row in next(iter(text["runs"].values()))}
-            ratio = params["teacher"] / params["student_kd"]
-            tried = next(iter(text["chosen"].values()))
-            rows.append(
-                (
-                    "movie reviews (pretrained MiniLM teacher)",
-                    f"{text['train_sentences']:,} labels + {text['augmented_sentences']:,} unlabelled variants",
-                    f"{params['student_kd']:,} ({ratio:.0f}x)",
-                    " / ".join(str(len(tried[arm].get("tried", [0]))) for arm in ("student_labels", "student_kd"))
-                    + " (first seed)",
-                    seeds,
-                )
-            )
     lines = [
         "| showcase | student's data | student parameters (smaller by) | settings tried on validation (from "
         "labels / distilled) | teacher (%) | from labels (%) | distilled (%) | distilled − from labels per seed "
@@ -445,6 +438,7 @@ def main():
             "labeled": data.get("labeled_clips", data.get("labeled_sentences")),
             "unlabeled": data.get("unlabeled_clips", data.get("unlabeled_sentences")),
             "rule": _rule(data),
+            "search": seeds_module.search_in_words(data["runs"]) if isinstance(data["runs"], list) else "",
         }
         text = (
             f"Generated by `{command}` ({seeds} seeds); raw figures in `benchmarks/results/{name}`. "

@@ -28,7 +28,8 @@ from keras_kd.backend import ENGINE_DESCRIPTION, keras
 from keras_kd.jobs.config import DistillConfig
 from keras_kd.jobs.data import load_split, split_data
 from keras_kd.jobs.report import accuracy
-from keras_kd.jobs.training import teacher_and_students, train_or_load_teacher
+from keras_kd.jobs.teacher import train_or_load_teacher
+from keras_kd.jobs.training import teacher_and_students
 from keras_kd.models.mlp import build_mlp
 from keras_kd.utils import count_params
 

@@ -14,13 +14,13 @@ __version__ = "0.1.0"
 # Public name -> the module that defines it.
 _ATTRIBUTES = {
     "AugmentedTeacherCache": "keras_kd.teacher.augmented",
-    "CropFlipViews": "keras_kd.teacher.augmented",
+    "CropFlipViews": "keras_kd.teacher.views",
     "Distiller": "keras_kd.distiller",
     "ENGINE": "keras_kd.backend",
     "ENGINE_DESCRIPTION": "keras_kd.backend",
     "FeatureDistillation": "keras_kd.features",
     "MISSING_LABEL": "keras_kd.data.transfer",
-    "MixUpViews": "keras_kd.teacher.augmented",
+    "MixUpViews": "keras_kd.teacher.views",
     "OnPolicy": "keras_kd.training.on_policy",
     "TeacherCache": "keras_kd.teacher.cache",
     "TopKTeacherCache": "keras_kd.teacher.top_k",

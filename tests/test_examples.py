@@ -270,13 +270,18 @@ def test_rt_polarity_example_fine_tunes_the_teacher_once_and_compares_both_stude
     assert report["train_sentences"] + report["validation_sentences"] + report["test_sentences"] == 80
     assert report["transfer_set_rows"] == report["train_sentences"] + report["augmented_sentences"]
     assert not report["teacher"]["teacher_from_cache"] and list(cache.glob("minilm_rt_polarity_*.weights.h5"))
-    assert_accuracies(report["runs"]["0"], ["teacher", "student_labels", "student_kd"])
-    seed = report["per_seed"]["0"]
-    for key in ("teacher", "student_labels", "student_kd"):
-        assert 0.0 <= seed[key] <= 100.0
-    assert seed["gain"] == pytest.approx(seed["student_kd"] - seed["student_labels"])
-    chosen = report["chosen"]["0"]["student_kd"]
-    assert chosen["temperature"] in (1.0, 2.0) and len(chosen["tried"]) == 2  # both temperatures tried
+    (run,) = report["runs"]  # the jobs' results schema, one run per seed
+    assert run["seed"] == 0 and report["machine"]
+    assert_accuracies(run["models"], ["teacher", "student_scratch", "student_kd"])
+    # The same search for each student (keras_kd.jobs.sweep): one rate; alpha 0.5 x T (1, 2) for the
+    # distilled student, two weight decays for the student from labels; each keeps its best on validation.
+    kd, scratch = run["selection"]["student_kd"]["trials"], run["selection"]["student_scratch"]["trials"]
+    assert [trial["settings"]["temperature"] for trial in kd] == [1.0, 2.0]
+    assert [trial["settings"]["weight_decay"] for trial in scratch] == [0.0, 1e-4]
+    for arm, trials in (("student_kd", kd), ("student_scratch", scratch)):
+        best = max(trials, key=lambda trial: trial["validation"])  # the first of equals
+        assert run["selection"][arm]["chosen"] == best["settings"]
+        assert run["selection"][arm]["best_epoch"] == best["best_epoch"] >= 1
     assert report["size_ratio"] > 1
 
 

@@ -60,7 +60,7 @@ def test_each_arm_keeps_its_trial_best_on_validation_at_that_trials_best_epoch(m
     teacher = signals.conv_teacher(keras)
     teacher.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     teacher.fit(x, y, epochs=4, batch_size=64, verbose=0)
-    starts, make_keeper = {}, training._keeper
+    starts, make_keeper = {}, training.keeper_of
 
     def keeper(trial_config, role, has_validation):  # notes each trial's weights as its training begins
         kept = make_keeper(trial_config, role, has_validation)
@@ -73,7 +73,7 @@ def test_each_arm_keeps_its_trial_best_on_validation_at_that_trials_best_epoch(m
         kept.on_train_begin = on_train_begin
         return kept
 
-    monkeypatch.setattr(training, "_keeper", keeper)
+    monkeypatch.setattr(training, "keeper_of", keeper)
     records = {}
     scratch, distilled = teacher_and_students(
         run, split, teacher, build_student=lambda name: signals.dense_student(keras, name=name), records=records

@@ -69,7 +69,7 @@ def test_settings_that_cannot_be_tuned_are_refused_before_training(tmp_path, mon
     def no_training(*args, **kwargs):
         raise AssertionError("trained before checking the settings")
 
-    monkeypatch.setattr(tuning, "prepare_training", no_training)
+    monkeypatch.setattr(tuning.run_teacher, "prepare", no_training)
     with pytest.raises(ValueError, match="validation_split"):
         tuning.tune(DistillConfig(validation_split=0.0), str(tmp_path))
     with pytest.raises(ValueError, match="alpha_schedule"):

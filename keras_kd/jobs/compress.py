@@ -20,9 +20,9 @@ from keras_kd.compression.pruning_schedules import PolynomialDecay
 from keras_kd.compression.verify import outputs_of_artifacts_in_fresh_process
 from keras_kd.jobs.backup import JobBackup
 from keras_kd.jobs.log import say
+from keras_kd.jobs.teacher import prepare
 from keras_kd.jobs.training import (
     distill,
-    prepare,
     seed_role,
     stage_teacher_cache,
     student_builder,

@@ -7,7 +7,8 @@ from keras_kd.backend import ENGINE_DESCRIPTION, keras
 from keras_kd.jobs.backup import JobBackup
 from keras_kd.jobs.report import measure_model
 from keras_kd.jobs.report.curves import plot_curves, write_history
-from keras_kd.jobs.training import distilled_epoch_steps, prepare, student_builder, teacher_and_students
+from keras_kd.jobs.teacher import prepare
+from keras_kd.jobs.training import distilled_epoch_steps, student_builder, teacher_and_students
 
 
 def run_distill(config, output_folder):

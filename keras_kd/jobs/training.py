@@ -12,8 +12,6 @@ the history and the report.
 import math
 import zlib
 
-import numpy as np
-
 from keras_kd import models
 from keras_kd.backend import keras
 from keras_kd.checks import check_outputs_are_logits
@@ -23,39 +21,13 @@ from keras_kd.distiller import Distiller
 from keras_kd.features import FeatureDistillation
 from keras_kd.jobs import sweep
 from keras_kd.jobs.backup import JobBackup
-from keras_kd.jobs.data import check_fits, load_split, open_checked, own_split, split_data
+from keras_kd.jobs.data import check_fits
 from keras_kd.jobs.log import say
 from keras_kd.losses import LogitsCrossentropy
 from keras_kd.teacher.augmented import AugmentedTeacherCache, MixUpViews
 from keras_kd.teacher.cache import TeacherCache
 from keras_kd.training import recipes
 from keras_kd.training.callbacks import DistillationScheduler, DurationEstimate, KeepBestEpoch
-from keras_kd.utils import strip_output_activation
-
-
-def load_teacher(path, input_shape, num_classes, verbose=1):
-    """A saved teacher, checked against the data; a final softmax is stripped (with a notice)."""
-    teacher = keras.models.load_model(path, compile=False)
-    if tuple(teacher.input_shape[1:]) != tuple(input_shape):
-        raise ValueError(
-            f"The teacher at {path!r} takes inputs of shape {teacher.input_shape[1:]}, but the "
-            f"data has shape {tuple(input_shape)}. Pass a teacher trained on this dataset."
-        )
-    if teacher.output_shape[-1] != num_classes:
-        raise ValueError(
-            f"The teacher at {path!r} has {teacher.output_shape[-1]} outputs; the data has {num_classes} classes."
-        )
-    return as_logits_model(teacher, verbose)
-
-
-def as_logits_model(teacher, verbose=1):
-    """`teacher`, or the same model without its final softmax (with a notice)."""
-    try:
-        check_outputs_are_logits(teacher, "teacher")
-    except ValueError:
-        say("The saved teacher ends in softmax; using its logits instead.", verbose)
-        teacher = strip_output_activation(teacher)
-    return teacher
 
 
 def _is_dataset(x):
@@ -256,14 +228,14 @@ def _teacher_cache(config, teacher, x, distiller):
     )
 
 
-def _keeper(config, role, has_validation):
+def keeper_of(config, role, has_validation):
     """The best-epoch rule of every model the job compares (kept in the backup when there is one)."""
     backup = JobBackup.of(config)
     state = backup.best_epoch_state(role) if backup else None
     return KeepBestEpoch(patience=config.patience if has_validation else None, state_path=state)
 
 
-def _record(records, role, model, keeper, max_epochs):
+def record_selection(records, role, model, keeper, max_epochs):
     """Note in `records[role]` what `keeper` chose and every epoch's logs (for the report and curves)."""
     if records is None:
         return
@@ -277,7 +249,7 @@ def _record(records, role, model, keeper, max_epochs):
     }
 
 
-def _say_selection(role, keeper, verbose):
+def say_selection(role, keeper, verbose):
     record = keeper.selection()
     if record["best_epoch"] is None:
         say(f"      {role}: no validation data; kept its last epoch ({record['epochs_trained']})", verbose)
@@ -287,29 +259,6 @@ def _say_selection(role, keeper, verbose):
         f"(validation accuracy {100 * record['validation_accuracy']:.2f} %), its weights kept",
         verbose,
     )
-
-
-def train_or_load_teacher(config, split, total_steps=3, records=None):
-    """The teacher: loaded from `config.teacher_path`, or trained on every label of `split.train`."""
-    x_train, y_train = split.train
-    input_shape, num_classes = x_train.shape[1:], int(np.max(y_train)) + 1
-    if config.teacher_path:
-        say(f"[1/{total_steps}] loading the teacher from {config.teacher_path}", config.verbose)
-        return load_teacher(config.teacher_path, input_shape, num_classes, config.verbose)
-    say(
-        f"[1/{total_steps}] training the teacher on {len(x_train)} labelled examples for "
-        f"{config.teacher_epochs} epochs",
-        config.verbose,
-    )
-    teacher = models.build_model(config.dataset, "teacher", input_shape, num_classes)
-    keeper = _keeper(config, "teacher", split.validation is not None)
-    keeper.patience = None  # the teacher trains its epochs; its best one is kept
-    train_on_labels(
-        teacher, x_train, y_train, config, config.teacher_epochs, split.validation, role="teacher", keeper=keeper
-    )
-    _record(records, "teacher", teacher, keeper, config.teacher_epochs)
-    _say_selection("teacher", keeper, config.verbose)
-    return teacher
 
 
 def distill_on_split(student, teacher, config, split, role=None, keeper=None):
@@ -359,7 +308,7 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
 
         def train_scratch(trial_config, role):
             model = scratch if role == "student_scratch" else fresh("student_scratch")
-            keeper = _keeper(trial_config, role, has_validation)
+            keeper = keeper_of(trial_config, role, has_validation)
             train_control(trial_config, split, model, role, keeper)
             return model, keeper
 
@@ -374,12 +323,12 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
     if recipes.get(config.recipe).assistant:
         say("      first a teacher assistant from the teacher, then the student from the assistant", verbose)
         assistant = models.build_model(config.dataset, "assistant", input_shape, num_classes)
-        assistant_keeper = _keeper(config, "assistant", has_validation)
+        assistant_keeper = keeper_of(config, "assistant", has_validation)
         teacher = distill_on_split(assistant, teacher, config, split, role="assistant", keeper=assistant_keeper)
-        _record(records, "assistant", assistant, assistant_keeper, config.student_epochs)
+        record_selection(records, "assistant", assistant, assistant_keeper, config.student_epochs)
 
     def train_distilled(trial_config, role):
-        model, keeper = fresh("student_kd"), _keeper(trial_config, role, has_validation)
+        model, keeper = fresh("student_kd"), keeper_of(trial_config, role, has_validation)
         distill_on_split(model, teacher, trial_config, split, role=role, keeper=keeper)
         return model, keeper
 
@@ -390,10 +339,10 @@ def teacher_and_students(config, split, teacher, total_steps=3, build_student=No
 def _searched(arm, config, train_trial, records):
     """`arm`'s model, the best on validation of its grid (`keras_kd.jobs.sweep`), recorded in `records`."""
     model, keeper, selection = sweep.search(arm, config, train_trial, log=lambda text: say(text, config.verbose))
-    _record(records, arm, model, keeper, config.student_epochs)
+    record_selection(records, arm, model, keeper, config.student_epochs)
     if records is not None:
         records[arm].update(trials=selection["trials"], chosen=selection["chosen"])
-    _say_selection(arm, keeper, config.verbose)
+    say_selection(arm, keeper, config.verbose)
     return model
 
 
@@ -445,46 +394,6 @@ def train_control(config, split, scratch, role, keeper):
         keeper=keeper,
         steps_per_epoch=steps,
     )
-
-
-def load_teacher_for_own_data(config, total_steps=3):
-    """The teacher of a run on your own data: `config.teacher_path`, any final softmax stripped."""
-    say(f"[1/{total_steps}] loading the teacher from {config.teacher_path}", config.verbose)
-    return as_logits_model(keras.models.load_model(config.teacher_path, compile=False), config.verbose)
-
-
-def prepare_training(config, total_steps=3):
-    """The run's training data split and teacher, from a built-in data set or the user's files.
-
-    The test set is not read (`keras-kd tune` searches without it).
-
-    Returns:
-        `(split, teacher)`: a `DataSplit` of arrays, or for your own files a `StreamingSplit`.
-    """
-    if config.train:
-        teacher = load_teacher_for_own_data(config, total_steps)
-        return own_split(config, teacher), teacher
-    (x_train, y_train), _ = load_split(config)
-    split = split_data(config, x_train, y_train)
-    return split, train_or_load_teacher(config, split, total_steps)
-
-
-def prepare(config, total_steps=3, records=None):
-    """The run's data split, test set and teacher, from a built-in data set or the user's files.
-
-    `records`: a dict that receives the teacher's training record when the job trains it.
-
-    Returns:
-        `(split, (x_test, y_test), teacher)`; the test set as arrays, read once for the report.
-    """
-    if config.train or config.unlabeled:
-        teacher = load_teacher_for_own_data(config, total_steps)
-        split = own_split(config, teacher)
-        test = open_checked(config, config.test, teacher)
-        return split, (test.arrays(), test.labels), teacher
-    (x_train, y_train), test = load_split(config)
-    split = split_data(config, x_train, y_train)
-    return split, test, train_or_load_teacher(config, split, total_steps, records)
 
 
 def student_builder(config, split, num_classes):

@@ -7,7 +7,7 @@ are scored on the validation examples held out of the training data. The test se
 loaded into the search, so it stays an unbiased measure for a later `keras-kd distill`.
 
 Your own data (`train`, `unlabeled`, `validation`, with `teacher` and `student`) is prepared by
-the distill job's own code (`jobs.training.prepare_training`): the same validation split, the same
+the distill job's own code (`jobs.teacher.prepare`): the same validation split, the same
 streamed `tf.data` pipelines; `test` is refused rather than read.
 
 KerasTuner is imported inside the functions: `import keras_kd` does not need it.
@@ -23,6 +23,7 @@ import numpy as np
 
 from keras_kd import models
 from keras_kd.backend import ENGINE_DESCRIPTION, keras
+from keras_kd.jobs import teacher as run_teacher
 from keras_kd.jobs.config import SEARCHED_RECIPES, TuneConfig
 from keras_kd.jobs.data import DataSplit
 from keras_kd.jobs.log import say
@@ -31,7 +32,6 @@ from keras_kd.jobs.training import (
     distill,
     distilled_epoch_steps,
     needs_indices,
-    prepare_training,
     student_builder,
     train_control,
 )
@@ -103,7 +103,7 @@ def tune(config, output_folder, max_trials=None, seed=None, recipe_names=SEARCHE
     check_output_folder(output_folder)
     seed = config.seed if seed is None else seed
     keras.utils.set_random_seed(config.seed)
-    split, teacher = prepare_training(config, total_steps=3)  # the test set is left out of the search
+    split, _, teacher = run_teacher.prepare(config, total_steps=3, test=False)  # no test set in the search
     build = _student_builder(config, split, teacher)
     initial_weights = build("student").get_weights()
     folder = _new_tuner_folder(output_folder)

@@ -10,8 +10,9 @@ targets too. The two models read different
 inputs (MiniLM word pieces, TextVectorization ids), so the student distils from the teacher's
 logits cached once per sentence (`keras_kd.TeacherCache`). It is compared with the same student
 trained from the labels alone: same initial weights, optimizer, batch size and optimizer steps;
-each arm's learning rate (and, for distillation, alpha and T) chosen on a validation split with
-the first seed, then kept for the other seeds.
+each the best of its own grid of the same size on a validation split, in each seed
+(`keras_kd.jobs.sweep`: both try the learning rates; the distilled student alpha x T, the
+student from labels as many AdamW weight decays).
 
 Data: rt-polarity v1.0 (Pang and Lee 2005), 10,662 sentences, from `--data_dir`,
 $KERAS_KD_DATA_DIR or `../shared/data/rt-polarity`. There is no official split: the fixed one
@@ -44,7 +45,7 @@ from absl import app, flags
 
 import keras_kd
 from keras_kd.backend import IS_TF_KERAS, keras
-from keras_kd.jobs import seeds
+from keras_kd.jobs import seeds, sweep
 from keras_kd.jobs.config import DistillConfig
 from keras_kd.jobs.report import ModelRow, accuracy, format_table, latency_ms, measure_model, model_file_size
 from keras_kd.jobs.training import distill, train_on_labels
@@ -74,9 +75,9 @@ flags.DEFINE_integer("embedding_dim", 16, "Student embedding size.")
 flags.DEFINE_integer("filters", 64, "Student convolution filters (3 words wide).")
 flags.DEFINE_integer("epochs", 5, "Student epochs over the transfer set (from labels: the same steps).")
 flags.DEFINE_integer("batch_size", 256, "Student batch size.")
-flags.DEFINE_list("learning_rates", ["1e-3", "3e-3"], "Student Adam learning rates tried on validation (first seed).")
-flags.DEFINE_list("alphas", ["0", "0.5"], "Label-loss weights tried on validation (first seed).")
-flags.DEFINE_list("temperatures", ["1", "2"], "Temperatures tried on validation (first seed).")
+flags.DEFINE_list("learning_rates", ["1e-3", "3e-3"], "Learning rates both students try on validation (each seed).")
+flags.DEFINE_list("alphas", ["0", "0.5"], "Label-loss weights the distilled student tries on validation.")
+flags.DEFINE_list("temperatures", ["1", "2"], "Temperatures the distilled student tries on validation.")
 
 MASKED = "qqmaskedqq"  # a word outside the student's vocabulary: TextVectorization maps it to [UNK]
 TEACHER_MASK = "[MASK]"
@@ -271,14 +272,20 @@ def student_model(name):
 class KeepBestOnValidation(keras.callbacks.Callback):
     """Every `every` steps, measure the student on validation; at the end, restore the best weights.
 
-    Both arms use it with the same `every` (one pass over the labelled sentences), so that
-    neither is judged after it has overfitted.
+    Both students use it with the same `every` (one pass over the labelled sentences), so that
+    neither is judged after it has overfitted: the students from labels peak within the first
+    passes, finer than an epoch of the transfer set. It is the trials' keeper for
+    `keras_kd.jobs.sweep.search`, which reads `best` and `best_epoch` (here: the pass kept).
     """
 
     def __init__(self, student, x_val, y_val, every):
         super().__init__()
         self.student, self.x_val, self.y_val, self.every = student, x_val, y_val, every
         self.best, self.best_weights, self.steps, self.best_step = -1.0, None, 0, 0
+
+    @property
+    def best_epoch(self):
+        return -(-self.best_step // self.every)
 
     def _check(self):
         score = accuracy(self.student, self.x_val, self.y_val)
@@ -296,71 +303,69 @@ class KeepBestOnValidation(keras.callbacks.Callback):
         self.student.set_weights(self.best_weights)
 
 
-def student_config(settings):
-    """The student's settings as the jobs take them (`keras_kd.jobs.config.DistillConfig`)."""
-    return DistillConfig(student_epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, verbose=0, **settings)
+def search_config(seed):
+    """The students' settings and grids as the jobs take them: `keras_kd.jobs.sweep` gives each student
+    a grid of the same size (the distilled one alpha x T, the one from labels as many weight decays)."""
+    return DistillConfig(
+        student_epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        seed=seed,
+        verbose=0,
+        learning_rate_grid=[float(rate) for rate in FLAGS.learning_rates],
+        alpha_grid=[float(alpha) for alpha in FLAGS.alphas],
+        temperature_grid=[float(temperature) for temperature in FLAGS.temperatures],
+    )
 
 
-def train_from_labels(initial, x, y, settings, seed, x_val, y_val, every):
-    keras.utils.set_random_seed(seed)
-    student = student_model("student_labels")
-    student.set_weights(initial)
-    best = KeepBestOnValidation(student, x_val, y_val, every)
-    train_on_labels(student, x, y, student_config(settings), FLAGS.epochs, callbacks=[best])
-    return student, best
-
-
-def train_distilled(initial, x, y, cache, settings, seed, x_val, y_val, every):
-    keras.utils.set_random_seed(seed)
-    student = student_model("student_kd")
-    student.set_weights(initial)
-    # The Distiller wants a teacher model with the student's inputs and output shape; the cache
-    # supplies every logit (MiniLM reads other inputs), so this stand-in never runs.
-    stand_in = student_model("teacher_stand_in")
-    best = KeepBestOnValidation(student, x_val, y_val, every)
-    distill(student, stand_in, x, y, student_config(settings), callbacks=[best], teacher_cache=cache)
-    return student, best
-
-
-def run_seed(seed, data, grids):
-    """Both arms from the same initial weights; each arm's best settings of `grids` on validation."""
+def run_seed(seed, data):
+    """Both students from the same initial weights, each the best of its own grid on validation."""
     keras.utils.set_random_seed(seed)
     initial = student_model("initial").get_weights()
     every = -(-len(data["x_fit"]) // FLAGS.batch_size)  # one pass over the labelled sentences
-    trials = {"student_labels": [], "student_kd": []}
-    for settings in grids["student_labels"]:
-        model, best = train_from_labels(
-            initial, data["x_labels"], data["y_labels"], settings, seed, data["x_val"], data["y_val"], every
+
+    def fresh(name):
+        student = student_model(name)
+        student.set_weights(initial)
+        return student
+
+    def train_scratch(trial_config, role):
+        student = fresh("student_scratch")
+        keeper = KeepBestOnValidation(student, data["x_val"], data["y_val"], every)
+        # The labelled sentences repeated to the transfer set's size: the same epochs make the same steps.
+        train_on_labels(
+            student, data["x_labels"], data["y_labels"], trial_config, FLAGS.epochs, role=role, callbacks=[keeper]
         )
-        trials["student_labels"].append((settings, model, best))
-    for settings in grids["student_kd"]:
-        model, best = train_distilled(
-            initial,
+        return student, keeper
+
+    def train_distilled(trial_config, role):
+        student = fresh("student_kd")
+        keeper = KeepBestOnValidation(student, data["x_val"], data["y_val"], every)
+        # The Distiller wants a teacher with the student's inputs and outputs; the cache supplies every
+        # logit (MiniLM reads other inputs), so this stand-in never runs.
+        stand_in = student_model("teacher_stand_in")
+        distill(
+            student,
+            stand_in,
             data["x_transfer"],
             data["y_transfer"],
-            data["cache"],
-            settings,
-            seed,
-            data["x_val"],
-            data["y_val"],
-            every,
+            trial_config,
+            role=role,
+            callbacks=[keeper],
+            teacher_cache=data["cache"],
         )
-        trials["student_kd"].append((settings, model, best))
-    chosen, models, steps = {}, {}, {}
-    for arm, candidates in trials.items():
-        settings, model, best = max(candidates, key=lambda trial: trial[2].best)  # first of equals
-        models[arm] = model
-        steps[arm] = best.steps
-        chosen[arm] = {**settings, "validation_accuracy": best.best, "best_step": best.best_step, "steps": best.steps}
-        if len(candidates) > 1:
-            chosen[arm]["tried"] = [{**s, "validation_accuracy": b.best} for s, _, b in candidates]
+        return student, keeper
+
+    config, models, selection, steps = search_config(seed), {}, {}, {}
+    for arm, train in (("student_scratch", train_scratch), ("student_kd", train_distilled)):
+        models[arm], keeper, selection[arm] = sweep.search(arm, config, train, log=print)
+        steps[arm] = keeper.steps
         print(
-            f"seed {seed} {arm}: chose {settings} (validation {100 * best.best:.2f} %, "
-            f"best after {best.best_step} of {best.steps} steps)",
+            f"seed {seed} {arm}: kept {selection[arm]['chosen']} (validation {100 * keeper.best:.2f} %, best after "
+            f"pass {keeper.best_epoch} of {keeper.steps // every}, {keeper.best_step} of {keeper.steps} steps)",
             flush=True,
         )
-    assert steps["student_labels"] == steps["student_kd"], steps  # same optimizer steps
-    return models, chosen
+    assert steps["student_scratch"] == steps["student_kd"], steps  # the same optimizer steps
+    return models, selection, steps["student_kd"]
 
 
 def main(_):
@@ -427,44 +432,40 @@ def main(_):
         teacher_accuracy["test"],
         latency_ms(teacher, one_teacher_input),
     )
+    metadata = {"labeled_examples": len(x_fit), "unlabeled_examples": len(x_augmented)}
 
-    runs, chosen = {}, {}
-    grids = {
-        "student_labels": [{"learning_rate": float(lr)} for lr in FLAGS.learning_rates],
-        "student_kd": [
-            {"learning_rate": float(lr), "alpha": float(alpha), "temperature": float(t)}
-            for lr in FLAGS.learning_rates
-            for alpha in FLAGS.alphas
-            for t in FLAGS.temperatures
-        ],
-    }
-    for index, seed in enumerate(int(s) for s in FLAGS.seeds):
-        models, chosen[seed] = run_seed(seed, data, grids)
-        if index == 0:  # the settings chosen on validation with the first seed, kept for the others
-            grids = {arm: [{key: chosen[seed][arm][key] for key in grid[0]}] for arm, grid in grids.items()}
+    runs = []
+    for seed in (int(s) for s in FLAGS.seeds):
+        models, selection, steps = run_seed(seed, data)
+        # The test sentences are read here, once, after every choice of this seed.
         rows = [teacher_row] + [measure_model(name, model, x_test, y_test) for name, model in models.items()]
         print(f"seed {seed}\n{format_table(rows)}", flush=True)
-        runs[seed] = [row.as_dict() for row in rows]
-
-    per_seed = [{"models": rows} for rows in runs.values()]  # the jobs' per-seed statistics
-    labels_acc = dict(zip(runs, 100 * seeds.figures(per_seed, "student_labels", "accuracy")))
-    kd_acc = dict(zip(runs, 100 * seeds.figures(per_seed, "student_kd", "accuracy")))
-    gains = dict(zip(runs, seeds.gains(per_seed, "student_kd", "student_labels")))
-    mean_gain, _ = seeds.mean_and_spread(list(gains.values()))
-    wall = time.perf_counter() - started
-    for seed in runs:
-        print(
-            f"seed {seed}: teacher {100 * teacher_accuracy['test']:.2f}, from labels {labels_acc[seed]:.2f}, "
-            f"distilled {kd_acc[seed]:.2f}, distilled - from labels {gains[seed]:+.2f} points"
+        runs.append(
+            {
+                "seed": seed,
+                "models": [row.as_dict() for row in rows],
+                "selection": selection,
+                "metadata": {**metadata, "optimizer_steps": steps},
+            }
         )
-    met = mean_gain >= 3.0 and all(g > 0 for g in gains.values())
+
+    gains = seeds.gains(runs)
+    mean_gain, _ = seeds.mean_and_spread(gains)
+    wall = time.perf_counter() - started
+    for run, gain in zip(runs, gains):
+        scores = {model["name"]: 100 * model["accuracy"] for model in run["models"]}
+        print(
+            f"seed {run['seed']}: teacher {scores['teacher']:.2f}, from labels {scores['student_scratch']:.2f}, "
+            f"distilled {scores['student_kd']:.2f}, distilled - from labels {gain:+.2f} points"
+        )
+    met = mean_gain >= 3.0 and all(gain > 0 for gain in gains)
     print(
         f"mean gain {mean_gain:+.2f} points (target: >= +3.00 on the mean and > 0 on every seed: "
         f"{'met' if met else 'missed'}); wall time {wall:.0f} s"
     )
     if FLAGS.results:
-        student_params = runs[next(iter(runs))][1]["params"]
         result = {
+            "machine": seeds.machine(),
             "train_sentences": len(x_fit),
             "validation_sentences": len(y_val),
             "test_sentences": len(y_test),
@@ -487,26 +488,15 @@ def main(_):
                 "vocabulary": FLAGS.vocabulary,
                 "epochs": FLAGS.epochs,
                 "batch_size": FLAGS.batch_size,
-                "optimizer_steps": chosen[next(iter(chosen))]["student_kd"]["steps"],
-                "settings": "chosen on validation with the first seed, kept for the others",
+                "settings": "each student the best of its own grid of the same size on validation, in each seed",
             },
-            "size_ratio": teacher_row.params / student_params,
+            "size_ratio": teacher_row.params / runs[0]["models"][1]["params"],
             "augmentation": {"copies": FLAGS.augment, "p_mask": FLAGS.p_mask, "p_ngram": FLAGS.p_ngram},
-            "chosen": {str(seed): value for seed, value in chosen.items()},
-            "per_seed": {
-                str(seed): {
-                    "teacher": 100 * teacher_accuracy["test"],
-                    "student_labels": labels_acc[seed],
-                    "student_kd": kd_acc[seed],
-                    "gain": gains[seed],
-                }
-                for seed in runs
-            },
             "mean_gain_points": mean_gain,
             "target": "distilled - from labels >= +3.0 points on the mean and > 0 on every seed",
             "target_met": met,
             "wall_time_s": wall,
-            "runs": {str(seed): rows for seed, rows in runs.items()},
+            "runs": runs,
         }
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.results)), exist_ok=True)
         with open(FLAGS.results, "w") as handle:

@@ -76,6 +76,8 @@ def _rule(data):
     if not isinstance(runs, list):
         return ""
     metadata = runs[0]["metadata"]
+    if "recipe" not in metadata:  # a run of an example's own, not of the distill job
+        return ""
     return (
         f"Recipe {metadata['recipe']} (alpha {metadata['alpha']}, T {metadata['temperature']}); "
         f"{seeds.students_in_words(metadata)}. {seeds.search_in_words(runs)}"

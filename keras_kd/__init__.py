@@ -24,7 +24,7 @@ _ATTRIBUTES = {
     "OnPolicy": "keras_kd.training.on_policy",
     "TeacherCache": "keras_kd.teacher.cache",
     "TopKTeacherCache": "keras_kd.teacher.top_k",
-    "load_distiller": "keras_kd.saving",
+    "load_distiller": "keras_kd.distiller",
     "transfer_set": "keras_kd.data.transfer",
     "tune": "keras_kd.jobs.tune",  # imports KerasTuner only when called
     "with_indices": "keras_kd.data.keys",

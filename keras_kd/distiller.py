@@ -5,6 +5,8 @@ on every backend (TensorFlow, JAX, PyTorch); what tf_keras alone needs is the
 `TfKerasSteps` mixin of `keras_kd.tf_keras_steps`, beside this module and used by it alone.
 """
 
+import os
+
 from keras_kd import backend, keras_compat, saving
 from keras_kd import losses as kd_losses
 from keras_kd.backend import IS_TF_KERAS, keras, ops, register_serializable
@@ -511,7 +513,7 @@ class Distiller(EngineSteps, keras.Model):
                 the teacher's output change between epochs; `False`: the teacher runs on every step;
                 a `TeacherCache` of these same `x` (checked by size and fingerprint) or an
                 `AugmentedTeacherCache` (its stored views replace `augmentation`).
-            check_numerics: NaN checks on every batch before it trains (`data_checks`).
+            check_numerics: NaN checks on every batch before it trains (`keras_kd.data.checks`).
             teacher_cache_max_bytes: the most memory the logits kept by default may take.
         """
         x, kwargs = check_fit_arguments(self, x, y, kwargs, check_numerics, teacher_cache)
@@ -592,3 +594,23 @@ class Distiller(EngineSteps, keras.Model):
         # Create the optimizer's slots (the student's variables exist already) so that a
         # saved optimizer state can load into them.
         self.optimizer.build(self.trainable_variables)
+
+
+def load_distiller(path: "str | os.PathLike", custom_objects: "dict | None" = None):
+    """Load a `Distiller` (or any model) saved with `.save(path)`, ready to resume training.
+
+    Args:
+        path: a `.keras` file, or (tf_keras) a SavedModel folder.
+        custom_objects: classes the teacher or student need, as for `load_model`.
+
+    Returns:
+        The loaded model, compiled as it was saved.
+    """
+    model = keras.models.load_model(path, custom_objects=custom_objects)
+    checkpoint_prefix = os.path.join(path, "variables", "variables")
+    if IS_TF_KERAS and os.path.isdir(path) and getattr(model, "optimizer", None) is not None:
+        import tensorflow as tf
+
+        model.optimizer.build(model.trainable_variables)
+        tf.train.Checkpoint(root=model).read(checkpoint_prefix).expect_partial()
+    return model

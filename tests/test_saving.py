@@ -9,7 +9,7 @@ import pytest
 
 import keras_kd
 from keras_kd.backend import IS_TF_KERAS, keras
-from keras_kd.saving import load_distiller
+from keras_kd.distiller import load_distiller
 from tests.conftest import make_mlp
 
 FORMATS = ["model.keras"] + (["saved_model"] if IS_TF_KERAS else [])
@@ -56,30 +56,38 @@ def test_distiller_round_trip_resumes_identically(tmp_path, data, teacher, name)
     assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-6)
 
 
-def test_student_saved_alone_loads_in_another_process(tmp_path, data, teacher):
+def test_student_and_distiller_load_in_another_process(tmp_path, data, teacher):
+    """A fresh process loads the student's file with Keras alone, and the distiller's with
+    `keras_kd.load_distiller` and nothing else imported first, with the same outputs."""
     x, _ = data
     distiller = trained_distiller(data, teacher)
-    path = str(tmp_path / "student.keras")
+    path, whole = str(tmp_path / "student.keras"), str(tmp_path / "distiller.keras")
     distiller.student.save(path)
+    distiller.save(whole)
     np.save(tmp_path / "x.npy", x)
     script = (
         "import sys, numpy as np\n"
+        "import keras_kd\n"
+        "distiller = keras_kd.load_distiller(sys.argv[4])\n"
         "from keras_kd.backend import keras, to_numpy\n"
         "model = keras.models.load_model(sys.argv[1])\n"
         "np.save(sys.argv[3], to_numpy(model(np.load(sys.argv[2]), training=False)))\n"
-        "print(len(model.layers))\n"
+        "np.save(sys.argv[5], distiller.predict(np.load(sys.argv[2]), verbose=0))\n"
+        "print(type(distiller).__name__, distiller.alpha, distiller.temperature)\n"
     )
-    out = tmp_path / "out.npy"
+    out, out_whole = tmp_path / "out.npy", tmp_path / "out_whole.npy"
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     result = subprocess.run(
-        [sys.executable, "-c", script, path, str(tmp_path / "x.npy"), str(out)],
+        [sys.executable, "-c", script, path, str(tmp_path / "x.npy"), str(out), whole, str(out_whole)],
         capture_output=True,
         text=True,
         env=env,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-3:] == ["Distiller", "0.25", "5.0"]
     np.testing.assert_allclose(np.load(out), distiller.student.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.load(out_whole), distiller.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
     # The student's file holds no teacher: far fewer weights than the distiller.
     assert keras.models.load_model(path).count_params() == distiller.student.count_params()
 

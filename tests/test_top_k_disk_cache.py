@@ -248,3 +248,11 @@ def test_nothing_of_the_users_is_overwritten_and_errors_come_before_training(tmp
         distiller.fit(x[:10], x[:10], teacher_cache=cache, verbose=0)
     for before_weight, after in zip(start, student.weights):
         np.testing.assert_array_equal(before_weight, to_numpy(after))
+
+
+def test_the_format_tag_is_the_one_earlier_versions_wrote():
+    # Every cache.json on a user's disk carries this tag, and `read` refuses another: a new tag (the
+    # package's move to keras_kd.teacher once made one) would orphan every cache built before.
+    from keras_kd.teacher import top_k_disk
+
+    assert top_k_disk.FORMAT == "keras_kd.top_k_cache/1"

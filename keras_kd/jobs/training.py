@@ -1,4 +1,5 @@
-"""The steps every job shares: the teacher, the student from labels alone, the distilled student.
+"""The steps every job shares: the student from labels alone and the distilled student (the teacher:
+`keras_kd.jobs.teacher`).
 
 `keras-kd distill`, `compress` and `tune`, the examples and the benchmarks all train through
 these functions, so their figures are produced the same way: both students start from the same

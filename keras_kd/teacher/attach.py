@@ -14,7 +14,7 @@ from keras_kd.teacher.top_k_ops import tail_bucket_logits, top_k_logits
 def cached_teacher_logits(cached, student_logits):
     """`(teacher logits, student logits)` for the distillation loss from what a cache handed the step:
     its logits; a top-k cache's distribution rebuilt over the vocabulary; or, for its `tail="bucket"`
-    form, both models' k + 1 classes (`keras_kd.teacher.top_k.tail_bucket_logits`)."""
+    form, both models' k + 1 classes (`keras_kd.teacher.top_k_ops.tail_bucket_logits`)."""
     if not isinstance(cached, dict):
         return ops.convert_to_tensor(cached), student_logits
     if cached["tail"] == "bucket":

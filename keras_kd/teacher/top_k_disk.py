@@ -35,7 +35,7 @@ from keras_kd.data.keys import INDEX_KEY, INPUTS_KEY, TOP_K_IDS_KEY, TOP_K_PROBA
 from keras_kd.teacher import batches as batching
 from keras_kd.teacher.top_k_ops import TruncationError, top_k_of
 
-FORMAT = "keras_kd.teacher.top_k/1"
+FORMAT = "keras_kd.top_k_cache/1"  # written into every cache.json: a new tag orphans the caches on users' disks
 MANIFEST = "cache.json"
 _FILES = {"probabilities": "probabilities.bin", "ids": "ids.bin"}
 _BATCHES = "batches.bin"
@@ -46,7 +46,7 @@ def _ids_dtype(num_classes):
 
 
 def teacher_fingerprint(model):
-    """`teacher_cache.fingerprint` of the teacher's weights (shapes and a strided sample of each), so that a
+    """`batches.fingerprint` of the teacher's weights (shapes and a strided sample of each), so that a
     folder is resumed or reused for the teacher that began it only, not one retrained since."""
     weights = {f"{index:05d}": np.asarray(to_numpy(weight)).reshape(-1) for index, weight in enumerate(model.weights)}
     return batching.fingerprint(weights)

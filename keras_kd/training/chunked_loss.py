@@ -162,7 +162,7 @@ def losses(distiller, x, y, hidden, sample_weight, cached, teacher_x):
     distillation_loss = totals[1] / real
     if not labelled:
         return None, distillation_loss
-    if getattr(distiller.student_loss_fn, "reduction", None) == "sum":  # as `transfer_data.labelled_mean`
+    if getattr(distiller.student_loss_fn, "reduction", None) == "sum":  # as `keras_kd.data.transfer.labelled_mean`
         return totals[0] * backend.replicas_in_sync(), distillation_loss
     label_count = ops.maximum(backend.sum_over_replicas(ops.sum(mask)), 1.0)
     return totals[0] * backend.replicas_in_sync() / label_count, distillation_loss

@@ -232,9 +232,9 @@ class Distiller(EngineSteps, keras.Model):
             temperature: T > 0 that softens both models' outputs.
             augmentation: a layer applied to each training batch before both teacher and student see it
                 (function matching: the same view for both, on the fly); `False` drops a recipe's augmentation.
-            recipe: a named method (`keras_kd.training.recipes.RECIPES`: "hinton", "function_matching", "dist")
+            recipe: a named method (`keras_kd.recipes.RECIPES`: "hinton", "function_matching", "dist")
                 whose loss, alpha, temperature and augmentation fill every argument above left as None.
-                Default "hinton" (alpha 0.5, T `keras_kd.training.recipes.DEFAULT_TEMPERATURE`). "teacher_assistant"
+                Default "hinton" (alpha 0.5, T `keras_kd.recipes.DEFAULT_TEMPERATURE`). "teacher_assistant"
                 needs a third model and is refused here with the two steps that do it (the command line
                 trains it).
             loss_chunk_size: for a keras-hub causal LM student, the positions whose logits a training

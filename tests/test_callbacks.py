@@ -37,9 +37,9 @@ def test_duration_estimate_leaves_out_the_traced_first_epoch_and_holds(data, mon
     x, y = data
     seconds = [40.0, 2.0, 4.0] + [3.0] * 9  # a slow first epoch; 3 s an epoch after it, on average
     clock = _Clock(seconds)
-    monkeypatch.setattr(keras_kd.training.callbacks, "time", clock)
+    monkeypatch.setattr(keras_kd.callbacks, "time", clock)
     printed = []
-    estimate = keras_kd.training.callbacks.DurationEstimate("student", print_fn=printed.append)
+    estimate = keras_kd.callbacks.DurationEstimate("student", print_fn=printed.append)
     _compiled(make_mlp(4)).fit(x, y, epochs=12, validation_data=(x[:8], y[:8]), verbose=0, callbacks=[clock, estimate])
     assert printed == [
         "[keras-kd] student: 3.00 s an epoch; the other 9 epochs need about 27 s.",
@@ -53,9 +53,9 @@ def test_duration_estimate_times_whole_validation_cycles(data, monkeypatch):
     printed after epoch 6 for the 4 left."""
     x, y = data
     clock = _Clock([50.0, 10.0, 1.0, 5.0, 1.0, 5.0, 1.0, 5.0, 1.0, 5.0])
-    monkeypatch.setattr(keras_kd.training.callbacks, "time", clock)
+    monkeypatch.setattr(keras_kd.callbacks, "time", clock)
     printed = []
-    estimate = keras_kd.training.callbacks.DurationEstimate("student", print_fn=printed.append, validation_freq=2)
+    estimate = keras_kd.callbacks.DurationEstimate("student", print_fn=printed.append, validation_freq=2)
     _compiled(make_mlp(4)).fit(x, y, epochs=10, verbose=0, callbacks=[clock, estimate])
     assert estimate.estimated_seconds == 12.0 and estimate.remaining_seconds == 12.0, printed
 
@@ -63,7 +63,7 @@ def test_duration_estimate_times_whole_validation_cycles(data, monkeypatch):
 def test_duration_estimate_with_early_stopping_is_an_upper_bound(data, student):
     x, y = data
     printed = []
-    estimate = keras_kd.training.callbacks.DurationEstimate("student", print_fn=printed.append, stops_early=True)
+    estimate = keras_kd.callbacks.DurationEstimate("student", print_fn=printed.append, stops_early=True)
     _compiled(student).fit(x, y, epochs=4, verbose=0, callbacks=[estimate])
     assert printed and "need at most about" in printed[0]
 
@@ -91,12 +91,12 @@ def test_keep_best_epoch_restores_the_best_weights_and_stops_after_patience(data
     else:
         model = _compiled(student)
     fed = _Scores(scores, lambda: student)
-    keeper = keras_kd.training.callbacks.KeepBestEpoch(patience=3, state_path=str(tmp_path / "best"))
+    keeper = keras_kd.callbacks.KeepBestEpoch(patience=3, state_path=str(tmp_path / "best"))
     model.fit(x, y, epochs=len(scores), verbose=0, callbacks=[fed, keeper])
     assert len(fed.weights) == 5  # epochs 3, 4, 5 brought nothing better: stopped after epoch 5
     assert keeper.best_epoch == 2 and keeper.best == pytest.approx(0.5)
     for kept, epoch_2 in zip(weights_of(student), fed.weights[1]):
         np.testing.assert_array_equal(kept, epoch_2)
     assert not all(np.array_equal(a, b) for a, b in zip(fed.weights[1], fed.weights[4]))  # it did train on
-    saved = keras_kd.training.callbacks.KeepBestEpoch(state_path=str(tmp_path / "best"))  # as a resumed run reads it
+    saved = keras_kd.callbacks.KeepBestEpoch(state_path=str(tmp_path / "best"))  # as a resumed run reads it
     assert saved.best_epoch == 2 and [entry["epoch"] for entry in saved.epochs] == [1, 2, 3, 4, 5]

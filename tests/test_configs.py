@@ -23,7 +23,7 @@ def test_there_is_a_config_per_method():
     names = {os.path.basename(path)[:-5] for path in CONFIGS}
     assert {"kd", "dkd", "dist", "fitnets", "attention_transfer", "rkd", "pkt", "crd", "ls_kd", "mlkd", "ctkd"} <= names
     recipes = {os.path.basename(path)[:-5] for path in CONFIGS if os.sep + "recipes" + os.sep in path}
-    assert recipes == set(keras_kd.training.recipes.RECIPES)
+    assert recipes == set(keras_kd.recipes.RECIPES)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_config_runs(path, digits_teacher):
     values = DistillConfig.read_yaml(path)
     config = DistillConfig.from_dict({**values, "teacher_epochs": 1, "student_epochs": 1, "verbose": 0})
     if "recipe" in values:
-        recipe, arguments = keras_kd.training.recipes.get(values["recipe"]), config.compile_arguments()
+        recipe, arguments = keras_kd.recipes.get(values["recipe"]), config.compile_arguments()
         assert (arguments["alpha"], arguments["temperature"]) == (recipe.alpha, recipe.temperature)
     config.validate()
     if not is_tensorflow_backed() and not os.environ.get("KERAS_KD_ALL_JOBS"):
@@ -66,14 +66,14 @@ def test_config_runs(path, digits_teacher):
     epoch = records["student_kd"]["epochs"][0]
     alpha = config.compile_arguments()["alpha"]
     if config.alpha_schedule:  # the first epoch's alpha is the schedule's
-        alpha = keras_kd.training.schedules.get(config.alpha_schedule)(0)
+        alpha = keras_kd.schedules.get(config.alpha_schedule)(0)
     want = alpha * epoch["student_loss"] + (1 - alpha) * epoch["distillation_loss"]
     for term in config.features:
         (key,) = [key for key in epoch if key.endswith(f"_{term['student_layer']}_loss") and "val_" not in key]
         want += term.get("weight", 1.0) * epoch[key]
     assert epoch["loss"] == pytest.approx(want, rel=1e-4)
     if not config.alpha_schedule:
-        recipe_alpha = keras_kd.training.recipes.get(values.get("recipe", "hinton")).alpha
+        recipe_alpha = keras_kd.recipes.get(values.get("recipe", "hinton")).alpha
         assert alpha == (values["alpha"] if "alpha" in values else recipe_alpha)
 
 

@@ -74,7 +74,7 @@ def test_the_teacher_runs_live_where_its_output_can_change_or_is_too_large(data,
     initial = make_mlp(4, name="student").get_weights()
     plain = _distiller(teacher, initial)
     assert why_live(plain, x, []) is None
-    assert "SnapshotTeacher" in why_live(plain, x, [keras_kd.training.callbacks.SnapshotTeacher(1)])
+    assert "SnapshotTeacher" in why_live(plain, x, [keras_kd.callbacks.SnapshotTeacher(1)])
     assert "not in memory" in why_live(plain, iter([x]), [])
     mixup = _distiller(teacher, initial, recipe="function_matching")
     assert "augments" in why_live(mixup, x, [])

@@ -158,7 +158,7 @@ def test_self_distillation_refreshes_the_teacher(data):
     teacher = keras_kd.utils.snapshot(student)
     distiller = keras_kd.Distiller(student=student, teacher=teacher)
     distiller.compile(optimizer=keras.optimizers.Adam(0.05), alpha=0.5)
-    callback = keras_kd.training.callbacks.SnapshotTeacher(every_n_epochs=1)
+    callback = keras_kd.callbacks.SnapshotTeacher(every_n_epochs=1)
     history = distiller.fit(x, y, epochs=3, batch_size=len(x), verbose=0, callbacks=[callback]).history
     np.testing.assert_allclose(history["distillation_loss"], 0.0, atol=1e-6)
     for a, b in zip(weights_of(teacher), weights_of(student)):
@@ -175,9 +175,9 @@ def test_schedules_set_alpha_and_temperature_each_epoch(data, teacher, student):
     seen = []
     distiller = keras_kd.Distiller(student=student, teacher=teacher)
     distiller.compile(optimizer="adam", alpha=0.9, temperature=1.0)
-    scheduler = keras_kd.training.callbacks.DistillationScheduler(
+    scheduler = keras_kd.callbacks.DistillationScheduler(
         alpha={"name": "warmup", "start": 1.0, "end": 0.0, "epochs": 2},
-        temperature=keras_kd.training.schedules.Cosine(8.0, 2.0, 2),
+        temperature=keras_kd.schedules.Cosine(8.0, 2.0, 2),
     )
     probe = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: seen.append(

@@ -40,7 +40,7 @@ def test_the_teacher_assistant_recipe_is_refused_by_a_distiller_with_the_two_ste
     distiller = keras_kd.Distiller(student=student, teacher=teacher)
     with pytest.raises(ValueError, match="distil the assistant from the teacher"):
         distiller.compile(recipe="teacher_assistant")
-    assert keras_kd.training.recipes.get("teacher_assistant").assistant
+    assert keras_kd.recipes.get("teacher_assistant").assistant
 
 
 @pytest.mark.parametrize("name", sorted(DOCUMENTED))
@@ -50,7 +50,7 @@ def test_every_recipe_resolves_and_trains_one_step(name):
     before = [w.copy() for w in student.get_weights()]
     distiller = keras_kd.Distiller(student=student, teacher=teacher)
     distiller.compile(optimizer=keras.optimizers.SGD(0.1), recipe=name)
-    recipe = keras_kd.training.recipes.get(name)
+    recipe = keras_kd.recipes.get(name)
     assert distiller.alpha == recipe.alpha and distiller.temperature == recipe.temperature
     assert (distiller.augmentation is None) == (recipe.augmentation is None)
     history = distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
@@ -67,8 +67,8 @@ def test_explicit_arguments_override_the_recipe(teacher, student):
 def test_default_is_the_hinton_recipe_with_the_documented_temperature(teacher, student):
     distiller = keras_kd.Distiller(student=student, teacher=teacher)
     distiller.compile()
-    assert distiller.temperature == keras_kd.training.recipes.DEFAULT_TEMPERATURE
-    assert distiller.alpha == keras_kd.training.recipes.get("hinton").alpha
+    assert distiller.temperature == keras_kd.recipes.DEFAULT_TEMPERATURE
+    assert distiller.alpha == keras_kd.recipes.get("hinton").alpha
     assert type(distiller.distillation_loss_fn).__name__ == "KDLoss"
 
 

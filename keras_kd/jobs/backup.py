@@ -9,7 +9,7 @@ A run with a backup folder (the CLI sets `config.backup_dir`) saves, atomically:
 - `<role>/`: the `BackupAndRestore` state of the training under way (`keras_kd.training.resume`), from
   which a rerun goes on at the epoch after the last one completed;
 - `<role>.best.json` and `<role>.best.weights.h5`: the best epoch on validation so far and its
-  weights (`keras_kd.training.callbacks.KeepBestEpoch`), with every epoch's logs.
+  weights (`keras_kd.callbacks.KeepBestEpoch`), with every epoch's logs.
 
 Models are keyed by their role in the run (`teacher`, `student_scratch`, `student_kd`,
 `assistant`), never by their Keras name: both students are copies of one user model and carry

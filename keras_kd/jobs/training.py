@@ -251,6 +251,7 @@ def record_selection(records, role, model, keeper, max_epochs):
 
 
 def say_selection(role, keeper, verbose):
+    """One line on the epoch `keeper` kept for `role` (or its last epoch, without validation data)."""
     record = keeper.selection()
     if record["best_epoch"] is None:
         say(f"      {role}: no validation data; kept its last epoch ({record['epochs_trained']})", verbose)

@@ -40,14 +40,17 @@ def named_leaves(x):
 
 
 def num_rows(x):
+    """The number of examples in an array or a dict of arrays."""
     return len(named_leaves(x)[0][1])
 
 
 def row_range(x, start, stop):
+    """Rows `start:stop` of an array, or of every array of a dict."""
     return {key: value[start:stop] for key, value in x.items()} if isinstance(x, dict) else x[start:stop]
 
 
 def is_dataset(x):
+    """True for a `tf.data.Dataset` (False where TensorFlow is not installed)."""
     try:
         import tensorflow as tf
     except ImportError:  # pragma: no cover - Keras 3 without TensorFlow
@@ -72,12 +75,14 @@ def batch_hash(inputs):
 
 
 def batch_length(inputs):
+    """The number of examples in one batch of a dataset (its first tensor's first dimension)."""
     import tensorflow as tf
 
     return int(tf.shape(tf.nest.flatten(inputs)[0])[0])
 
 
 def dataset_fingerprint(batch_sizes, batch_hashes):
+    """A short hash of a dataset's batch sizes and batch hashes: the fingerprint of its whole pass."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(np.asarray(batch_sizes, "int64").tobytes())
     digest.update(np.asarray(batch_hashes, "int64").tobytes())
@@ -85,6 +90,7 @@ def dataset_fingerprint(batch_sizes, batch_hashes):
 
 
 def check_finite(dataset, argument):
+    """Refuse an endless dataset (`repeat()`): a cache holds one finite pass."""
     import tensorflow as tf
 
     if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:

@@ -7,6 +7,7 @@ import pathlib
 import re
 
 import keras_kd
+from tools.bazel.generate_build import strongly_connected
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 API = ROOT / "docs" / "api"
@@ -94,34 +95,9 @@ def _graph(lazy):
 
 
 def _circles(graph):
-    """The strongly connected components of more than one module (Tarjan)."""
-    index, low, stack, on_stack, circles = {}, {}, [], set(), []
-
-    def connect(node):
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for other in graph.get(node, ()):
-            if other not in index:
-                connect(other)
-                low[node] = min(low[node], low[other])
-            elif other in on_stack:
-                low[node] = min(low[node], index[other])
-        if low[node] == index[node]:
-            component = set()
-            while True:
-                other = stack.pop()
-                on_stack.discard(other)
-                component.add(other)
-                if other == node:
-                    break
-            if len(component) > 1:
-                circles.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            connect(node)
-    return circles
+    """The strongly connected components of more than one module, each sorted (the BUILD generator's
+    Tarjan, which groups such modules into one target)."""
+    return sorted(sorted(component) for component in strongly_connected(graph) if len(component) > 1)
 
 
 def test_no_import_circle_at_load_time():

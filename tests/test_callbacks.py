@@ -71,12 +71,14 @@ def test_duration_estimate_with_early_stopping_is_an_upper_bound(data, student):
 class _Scores(keras.callbacks.Callback):
     """Feeds a made-up validation accuracy per epoch to the callbacks after it, and keeps each epoch's weights."""
 
-    def __init__(self, scores, owner):
+    def __init__(self, scores, owner, losses=None):
         super().__init__()
-        self.scores, self.owner, self.weights = scores, owner, []
+        self.scores, self.owner, self.losses, self.weights = scores, owner, losses, []
 
     def on_epoch_end(self, epoch, logs=None):
         logs["val_accuracy"] = self.scores[epoch]
+        if self.losses is not None:
+            logs["val_loss"] = self.losses[epoch]
         self.weights.append(weights_of(self.owner()))
 
 
@@ -100,3 +102,30 @@ def test_keep_best_epoch_restores_the_best_weights_and_stops_after_patience(data
     assert not all(np.array_equal(a, b) for a, b in zip(fed.weights[1], fed.weights[4]))  # it did train on
     saved = keras_kd.callbacks.KeepBestEpoch(state_path=str(tmp_path / "best"))  # as a resumed run reads it
     assert saved.best_epoch == 2 and [entry["epoch"] for entry in saved.epochs] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("distilled", [False, True])
+def test_keep_best_epoch_breaks_an_accuracy_tie_by_the_lower_validation_loss(data, teacher, distilled, tmp_path):
+    """A small validation set saturates (20 examples at 100 %) while the student still improves: an
+    epoch of equal accuracy and lower validation loss is kept and resets the patience."""
+    x, y = data
+    student = make_mlp(4, name="student")
+    scores = [0.5, 0.9, 0.9, 0.9, 0.9, 0.9]
+    losses = [1.0, 0.8, 0.6, 0.7, 0.65, 0.5]  # epoch 3 beats epoch 2 by its loss; 4 and 5 do not: stop
+    if distilled:
+        model = keras_kd.Distiller(student=student, teacher=teacher)
+        model.compile(optimizer="adam", metrics=["accuracy"])
+    else:
+        model = _compiled(student)
+    fed = _Scores(scores, lambda: student, losses)
+    keeper = keras_kd.callbacks.KeepBestEpoch(patience=2, state_path=str(tmp_path / "best"))
+    model.fit(x, y, epochs=len(scores), verbose=0, callbacks=[fed, keeper])
+    assert len(fed.weights) == 5 and keeper.best_epoch == 3 and keeper.best_tie_break == pytest.approx(0.6)
+    for kept, epoch_3 in zip(weights_of(student), fed.weights[2]):
+        np.testing.assert_array_equal(kept, epoch_3)
+    resumed = keras_kd.callbacks.KeepBestEpoch(state_path=str(tmp_path / "best"))  # as a resumed run reads it
+    assert (resumed.best_epoch, resumed.best_tie_break) == (3, pytest.approx(0.6))
+    first_of_equals = keras_kd.callbacks.KeepBestEpoch(patience=2, tie_break=None)
+    again = _Scores(scores, lambda: student, losses)
+    model.fit(x, y, epochs=len(scores), verbose=0, callbacks=[again, first_of_equals])
+    assert first_of_equals.best_epoch == 2

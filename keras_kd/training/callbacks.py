@@ -146,8 +146,11 @@ class KeepBestEpoch(keras.callbacks.Callback):
     """Keep the weights of the best epoch on validation data, and restore them when training ends.
 
     The one rule by which a job trains every model it compares (the student from labels and the
-    distilled student alike): at each validation, `monitor` is read; a strictly better value
-    keeps that epoch's weights (the student's, when the model is a `Distiller`); after
+    distilled student alike): at each validation, `monitor` is read; a strictly better value, or an
+    equal one with a lower `tie_break` (the validation loss), keeps that epoch's weights (the
+    student's, when the model is a `Distiller`). The tie-break matters on a small validation set,
+    where the accuracy saturates while the student still improves: 20 examples tie at 100 % from
+    an early epoch on. After
     `patience` validations without improvement training stops; at the end the kept weights are
     restored. Epochs without validation (`validation_freq` > 1) count for nothing.
 
@@ -158,12 +161,15 @@ class KeepBestEpoch(keras.callbacks.Callback):
     Args:
         monitor: a validation metric where higher is better (default `val_accuracy`).
         patience: validations without improvement before stopping; None: never stop early.
+        tie_break: a validation metric where lower is better, which decides between epochs of an
+            equal `monitor` (default `val_loss`; None: the first of equals is kept).
     """
 
-    def __init__(self, monitor="val_accuracy", patience=None, state_path=None):
+    def __init__(self, monitor="val_accuracy", patience=None, state_path=None, tie_break="val_loss"):
         super().__init__()
-        self.monitor, self.patience, self.state_path = monitor, patience, state_path
+        self.monitor, self.patience, self.state_path, self.tie_break = monitor, patience, state_path, tie_break
         self.epochs, self.best, self.best_epoch, self.wait = [], None, None, 0
+        self.best_tie_break = None
         self.steps_per_epoch = None
         self._best_weights = None
         self.load_state()
@@ -182,6 +188,7 @@ class KeepBestEpoch(keras.callbacks.Callback):
             state = json.load(handle)
         self.epochs, self.best, self.best_epoch = state["epochs"], state["best"], state["best_epoch"]
         self.wait, self.steps_per_epoch = state["wait"], state.get("steps_per_epoch")
+        self.best_tie_break = state.get("best_tie_break")
         return self
 
     def _save_state(self):
@@ -191,6 +198,7 @@ class KeepBestEpoch(keras.callbacks.Callback):
             "epochs": self.epochs,
             "best": self.best,
             "best_epoch": self.best_epoch,
+            "best_tie_break": self.best_tie_break,
             "wait": self.wait,
             "steps_per_epoch": self.steps_per_epoch,
         }
@@ -207,8 +215,9 @@ class KeepBestEpoch(keras.callbacks.Callback):
         self.epochs = [entry for entry in self.epochs if entry["epoch"] != epoch + 1]
         self.epochs.append({"epoch": epoch + 1, **logs})
         if self.monitor in logs:
-            if self.best is None or logs[self.monitor] > self.best:
+            if self._better(logs):
                 self.best, self.best_epoch, self.wait = logs[self.monitor], epoch + 1, 0
+                self.best_tie_break = logs.get(self.tie_break)
                 self._best_weights = self._trained().get_weights()
                 if self.state_path is not None:
                     from keras_kd import atomic
@@ -220,6 +229,14 @@ class KeepBestEpoch(keras.callbacks.Callback):
                     self.model.stop_training = True
         if self.state_path is not None:
             self._save_state()
+
+    def _better(self, logs):
+        """True if this epoch beats the kept one: a higher `monitor`, or an equal one and a lower `tie_break`."""
+        value = logs[self.monitor]
+        if self.best is None or value > self.best:
+            return True
+        tie_break = logs.get(self.tie_break)
+        return value == self.best and None not in (tie_break, self.best_tie_break) and tie_break < self.best_tie_break
 
     def on_train_end(self, logs=None):
         import os
